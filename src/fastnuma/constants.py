@@ -1,0 +1,82 @@
+"""Linux constants with their Linux values (include/uapi/linux/mempolicy.h, mman.h).
+
+Plain ints, importable without Numba. fastnuma-only values say so in their name.
+"""
+
+# Memory policy modes
+MPOL_DEFAULT = 0
+MPOL_PREFERRED = 1
+MPOL_BIND = 2
+MPOL_INTERLEAVE = 3
+MPOL_LOCAL = 4
+MPOL_PREFERRED_MANY = 5
+MPOL_WEIGHTED_INTERLEAVE = 6
+MPOL_MAX = 7
+
+# Mode flags (or'ed into the mode argument)
+MPOL_F_STATIC_NODES = 1 << 15
+MPOL_F_RELATIVE_NODES = 1 << 14
+MPOL_F_NUMA_BALANCING = 1 << 13
+MPOL_MODE_FLAGS = MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES | MPOL_F_NUMA_BALANCING
+
+# get_mempolicy flags
+MPOL_F_NODE = 1 << 0
+MPOL_F_ADDR = 1 << 1
+MPOL_F_MEMS_ALLOWED = 1 << 2
+
+# mbind flags
+MPOL_MF_STRICT = 1 << 0
+MPOL_MF_MOVE = 1 << 1
+MPOL_MF_MOVE_ALL = 1 << 2
+MPOL_MF_LAZY = 1 << 3
+MPOL_MF_VALID = MPOL_MF_STRICT | MPOL_MF_MOVE | MPOL_MF_MOVE_ALL
+
+# Internal policy flags (never returned to users)
+MPOL_F_SHARED = 1 << 0
+MPOL_F_MOF = 1 << 3
+MPOL_F_MORON = 1 << 4
+
+# mmap flags
+MAP_SHARED = 0x01
+MAP_PRIVATE = 0x02
+MAP_FIXED = 0x10
+MAP_ANONYMOUS = 0x20
+MAP_HUGETLB = 0x40000
+
+# madvise advice
+MADV_NORMAL = 0
+MADV_DONTNEED = 4
+MADV_HUGEPAGE = 14
+MADV_NOHUGEPAGE = 15
+
+# Sizes
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT
+HPAGE_PMD_ORDER = 9
+HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER
+HPAGE_PMD_SIZE = PAGE_SIZE * HPAGE_PMD_NR
+TASK_SIZE = 1 << 47                 # x86-64 user address space, 4-level page tables
+MAX_NUMNODES = 1024                 # CONFIG_NODES_SHIFT=10, as distribution kernels
+MAX_SIM_NODES = 64                  # fastnuma: node masks are uint64 inside the engine
+DEFAULT_MAX_MAP_COUNT = 65530       # vm.max_map_count
+
+# Trace event kinds (trace format v1)
+OP_READ = 0
+OP_WRITE = 1
+OP_MMAP = 2
+OP_MUNMAP = 3
+OP_MBIND = 4
+OP_SET_MEMPOLICY = 5
+OP_MOVE_PAGES = 6
+OP_SCHED = 7
+OP_MADVISE = 8
+
+MODE_NAMES = {
+    MPOL_DEFAULT: "default",
+    MPOL_PREFERRED: "prefer",
+    MPOL_BIND: "bind",
+    MPOL_INTERLEAVE: "interleave",
+    MPOL_LOCAL: "local",
+    MPOL_PREFERRED_MANY: "prefer (many)",
+    MPOL_WEIGHTED_INTERLEAVE: "weighted interleave",
+}

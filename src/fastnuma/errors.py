@@ -1,0 +1,37 @@
+"""Errors: failed system calls raise OSError with Linux's errno, as Python's os module does."""
+import errno as _errno
+import os
+
+
+def raise_errno(err, what):
+    """Raise ``OSError(err, "<strerror>: <what>")`` the way a failed system call does."""
+    raise OSError(err, f"{os.strerror(err)}: {what}")
+
+
+class OutOfMemory(OSError):
+    """The faulting process was OOM-killed (ENOMEM); it no longer exists afterwards."""
+
+    def __init__(self, pid, what):
+        super().__init__(_errno.ENOMEM, f"{os.strerror(_errno.ENOMEM)}: {what}")
+        self.pid = pid
+
+
+class SegmentationFault(OSError):
+    """An access outside every mapping of the process (EFAULT, the SIGSEGV of the simulator)."""
+
+    def __init__(self, pid, index, addr):
+        super().__init__(_errno.EFAULT,
+                         f"{os.strerror(_errno.EFAULT)}: segmentation fault: process {pid} "
+                         f"accessed unmapped address {addr:#x} (element {index} of the batch)")
+        self.pid, self.index, self.addr = pid, index, addr
+
+
+class TraceError(ValueError):
+    """Bad trace input, naming the file, column, row and value."""
+
+    def __init__(self, message, *, path=None, column=None, row=None, value=None):
+        where = ", ".join(f"{k} {v!r}" if k != "row" else f"row {v}"
+                          for k, v in (("file", path), ("column", column), ("row", row),
+                                       ("value", value)) if v is not None)
+        super().__init__(f"{message} ({where})" if where else message)
+        self.path, self.column, self.row, self.value = path, column, row, value

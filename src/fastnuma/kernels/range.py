@@ -1,0 +1,185 @@
+"""Kernels over address ranges: unmap, fork's page-table copy, reading nodes, numa_maps stats.
+
+``blocks`` arguments are the PTE blocks of one address space whose PMDs meet the range,
+sorted by address (pagetable.PageTable.blocks_in gives them); ``lo``/``hi`` are vpns.
+"""
+import errno
+
+import numpy as np
+
+from ..dtypes import (FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE, PTE_ZERO,
+                      PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_SHARED, ZERO_PAGE_NODE)
+from ._jit import kernel
+from .fault import find_vma
+from .state import find_block, get_block, release_frame, split_huge_pmd
+
+
+@kernel
+def zap_pte(mem, free, pi):
+    """Drop one base PTE: the page goes back when its last mapping goes (shm: the object
+    keeps it)."""
+    fl = mem.ptes[pi]["flags"]
+    f = mem.ptes[pi]["frame"]
+    if fl & PTE_PRESENT and f >= 0:
+        mem.frames[f]["mapcount"] -= 1
+        if mem.frames[f]["mapcount"] == 0 and not mem.frames[f]["flags"] & FRAME_SHM:
+            release_frame(mem, free, f)
+    mem.ptes[pi]["frame"] = -1
+    mem.ptes[pi]["flags"] = 0
+
+
+@kernel
+def unmap_range(mem, free, vm, blocks, lo, hi):
+    """zap_page_range: clear [lo, hi); a THP cut by the range is split first. Pages freed."""
+    for k in range(blocks.size):
+        b = blocks[k]
+        base = b << PTRS_PER_PMD_SHIFT
+        first = (mem.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        i0 = max(lo - first, 0)
+        i1 = min(hi - first, PTRS_PER_PMD)
+        if i0 >= i1 or mem.blk_used[b] == 0:
+            continue
+        fl = mem.ptes[base]["flags"]
+        if fl & PTE_HUGE and i0 == 0 and i1 == PTRS_PER_PMD:      # zap_huge_pmd
+            f = mem.ptes[base]["frame"]
+            if f >= 0:
+                mem.frames[f]["mapcount"] -= 1
+                if mem.frames[f]["mapcount"] == 0:
+                    release_frame(mem, free, f)
+            for i in range(PTRS_PER_PMD):
+                mem.ptes[base + i]["frame"] = -1
+                mem.ptes[base + i]["flags"] = 0
+            mem.blk_used[b] = 0
+            continue
+        if fl & PTE_HUGE:
+            split_huge_pmd(mem, vm, b)
+        for i in range(i0, i1):
+            if mem.ptes[base + i]["flags"] & PTE_PRESENT:
+                zap_pte(mem, free, base + i)
+                mem.blk_used[b] -= 1
+
+
+@kernel
+def page_nodes(mem, blocks, lo, hi, out):
+    """out[vpn - lo] = node of the page mapped at vpn; -1 when nothing is; zero page: 0."""
+    out[:] = -1
+    for k in range(blocks.size):
+        b = blocks[k]
+        base = b << PTRS_PER_PMD_SHIFT
+        first = (mem.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
+            fl = mem.ptes[base + i]["flags"]
+            if fl & PTE_PRESENT:
+                f = mem.ptes[base + i]["frame"]
+                out[first + i - lo] = ZERO_PAGE_NODE if f < 0 else mem.frames[f]["node"]
+
+
+@kernel
+def copy_page_range(mem, vmas, parent_blocks, child_asid):
+    """fork: copy private PTEs to the child, write-protect both sides (COW), mapcount += 1.
+
+    Shared (MAP_SHARED) ranges are not copied, as Linux: the child faults them in from the
+    object. Returns how many PTEs were copied."""
+    copied = 0
+    hint = np.int64(0)
+    for k in range(parent_blocks.size):
+        b = parent_blocks[k]
+        if mem.blk_used[b] == 0:
+            continue
+        pmd = mem.blk_key[b] & ((1 << 27) - 1)
+        base = b << PTRS_PER_PMD_SHIFT
+        cb = -1
+        for i in range(PTRS_PER_PMD):
+            fl = mem.ptes[base + i]["flags"]
+            if not fl & PTE_PRESENT:
+                continue
+            v = find_vma(vmas, (pmd << PTRS_PER_PMD_SHIFT) + i, hint)
+            if v < 0 or vmas[v]["flags"] & VM_SHARED:
+                continue
+            hint = v
+            if cb < 0:
+                cb = get_block(mem, child_asid, pmd)
+            fl = fl & ~np.uint32(PTE_WRITE)
+            mem.ptes[base + i]["flags"] = fl
+            f = mem.ptes[base + i]["frame"]
+            mem.ptes[(cb << PTRS_PER_PMD_SHIFT) + i]["frame"] = f
+            mem.ptes[(cb << PTRS_PER_PMD_SHIFT) + i]["flags"] = fl
+            mem.blk_used[cb] += 1
+            if f >= 0 and (not fl & PTE_HUGE or i == 0):
+                mem.frames[f]["mapcount"] += 1
+            copied += 1
+    return copied
+
+
+@kernel
+def release_object(mem, free, blocks):
+    """A shared object's last mapping went: its pages go back (the page cache empties)."""
+    for k in range(blocks.size):
+        b = blocks[k]
+        base = b << PTRS_PER_PMD_SHIFT
+        for i in range(PTRS_PER_PMD):
+            if mem.ptes[base + i]["flags"] & PTE_PRESENT:
+                f = mem.ptes[base + i]["frame"]
+                if f >= 0:
+                    release_frame(mem, free, f)
+                mem.ptes[base + i]["frame"] = -1
+                mem.ptes[base + i]["flags"] = 0
+        mem.blk_used[b] = 0
+
+
+@kernel
+def numa_maps_stats(mem, blocks, lo, hi, node_pages, out):
+    """gather_stats for one VMA: node_pages[n] += pages on node n; out = [pages, dirty,
+    mapmax, anon-exclusive...]. Zero-page PTEs are not counted (vm_normal_page fails)."""
+    pages = 0
+    dirty = 0
+    mapmax = 0
+    for k in range(blocks.size):
+        b = blocks[k]
+        base = b << PTRS_PER_PMD_SHIFT
+        first = (mem.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
+            fl = mem.ptes[base + i]["flags"]
+            f = mem.ptes[base + i]["frame"]
+            if not fl & PTE_PRESENT or f < 0:
+                continue
+            pages += 1
+            node_pages[mem.frames[f]["node"]] += 1
+            if fl & PTE_DIRTY:
+                dirty += 1
+            mapmax = max(mapmax, mem.frames[f]["mapcount"])
+    out[0] = pages
+    out[1] = dirty
+    out[2] = mapmax
+
+
+@kernel
+def split_pmd_at(mem, vm, asid, vpn):
+    """vma_adjust_trans_huge: a VMA boundary at vpn inside a PMD-mapped THP splits it."""
+    b = find_block(mem, asid, vpn >> PTRS_PER_PMD_SHIFT)
+    if b >= 0 and mem.ptes[b << PTRS_PER_PMD_SHIFT]["flags"] & PTE_HUGE:
+        split_huge_pmd(mem, vm, b)
+
+
+@kernel
+def pages_stat(mem, vmas, blocks, pmds, vpns, status):
+    """do_pages_stat: node of each page; -EFAULT (no VMA, zero page), -ENOENT (nothing)."""
+    hint = np.int64(0)
+    for i in range(vpns.size):
+        vpn = vpns[i]
+        v = find_vma(vmas, vpn, hint)
+        if v < 0:
+            status[i] = -errno.EFAULT
+            continue
+        hint = v
+        j = np.searchsorted(pmds, vpn >> PTRS_PER_PMD_SHIFT)
+        if j >= pmds.size or pmds[j] != vpn >> PTRS_PER_PMD_SHIFT:
+            status[i] = -errno.ENOENT
+            continue
+        pi = (blocks[j] << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
+        if not mem.ptes[pi]["flags"] & PTE_PRESENT:
+            status[i] = -errno.ENOENT
+        elif mem.ptes[pi]["frame"] < 0:
+            status[i] = -errno.EFAULT
+        else:
+            status[i] = mem.frames[mem.ptes[pi]["frame"]]["node"]

@@ -1,0 +1,88 @@
+"""PageTable: owns the PTE blocks, the PMD hash and the frame table; grows them geometrically.
+
+Python only: kernels get ``self.mem`` (a :class:`kernels.state.Mem`) and say when they
+need more room; arrays are never reallocated per access or per batch, only doubled.
+"""
+import numpy as np
+
+from .dtypes import FRAME_DTYPE, PTE_DTYPE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT
+from .kernels.state import ASID_SHIFT, CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, N_CTL, ROOM_BLOCKS, \
+    ROOM_FRAMES, Mem, rehash
+
+_PMD_MASK = (1 << ASID_SHIFT) - 1
+
+
+class PageTable:
+    """Every address space's page tables (processes and shared objects) and all frames."""
+
+    def __init__(self, blocks=64, frames=4096):
+        self.mem = Mem(
+            ptes=np.zeros(blocks * PTRS_PER_PMD, PTE_DTYPE),
+            blk_key=np.full(blocks, -1, np.int64),
+            blk_used=np.zeros(blocks, np.int32),
+            hkeys=np.full(4 * blocks, -1, np.int64),
+            hvals=np.full(4 * blocks, -1, np.int32),
+            frames=np.zeros(frames, FRAME_DTYPE),
+            frame_free=np.zeros(frames, np.int32),
+            ctl=np.zeros(N_CTL, np.int64),
+        )
+
+    @property
+    def n_blocks(self):
+        return int(self.mem.ctl[CTL_NBLOCKS])
+
+    def reserve(self, blocks=ROOM_BLOCKS, frames=ROOM_FRAMES):
+        """Make room for ``blocks`` more PTE blocks and ``frames`` more frames."""
+        m = self.mem
+        nb, nf = int(m.ctl[CTL_NBLOCKS]), int(m.ctl[CTL_NFRAMES])
+        changes = {}
+        if nb + blocks > m.blk_key.size:
+            cap = _grown(m.blk_key.size, nb + blocks)
+            changes["ptes"] = _resized(m.ptes, cap * PTRS_PER_PMD, 0)
+            changes["blk_key"] = _resized(m.blk_key, cap, -1)
+            changes["blk_used"] = _resized(m.blk_used, cap, 0)
+        if 2 * (int(m.ctl[CTL_HCOUNT]) + blocks) > m.hkeys.size:
+            cap = _grown(m.hkeys.size, 2 * (int(m.ctl[CTL_HCOUNT]) + blocks))
+            keys = changes.get("blk_key", m.blk_key)
+            changes["hkeys"] = np.full(cap, -1, np.int64)
+            changes["hvals"] = np.full(cap, -1, np.int32)
+            rehash(keys, nb, changes["hkeys"], changes["hvals"])
+        if nf + frames > m.frames.size:
+            cap = _grown(m.frames.size, nf + frames)
+            changes["frames"] = _resized(m.frames, cap, 0)
+            changes["frame_free"] = _resized(m.frame_free, cap, 0)
+        if changes:
+            self.mem = m._replace(**changes)
+
+    def grow(self):
+        """Called when a kernel returned NEED_GROW: room for the next event."""
+        self.reserve(max(ROOM_BLOCKS, self.n_blocks // 2 + 1),
+                     max(ROOM_FRAMES, int(self.mem.ctl[CTL_NFRAMES]) // 2 + 1))
+
+    def blocks_of(self, asid, lo_vpn=0, hi_vpn=None):
+        """Blocks of address space ``asid`` meeting [lo_vpn, hi_vpn), sorted by address."""
+        keys = self.mem.blk_key[:self.n_blocks]
+        lo_key = (asid << ASID_SHIFT) | (lo_vpn >> PTRS_PER_PMD_SHIFT)
+        if hi_vpn is None:
+            hi_key = (asid + 1) << ASID_SHIFT
+        else:
+            hi_key = (asid << ASID_SHIFT) | ((hi_vpn + PTRS_PER_PMD - 1) >> PTRS_PER_PMD_SHIFT)
+        idx = np.flatnonzero((keys >= lo_key) & (keys < hi_key))
+        return idx[np.argsort(keys[idx], kind="stable")].astype(np.int64)
+
+    def pmds_of(self, blocks):
+        """The PMD numbers of ``blocks`` (sorted when the blocks are)."""
+        return self.mem.blk_key[blocks] & _PMD_MASK
+
+
+def _grown(cap, need):
+    while cap < need:
+        cap *= 2
+    return cap
+
+
+def _resized(arr, cap, fill):
+    out = np.empty(cap, arr.dtype)
+    out[:arr.size] = arr
+    out[arr.size:] = fill
+    return out

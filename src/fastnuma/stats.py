@@ -1,0 +1,79 @@
+"""Observation: vmstat, numastat, numa_maps, page nodes, free pages, simulated time."""
+import numpy as np
+
+from .constants import PAGE_SHIFT, PAGE_SIZE
+from .dtypes import NUMASTAT_NAMES, NUMASTAT_VMSTAT_NAMES, VMSTAT_NAMES
+from .kernels.range import numa_maps_stats, page_nodes
+from .policy import as_int
+
+
+class ObservationMixin:
+    """Counters and views of the simulated machine; none of them changes it."""
+
+    def vmstat(self):
+        """/proc/vmstat counters (Linux names); numa_* allocation counters sum every node."""
+        out = dict(zip(NUMASTAT_VMSTAT_NAMES, (int(x) for x in self._mach.numastat.sum(0))))
+        out.update(zip(VMSTAT_NAMES, (int(x) for x in self._mach.vm)))
+        return out
+
+    def numastat(self):
+        """{node: {numa_hit, numa_miss, numa_foreign, interleave_hit, local_node,
+        other_node}}: /sys/devices/system/node/nodeN/numastat."""
+        return {n: dict(zip(NUMASTAT_NAMES, (int(x) for x in row)))
+                for n, row in enumerate(self._mach.numastat)}
+
+    def free_pages(self):
+        """Free base pages per node."""
+        return self._mach.free.copy()
+
+    def page_nodes(self, pid, addr, length):
+        """Node of every page in [addr, addr+length): -1 where nothing is mapped; a page
+        mapping the shared zero page reads as node 0 (where that page lives)."""
+        proc = self._proc(pid)
+        lo, hi = self._range(addr, length, allow_zero=True)
+        out = np.empty(hi - lo, np.int16)
+        page_nodes(self.pt.mem, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
+        return out
+
+    def numa_maps(self, pid):
+        """Text of /proc/PID/numa_maps (show_numa_map): one line per VMA."""
+        proc = self._proc(pid)
+        task_pol = self._main_thread(proc).policy
+        n = self.topology.n_nodes
+        lines = []
+        per_node = np.zeros(n, np.int64)
+        stats = np.zeros(3, np.int64)
+        for v in proc.vmas:
+            pol = v.effective_policy(v.start)
+            if pol is None:
+                pol = task_pol
+            line = f"{v.start << PAGE_SHIFT:08x} {'default' if pol is None else pol.to_str()}"
+            if v.shm is not None:
+                line += " file=/dev/zero\\040(deleted)"
+            per_node[:] = 0
+            numa_maps_stats(self.pt.mem, self.pt.blocks_of(proc.asid, v.start, v.end),
+                            v.start, v.end, per_node, stats)
+            pages, dirty, mapmax = (int(x) for x in stats)
+            if pages:
+                anon = 0 if v.shm is not None else pages
+                if anon:
+                    line += f" anon={anon}"
+                if dirty:
+                    line += f" dirty={dirty}"
+                if pages != anon and pages != dirty:
+                    line += f" mapped={pages}"
+                if mapmax > 1:
+                    line += f" mapmax={mapmax}"
+                for node in range(n):
+                    if per_node[node]:
+                        line += f" N{node}={int(per_node[node])}"
+                line += f" kernelpagesize_kB={PAGE_SIZE >> 10}"
+            lines.append(line)
+        return "".join(line + "\n" for line in lines)
+
+    def advance(self, ns):
+        """Simulated time passes by ``ns`` nanoseconds."""
+        ns = as_int(ns, "ns")
+        if ns < 0:
+            raise ValueError(f"advance({ns}): time cannot go backwards")
+        self.now_ns += ns

@@ -1,0 +1,310 @@
+"""The memory-policy system calls: mbind, set_mempolicy, get_mempolicy, move_pages,
+migrate_pages. Each validates in Linux's order (raising OSError with Linux's errno before
+touching anything), then mutates; kernels do the per-page work."""
+import errno
+
+import numpy as np
+
+from .constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED,
+                        MPOL_F_MOF, MPOL_F_NODE, MPOL_INTERLEAVE, MPOL_MF_LAZY,
+                        MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID,
+                        MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT, PAGE_SIZE)
+from .errors import raise_errno
+from .kernels.migrate import (do_pages_move, migrate_node, migrate_to_policy,
+                              queue_pages_range)
+from .kernels.range import pages_stat, split_pmd_at
+from .policy import Policy, as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
+
+_U64 = (1 << 64) - 1
+
+
+class SyscallMixin:
+    """mbind(2), set_mempolicy(2), get_mempolicy(2), move_pages(2), migrate_pages(2)."""
+
+    # ------------------------------------------------------------------ helpers
+    def _caller_thread(self, proc, tid):
+        if tid is None:
+            return self._main_thread(proc)
+        th = self._thread(tid)
+        if th.pid != proc.pid:
+            raise_errno(errno.ESRCH, f"thread {th.tid} is not in process {proc.pid}")
+        return th
+
+    def _split_vma(self, proc, vpn):
+        """split_vma plus vma_adjust_trans_huge: a THP cut by the new boundary is split."""
+        proc.vmas.split_at(vpn)
+        if vpn & 511:
+            self.pt.reserve(blocks=0, frames=512)
+            split_pmd_at(self.pt.mem, self._mach.vm, proc.asid, vpn)
+
+    def _queue(self, proc, lo, hi, user_mask, flags):
+        blocks = self.pt.blocks_of(proc.asid, lo, hi)
+        n_max = min(hi - lo, len(blocks) * 512)
+        out_f = np.empty(n_max, np.int64)
+        out_v = np.empty(n_max, np.int64)
+        n = queue_pages_range(self.pt.mem, blocks, lo, hi, np.uint64(user_mask & _U64),
+                              flags, out_f, out_v)
+        return n, out_f, out_v
+
+    # ------------------------------------------------------------------ mbind
+    def mbind(self, pid, addr, length, mode, nodemask=None, flags=0, *, maxnode=None,
+              tid=None):
+        """mbind(2) on process ``pid`` by its thread ``tid`` (default: the leader).
+
+        Checks run in kernel_mbind/do_mbind order (linux-semantics.md 2.1). On failure
+        nothing changes, except as in Linux: a VMA split beyond vm.max_map_count (ENOMEM)
+        leaves the VMAs before it with the new policy, and STRICT with MOVE/MOVE_ALL gives
+        EIO **after** the policy was applied and the movable pages were moved.
+        MPOL_MF_LAZY (unless ``linux_strict_flags``) is validated and stored: the policy gets
+        MPOL_F_MOF, no page is checked or moved during the call (linux-semantics.md 2.5).
+        """
+        proc = self._proc(pid)
+        th = self._caller_thread(proc, tid)
+        mode, mode_flags = sanitize_mpol_flags(mode)
+        user_mask = get_nodes(nodemask, maxnode)
+        flags = as_int(flags, "flags")
+        valid = MPOL_MF_VALID if self.config.linux_strict_flags else MPOL_MF_VALID | MPOL_MF_LAZY
+        if flags & ~valid or flags < 0:
+            raise_errno(errno.EINVAL, f"mbind flags {flags:#x} outside {valid:#x}")
+        if flags & MPOL_MF_MOVE_ALL and not proc.cap_sys_nice:
+            raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
+        addr = as_int(addr, "addr")
+        length = as_int(length, "length") & _U64
+        if addr & (PAGE_SIZE - 1) or addr < 0:
+            raise_errno(errno.EINVAL, f"mbind start {addr:#x} is not page aligned")
+        if mode == MPOL_DEFAULT:
+            flags &= ~MPOL_MF_STRICT
+        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
+        end = (addr + length) & _U64
+        if end < addr:
+            raise_errno(errno.EINVAL, f"mbind range {addr:#x}+{length:#x} wraps around")
+        if end == addr:
+            return
+        new = mpol_new(mode, mode_flags, user_mask, self._memory_mask)
+        lazy = bool(flags & MPOL_MF_LAZY)
+        if lazy and new is not None:
+            new = Policy(new.mode, new.flags | MPOL_F_MOF, new.nodes, new.user_nodes,
+                         new.home_node)
+        lo, hi = addr >> PAGE_SHIFT, end >> PAGE_SHIFT
+        vmas = proc.vmas.overlapping(lo, hi)
+        if not vmas:
+            raise_errno(errno.EFAULT, f"no mapping in {addr:#x}-{end:#x}")
+        gap = None if mode == MPOL_DEFAULT else proc.vmas.first_gap(lo, hi)
+        if not lazy and flags & MPOL_MF_STRICT and not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
+            n, _, vpns = self._queue(proc, lo, hi, user_mask, flags)
+            if n < 0 and (gap is None or gap > vpns[0]):   # the walk meets the page first
+                raise_errno(errno.EIO, f"MPOL_MF_STRICT: the page at {vpns[0] << PAGE_SHIFT:#x}"
+                                       f" is on a node outside the mask (policy not applied)")
+        if gap is not None:
+            raise_errno(errno.EFAULT, f"{addr:#x}-{end:#x} is not fully mapped: nothing at "
+                                      f"{gap << PAGE_SHIFT:#x}")
+        self._mbind_range(proc, lo, hi, new)
+        if lazy or not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
+            return
+        n, frames, vpns = self._queue(proc, lo, hi, user_mask, flags)
+        pol_id = self.policies.intern(new if new is not None else th.policy)
+        moved = migrate_to_policy(self.pt.mem, self.mach, proc.vmas.kernel_view(self.policies),
+                                  frames[:n], vpns[:n], pol_id, th.cpu)
+        if moved < n and flags & MPOL_MF_STRICT:
+            raise_errno(errno.EIO, f"MPOL_MF_STRICT: {n - moved} of {n} pages could not be "
+                                   f"moved (policy applied, {moved} moved)")
+
+    def _mbind_range(self, proc, lo, hi, new):
+        """mbind_range: split, set the policy, merge — VMA by VMA (partial on ENOMEM)."""
+        try:
+            for v in proc.vmas.overlapping(lo, hi):
+                if v.policy == new and (v.shm is None or all(
+                        v.shm.policy_at(v.pgoff + p - v.start) == new
+                        for p in (max(lo, v.start), min(hi, v.end) - 1))):
+                    continue
+                a, b = max(lo, v.start), min(hi, v.end)
+                self._split_vma(proc, a)
+                self._split_vma(proc, b)
+                for w in proc.vmas.overlapping(a, b):
+                    w.policy = new
+                    if w.shm is not None:
+                        w.shm.set_policy(w.pgoff, w.pgoff + (w.end - w.start), new)
+                proc.vmas.changed()
+        finally:
+            proc.vmas.merge_around(lo, hi)
+            for other in self.procs.values():       # shared policies are seen everywhere
+                other.vmas.changed()
+
+    # ------------------------------------------------------------------ task policy
+    def set_mempolicy(self, tid, mode, nodemask=None, *, maxnode=None):
+        """set_mempolicy(2) for thread ``tid``; MPOL_DEFAULT removes its policy."""
+        th = self._thread(tid)
+        mode, mode_flags = sanitize_mpol_flags(mode)
+        user_mask = get_nodes(nodemask, maxnode)
+        new = mpol_new(mode, mode_flags, user_mask, self._memory_mask)
+        th.policy = new
+        if new is not None and new.mode in (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE):
+            th.il_prev, th.il_weight = MAX_NUMNODES - 1, 0
+
+    def get_mempolicy(self, tid, addr=0, flags=0, *, maxnode=None):
+        """get_mempolicy(2) by thread ``tid``: ``(mode, frozenset(nodes))``, or the node
+        (an int) with MPOL_F_NODE. NODE|ADDR takes a read fault at addr, as lookup_node does
+        (an unpopulated private page maps the zero page: node 0)."""
+        th = self._thread(tid)
+        addr = as_int(addr, "addr")
+        flags = as_int(flags, "flags")
+        if maxnode is not None and as_int(maxnode, "maxnode") < self.topology.n_nodes:
+            raise_errno(errno.EINVAL, f"maxnode {maxnode} is below the number of nodes "
+                                      f"({self.topology.n_nodes})")
+        if flags & ~(MPOL_F_NODE | MPOL_F_ADDR | MPOL_F_MEMS_ALLOWED) or flags < 0:
+            raise_errno(errno.EINVAL, f"get_mempolicy flags {flags:#x} unknown")
+        if flags & MPOL_F_MEMS_ALLOWED:
+            if flags & (MPOL_F_NODE | MPOL_F_ADDR):
+                raise_errno(errno.EINVAL, "MPOL_F_MEMS_ALLOWED with MPOL_F_NODE or MPOL_F_ADDR")
+            return 0, frozenset(mask_nodes(self._memory_mask))
+        pol = th.policy
+        if flags & MPOL_F_ADDR:
+            v = self.procs[th.pid].vmas.find(addr >> PAGE_SHIFT) if addr >= 0 else None
+            if v is None:
+                raise_errno(errno.EFAULT, f"no mapping at {addr:#x}")
+            pol = v.effective_policy(addr >> PAGE_SHIFT)
+        elif addr:
+            raise_errno(errno.EINVAL, f"address {addr:#x} given without MPOL_F_ADDR")
+        if flags & MPOL_F_NODE:
+            if flags & MPOL_F_ADDR:
+                self.access(th.tid, addr)
+                return int(self.page_nodes(th.pid, addr & ~(PAGE_SIZE - 1), PAGE_SIZE)[0])
+            if pol is not None and pol is th.policy and pol.mode == MPOL_INTERLEAVE:
+                return _next_node_in(th.il_prev, pol.nodes)
+            if pol is not None and pol is th.policy and pol.mode == MPOL_WEIGHTED_INTERLEAVE:
+                return th.il_prev if th.il_weight else _next_node_in(th.il_prev, pol.nodes)
+            raise_errno(errno.EINVAL, "MPOL_F_NODE without MPOL_F_ADDR needs an interleave "
+                                      "task policy")
+        if pol is None:
+            return MPOL_DEFAULT, frozenset()
+        return pol.user_mode(), frozenset(mask_nodes(pol.user_mask()))
+
+    # ------------------------------------------------------------------ migration
+    def _caller(self, caller, target):
+        return target if caller is None else self._proc(caller)
+
+    def _may_access(self, caller, target):
+        if caller.uid != target.uid and not caller.cap_sys_nice:
+            raise_errno(errno.EPERM, f"process {caller.pid} (uid {caller.uid}) may not access "
+                                     f"process {target.pid} (uid {target.uid})")
+
+    def move_pages(self, pid, addrs, nodes=None, flags=0, *, caller=None):
+        """move_pages(2): with ``nodes`` None, query; else move each page to its node.
+
+        Returns the per-page status array (node, or -errno). ENODEV (a target without
+        memory) and ENOMEM (a full target) fail the call after earlier runs moved, as Linux.
+        """
+        flags = as_int(flags, "flags")
+        if flags & ~(MPOL_MF_MOVE | MPOL_MF_MOVE_ALL) or flags < 0:
+            raise_errno(errno.EINVAL, f"move_pages flags {flags:#x} outside MPOL_MF_MOVE|"
+                                      f"MPOL_MF_MOVE_ALL")
+        pid = as_int(pid, "pid")
+        caller_p = self._caller(caller, self.procs.get(pid)) if caller is not None else None
+        if flags & MPOL_MF_MOVE_ALL and caller_p is not None and not caller_p.cap_sys_nice:
+            raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
+        target = self._proc(pid)
+        caller_p = caller_p or target
+        if flags & MPOL_MF_MOVE_ALL and not caller_p.cap_sys_nice:
+            raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
+        self._may_access(caller_p, target)
+        vpns = _vpn_array(addrs)
+        status = np.zeros(vpns.size, np.int64)
+        blocks = self.pt.blocks_of(target.asid)
+        pmds = self.pt.pmds_of(blocks)
+        vmas = target.vmas.kernel_view(self.policies)
+        if nodes is None:
+            pages_stat(self.pt.mem, vmas, blocks, pmds, vpns, status)
+            return status
+        targets = _node_array(nodes, vpns.size)
+        cpu = self._main_thread(caller_p).cpu
+        err = do_pages_move(self.pt.mem, self.mach, vmas, blocks, pmds, vpns, targets,
+                            bool(flags & MPOL_MF_MOVE_ALL), cpu, status,
+                            self.topology.n_nodes)
+        if err < 0:
+            raise_errno(-err, "move_pages: " + ("a target node has no memory"
+                                                if -err == errno.ENODEV else
+                                                "a target node is full"))
+        return status
+
+    def migrate_pages(self, pid, old_nodes, new_nodes, *, caller=None):
+        """migrate_pages(2): move the pages of ``pid`` on old_nodes to new_nodes by
+        node_remap. Returns the number of pages not moved. ENOMEM (a destination full)
+        fails the call with the sources before it already moved, as Linux."""
+        old = get_nodes(old_nodes)
+        new = get_nodes(new_nodes)
+        target = self._proc(pid)
+        caller_p = self._caller(caller, target)
+        self._may_access(caller_p, target)
+        if new & ~self._memory_mask and not caller_p.cap_sys_nice:
+            raise_errno(errno.EPERM, "new_nodes outside the target's allowed nodes and no "
+                                     "CAP_SYS_NICE")
+        new &= self._memory_mask
+        if not new:
+            raise_errno(errno.EINVAL, "new_nodes has no node with memory")
+        move_all = caller_p.cap_sys_nice
+        blocks = self.pt.blocks_of(target.asid)
+        cpu = self._main_thread(caller_p).cpu
+        for source, dest in _remap_pairs(old, new):
+            if source >= self.topology.n_nodes:
+                continue
+            err = migrate_node(self.pt.mem, self.mach, blocks, source, dest, move_all, cpu)
+            if err < 0:
+                raise_errno(-err, f"migrate_pages: node {dest} is full")
+        return 0
+
+
+def _next_node_in(node, mask):
+    """next_node_in: the next set bit after node, wrapping."""
+    ids = mask_nodes(mask)
+    for n in ids:
+        if n > node:
+            return n
+    return ids[0]
+
+
+def node_remap(s, old, new):
+    """node_remap: the k-th node of new (mod |new|) where k is the rank of s in old."""
+    old_ids, new_ids = mask_nodes(old), mask_nodes(new)
+    return new_ids[old_ids.index(s) % len(new_ids)]
+
+
+def _remap_pairs(old, new):
+    """do_migrate_pages' order of (source, dest) pairs."""
+    tmp = old
+    w_old, w_new = bin(old).count("1"), bin(new).count("1")
+    while tmp:
+        source = dest = None
+        for s in mask_nodes(tmp):
+            if w_old != w_new and new >> s & 1:
+                continue
+            d = node_remap(s, old, new)
+            if s == d:
+                continue
+            source, dest = s, d
+            if not tmp >> dest & 1:
+                break
+        if source is None:
+            return
+        tmp &= ~(1 << source)
+        yield source, dest
+
+
+def _vpn_array(addrs):
+    arr = np.asarray(addrs)
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise TypeError("addrs must be an int or a 1-D array of integer addresses")
+    big = (arr < 0) | (arr >= (1 << 47)) if arr.size else np.zeros(0, bool)
+    vpn = np.where(big, -1, arr.astype(np.int64) >> PAGE_SHIFT) if arr.size else \
+        np.zeros(0, np.int64)
+    return np.ascontiguousarray(vpn, np.int64)
+
+
+def _node_array(nodes, n):
+    arr = np.asarray(nodes)
+    if arr.ndim == 0:
+        arr = np.full(n, arr)
+    if arr.shape != (n,) or (arr.size and arr.dtype.kind not in "iu"):
+        raise TypeError(f"nodes must be an int or {n} integer node ids")
+    return np.ascontiguousarray(np.clip(arr.astype(np.int64), -1, 1 << 20), np.int64)
