@@ -72,6 +72,6 @@ class SimConfig:
                                  f"nodes 0..{topology.n_nodes - 1}")
 
     def kernel_opts(self):
-        """The opts[] array of kernels.alloc.Mach, in slot order."""
+        """The opts[] array of kernels.state.SimState, in slot order."""
         return [_THP[self.thp], _DEFRAG[self.thp_defrag], int(self.zero_page),
                 int(self.numa_stat)]

@@ -15,9 +15,10 @@ from .constants import (MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_NORM
                         PAGE_SIZE, TASK_SIZE)
 from .dtypes import C_OOM_KILL, N_NUMASTAT, N_VMSTAT, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED
 from .errors import OutOfMemory, SegmentationFault, raise_errno
-from .kernels.alloc import N_OPTS, Mach
+from .kernels.alloc import N_OPTS
 from .kernels.fault import ACCESS_DONE, ACCESS_NEED_GROW, ACCESS_SEGV, access_batch
 from .kernels.range import copy_page_range, release_object, unmap_range
+from .kernels.state import SimState, set_policies
 from .pagetable import PageTable
 from .policy import PolicyTable, as_int
 from .stats import ObservationMixin
@@ -80,13 +81,17 @@ class Simulator(SyscallMixin, ObservationMixin):
         opts = np.zeros(N_OPTS, np.int64)
         opts[:] = self.config.kernel_opts()
         self.policies = PolicyTable()
-        self._mach = Mach(cpu_node=ka["cpu_node"], fallback=ka["fallback"],
-                          free=ka["node_pages"].copy(), wmark_min=ka["wmark_min"],
-                          wmark_low=ka["wmark_low"], wmark_high=ka["wmark_high"],
-                          il_weight=weights, numastat=np.zeros((n, N_NUMASTAT), np.int64),
-                          vm=np.zeros(N_VMSTAT, np.int64), policies=self.policies.array,
-                          opts=opts)
         self.pt = PageTable()
+        self.free = ka["node_pages"].copy()                 # free pages per node
+        self.vm = np.zeros(N_VMSTAT, np.int64)               # VMSTAT_NAMES counters
+        self.node_stats = np.zeros((n, N_NUMASTAT), np.int64)  # NUMASTAT_NAMES per node
+        self._policy_array = self.policies.array
+        self.st = SimState(cpu_node=ka["cpu_node"], fallback=ka["fallback"], free=self.free,
+                           wmark_min=ka["wmark_min"], wmark_low=ka["wmark_low"],
+                           wmark_high=ka["wmark_high"], il_weight=weights,
+                           numastat=self.node_stats, vm=self.vm,
+                           policies=self._policy_array, opts=opts, **self.pt.arrays)
+        self.pt.st = self.st
         self.access_counts = np.zeros((n, n, 2), np.int64)   # cpu node x memory node x r/w
         self._scratch_counts = np.zeros((n, n, 2), np.int64)
         self._pos = np.zeros(1, np.int64)
@@ -98,12 +103,17 @@ class Simulator(SyscallMixin, ObservationMixin):
         self.now_ns = 0
 
     # ----------------------------------------------------------------- internals
-    @property
-    def mach(self):
-        """Kernel view of the machine (rebuilt when the policy table grew)."""
-        if self._mach.policies is not self.policies.array:
-            self._mach = self._mach._replace(policies=self.policies.array)
-        return self._mach
+    def _sync_policies(self):
+        """Hand the kernels the policy table again if interning grew it."""
+        if self._policy_array is not self.policies.array:
+            self._policy_array = self.policies.array
+            set_policies(self.st, self._policy_array)
+
+    def _kernel_vmas(self, proc):
+        """The VMA rows of ``proc`` for kernels, with the policy table they refer to."""
+        view = proc.vmas.kernel_view(self.policies)
+        self._sync_policies()
+        return view
 
     def _new_id(self):
         i = self._next_id
@@ -179,7 +189,7 @@ class Simulator(SyscallMixin, ObservationMixin):
         cproc = Process(child, self._new_asid(), proc.uid, proc.cap_sys_nice, vmas, [child])
         blocks = self.pt.blocks_of(proc.asid)
         self.pt.reserve(blocks=len(blocks) + 1, frames=0)
-        copy_page_range(self.pt.mem, proc.vmas.kernel_view(self.policies), blocks, cproc.asid)
+        copy_page_range(self.st, self._kernel_vmas(proc), blocks, cproc.asid)
         self.procs[child] = cproc
         self.threads[child] = Thread(child, child, th.cpu, th.policy, th.il_prev, th.il_weight)
         return child
@@ -193,7 +203,7 @@ class Simulator(SyscallMixin, ObservationMixin):
         del self.procs[proc.pid]
 
     def _oom_kill(self, proc):
-        self._mach.vm[C_OOM_KILL] += 1
+        self.vm[C_OOM_KILL] += 1
         self.exit(proc.pid)
 
     def sched(self, tid, cpu):
@@ -296,14 +306,14 @@ class Simulator(SyscallMixin, ObservationMixin):
             return
         blocks = self.pt.blocks_of(proc.asid, lo, hi)
         self.pt.reserve(blocks=0, frames=2 * _PMD_PAGES)
-        unmap_range(self.pt.mem, self._mach.free, self._mach.vm, blocks, lo, hi)
+        unmap_range(self.st, blocks, lo, hi)
         proc.vmas.max_map_count = 1 << 62             # Linux lets munmap split past the limit
         try:
             released = proc.vmas.remove_range(lo, hi)
         finally:
             proc.vmas.max_map_count = self.config.max_map_count
         for shm in released:
-            release_object(self.pt.mem, self._mach.free, self.pt.blocks_of(shm.asid))
+            release_object(self.st, self.pt.blocks_of(shm.asid))
 
     def munmap(self, pid, addr, length):
         """Remove mappings in [addr, addr+length); holes are fine."""
@@ -330,7 +340,7 @@ class Simulator(SyscallMixin, ObservationMixin):
         if advice == MADV_DONTNEED:
             blocks = self.pt.blocks_of(proc.asid, lo, hi)
             self.pt.reserve(blocks=0, frames=2 * _PMD_PAGES)
-            unmap_range(self.pt.mem, self._mach.free, self._mach.vm, blocks, lo, hi)
+            unmap_range(self.st, blocks, lo, hi)
         elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
             set_f, clear_f = ((VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE
                               else (VM_NOHUGEPAGE, VM_HUGEPAGE))
@@ -363,11 +373,11 @@ class Simulator(SyscallMixin, ObservationMixin):
         counts = self._scratch_counts
         counts[:] = 0
         task_pol = self.policies.intern(th.policy)
-        vmas = proc.vmas.kernel_view(self.policies)
+        vmas = self._kernel_vmas(proc)
         start = 0
         try:
             while True:
-                st = access_batch(self.pt.mem, self.mach, vmas, proc.asid, th.cpu, task_pol,
+                st = access_batch(self.st, vmas, proc.asid, th.cpu, task_pol,
                                   addrs, writes, start, self._pos, counts)
                 start = int(self._pos[0])
                 if st != ACCESS_NEED_GROW:

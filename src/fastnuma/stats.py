@@ -12,19 +12,19 @@ class ObservationMixin:
 
     def vmstat(self):
         """/proc/vmstat counters (Linux names); numa_* allocation counters sum every node."""
-        out = dict(zip(NUMASTAT_VMSTAT_NAMES, (int(x) for x in self._mach.numastat.sum(0))))
-        out.update(zip(VMSTAT_NAMES, (int(x) for x in self._mach.vm)))
+        out = dict(zip(NUMASTAT_VMSTAT_NAMES, (int(x) for x in self.node_stats.sum(0))))
+        out.update(zip(VMSTAT_NAMES, (int(x) for x in self.vm)))
         return out
 
     def numastat(self):
         """{node: {numa_hit, numa_miss, numa_foreign, interleave_hit, local_node,
         other_node}}: /sys/devices/system/node/nodeN/numastat."""
         return {n: dict(zip(NUMASTAT_NAMES, (int(x) for x in row)))
-                for n, row in enumerate(self._mach.numastat)}
+                for n, row in enumerate(self.node_stats)}
 
     def free_pages(self):
         """Free base pages per node."""
-        return self._mach.free.copy()
+        return self.free.copy()
 
     def page_nodes(self, pid, addr, length):
         """Node of every page in [addr, addr+length): -1 where nothing is mapped; a page
@@ -32,7 +32,7 @@ class ObservationMixin:
         proc = self._proc(pid)
         lo, hi = self._range(addr, length, allow_zero=True)
         out = np.empty(hi - lo, np.int16)
-        page_nodes(self.pt.mem, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
+        page_nodes(self.st, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
         return out
 
     def numa_maps(self, pid):
@@ -51,7 +51,7 @@ class ObservationMixin:
             if v.shm is not None:
                 line += " file=/dev/zero\\040(deleted)"
             per_node[:] = 0
-            numa_maps_stats(self.pt.mem, self.pt.blocks_of(proc.asid, v.start, v.end),
+            numa_maps_stats(self.st, self.pt.blocks_of(proc.asid, v.start, v.end),
                             v.start, v.end, per_node, stats)
             pages, dirty, mapmax = (int(x) for x in stats)
             if pages:

@@ -35,14 +35,14 @@ class SyscallMixin:
         proc.vmas.split_at(vpn)
         if vpn & 511:
             self.pt.reserve(blocks=0, frames=512)
-            split_pmd_at(self.pt.mem, self._mach.vm, proc.asid, vpn)
+            split_pmd_at(self.st, proc.asid, vpn)
 
     def _queue(self, proc, lo, hi, user_mask, flags):
         blocks = self.pt.blocks_of(proc.asid, lo, hi)
         n_max = min(hi - lo, len(blocks) * 512)
         out_f = np.empty(n_max, np.int64)
         out_v = np.empty(n_max, np.int64)
-        n = queue_pages_range(self.pt.mem, blocks, lo, hi, np.uint64(user_mask & _U64),
+        n = queue_pages_range(self.st, blocks, lo, hi, np.uint64(user_mask & _U64),
                               flags, out_f, out_v)
         return n, out_f, out_v
 
@@ -103,7 +103,8 @@ class SyscallMixin:
             return
         n, frames, vpns = self._queue(proc, lo, hi, user_mask, flags)
         pol_id = self.policies.intern(new if new is not None else th.policy)
-        moved = migrate_to_policy(self.pt.mem, self.mach, proc.vmas.kernel_view(self.policies),
+        self._sync_policies()
+        moved = migrate_to_policy(self.st, self._kernel_vmas(proc),
                                   frames[:n], vpns[:n], pol_id, th.cpu)
         if moved < n and flags & MPOL_MF_STRICT:
             raise_errno(errno.EIO, f"MPOL_MF_STRICT: {n - moved} of {n} pages could not be "
@@ -211,13 +212,13 @@ class SyscallMixin:
         status = np.zeros(vpns.size, np.int64)
         blocks = self.pt.blocks_of(target.asid)
         pmds = self.pt.pmds_of(blocks)
-        vmas = target.vmas.kernel_view(self.policies)
+        vmas = self._kernel_vmas(target)
         if nodes is None:
-            pages_stat(self.pt.mem, vmas, blocks, pmds, vpns, status)
+            pages_stat(self.st, vmas, blocks, pmds, vpns, status)
             return status
         targets = _node_array(nodes, vpns.size)
         cpu = self._main_thread(caller_p).cpu
-        err = do_pages_move(self.pt.mem, self.mach, vmas, blocks, pmds, vpns, targets,
+        err = do_pages_move(self.st, vmas, blocks, pmds, vpns, targets,
                             bool(flags & MPOL_MF_MOVE_ALL), cpu, status,
                             self.topology.n_nodes)
         if err < 0:
@@ -247,7 +248,7 @@ class SyscallMixin:
         for source, dest in _remap_pairs(old, new):
             if source >= self.topology.n_nodes:
                 continue
-            err = migrate_node(self.pt.mem, self.mach, blocks, source, dest, move_all, cpu)
+            err = migrate_node(self.st, blocks, source, dest, move_all, cpu)
             if err < 0:
                 raise_errno(-err, f"migrate_pages: node {dest} is full")
         return 0

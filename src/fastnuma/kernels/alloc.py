@@ -1,11 +1,8 @@
 """Node choice at allocation time: policy_nodemask / alloc_pages_mpol / get_page_from_freelist.
 
-Every function takes ``mach`` (a :class:`Mach`: topology arrays, free pages, counters,
-policy table) and returns the node that served the allocation, or -1 when none could.
-A successful allocation takes the pages from ``mach.free`` and counts zone_statistics.
+Every function takes ``st`` (the kernels' :class:`~.state.SimState`) and returns the node that served the allocation, or -1 when none could.
+A successful allocation takes the pages from ``st.free`` and counts zone_statistics.
 """
-from collections import namedtuple
-
 import numpy as np
 
 from ..constants import (MPOL_BIND, MPOL_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
@@ -13,10 +10,6 @@ from ..constants import (MPOL_BIND, MPOL_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFER
 from ..dtypes import (NO_INTERLEAVE_INDEX, NO_POLICY, NS_FOREIGN, NS_HIT, NS_INTERLEAVE,
                       NS_LOCAL, NS_MISS, NS_OTHER)
 from ._jit import kernel
-
-Mach = namedtuple("Mach", ["cpu_node", "fallback", "free", "wmark_min", "wmark_low",
-                           "wmark_high", "il_weight", "numastat", "vm", "policies", "opts"])
-Mach.__doc__ = """Machine-wide arrays for kernels (built by engine.Simulator)."""
 
 # opts[] slots
 OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE, OPT_NUMA_STAT = 0, 1, 2, 3
@@ -28,31 +21,31 @@ WMARK_LOW, WMARK_MIN = 0, 1
 
 
 @kernel
-def node_ok(mach, n, order, wmark):
+def node_ok(st, n, order, wmark):
     """zone_watermark_fast: free pages after the allocation stay above the mark."""
-    mark = mach.wmark_low[n] if wmark == WMARK_LOW else mach.wmark_min[n]
-    return mach.free[n] - ((np.int64(1) << order) - 1) > mark
+    mark = st.wmark_low[n] if wmark == WMARK_LOW else st.wmark_min[n]
+    return st.free[n] - ((np.int64(1) << order) - 1) > mark
 
 
 @kernel
-def walk_zonelist(mach, start, mask, order, wmark):
+def walk_zonelist(st, start, mask, order, wmark):
     """First node of ``start``'s fallback list allowed by ``mask`` (0 = all) that passes."""
-    lst = mach.fallback[start]
+    lst = st.fallback[start]
     for j in range(lst.size):
         n = np.int64(lst[j])
         if n < 0:
             break
         if mask != 0 and not (np.uint64(mask) >> np.uint64(n)) & np.uint64(1):
             continue
-        if node_ok(mach, n, order, wmark):
+        if node_ok(st, n, order, wmark):
             return n
     return np.int64(-1)
 
 
 @kernel
-def preferred_zone_node(mach, start, mask):
+def preferred_zone_node(st, start, mask):
     """Node of the preferred zone: the first node of start's list that the mask allows."""
-    lst = mach.fallback[start]
+    lst = st.fallback[start]
     for j in range(lst.size):
         n = np.int64(lst[j])
         if n < 0:
@@ -63,41 +56,41 @@ def preferred_zone_node(mach, start, mask):
 
 
 @kernel
-def zone_statistics(mach, node, preferred, cpu_nid):
+def zone_statistics(st, node, preferred, cpu_nid):
     """numa_hit/miss/foreign on the serving/preferred node, numa_local/other by CPU node."""
-    if mach.opts[OPT_NUMA_STAT] == 0:
+    if st.opts[OPT_NUMA_STAT] == 0:
         return
     if node == preferred or preferred < 0:
-        mach.numastat[node, NS_HIT] += 1
+        st.numastat[node, NS_HIT] += 1
     else:
-        mach.numastat[node, NS_MISS] += 1
-        mach.numastat[preferred, NS_FOREIGN] += 1
+        st.numastat[node, NS_MISS] += 1
+        st.numastat[preferred, NS_FOREIGN] += 1
     if node == cpu_nid:
-        mach.numastat[node, NS_LOCAL] += 1
+        st.numastat[node, NS_LOCAL] += 1
     else:
-        mach.numastat[node, NS_OTHER] += 1
+        st.numastat[node, NS_OTHER] += 1
 
 
 @kernel
-def rmqueue_list(mach, start, mask, order, cpu_nid):
+def rmqueue_list(st, start, mask, order, cpu_nid):
     """One allocation attempt over start's list: low pass, then min pass (section 1.7)."""
-    n = walk_zonelist(mach, start, mask, order, WMARK_LOW)
+    n = walk_zonelist(st, start, mask, order, WMARK_LOW)
     if n < 0:
-        n = walk_zonelist(mach, start, mask, order, WMARK_MIN)
+        n = walk_zonelist(st, start, mask, order, WMARK_MIN)
     if n >= 0:
-        mach.free[n] -= np.int64(1) << order
-        zone_statistics(mach, n, preferred_zone_node(mach, start, mask), cpu_nid)
+        st.free[n] -= np.int64(1) << order
+        zone_statistics(st, n, preferred_zone_node(st, start, mask), cpu_nid)
     return n
 
 
 @kernel
-def alloc_thisnode(mach, nid, order, cpu_nid):
+def alloc_thisnode(st, nid, order, cpu_nid):
     """__GFP_THISNODE: node ``nid`` only, no fallback (move_pages, migrate_pages, THP try)."""
-    if nid < 0 or mach.fallback[nid, 0] != nid:
+    if nid < 0 or st.fallback[nid, 0] != nid:
         return np.int64(-1)
-    if node_ok(mach, nid, order, WMARK_LOW) or node_ok(mach, nid, order, WMARK_MIN):
-        mach.free[nid] -= np.int64(1) << order
-        zone_statistics(mach, nid, nid, cpu_nid)
+    if node_ok(st, nid, order, WMARK_LOW) or node_ok(st, nid, order, WMARK_MIN):
+        st.free[nid] -= np.int64(1) << order
+        zone_statistics(st, nid, nid, cpu_nid)
         return nid
     return np.int64(-1)
 
@@ -133,18 +126,18 @@ def interleave_nid(nodes, ilx):
 
 
 @kernel
-def weighted_interleave_nid(mach, nodes, ilx):
+def weighted_interleave_nid(st, nodes, ilx):
     """weighted_interleave_nid: t = ilx mod sum(w); walk S ascending subtracting weights."""
     total = np.uint64(0)
     for n in range(64):
         if (np.uint64(nodes) >> np.uint64(n)) & np.uint64(1):
-            total += np.uint64(mach.il_weight[n])
+            total += np.uint64(st.il_weight[n])
     if total == 0:
         return np.int64(-1)
     t = np.uint64(ilx) % total
     for n in range(64):
         if (np.uint64(nodes) >> np.uint64(n)) & np.uint64(1):
-            w = np.uint64(mach.il_weight[n])
+            w = np.uint64(st.il_weight[n])
             if t < w:
                 return np.int64(n)
             t -= w
@@ -152,7 +145,7 @@ def weighted_interleave_nid(mach, nodes, ilx):
 
 
 @kernel
-def alloc_pages_mpol(mach, pol_id, cpu, ilx, order, thp_may_reclaim):
+def alloc_pages_mpol(st, pol_id, cpu, ilx, order, thp_may_reclaim):
     """Allocate 2**order pages for a fault by ``cpu`` under policy ``pol_id``; node or -1.
 
     Mirrors alloc_pages_mpol / policy_nodemask / alloc_pages_preferred_many
@@ -160,12 +153,12 @@ def alloc_pages_mpol(mach, pol_id, cpu, ilx, order, thp_may_reclaim):
     (THP) allocations under a non-interleave policy admitting the start node, only that
     node is tried first; on failure the THP fails unless ``thp_may_reclaim``.
     """
-    cpu_nid = np.int64(mach.cpu_node[cpu])
+    cpu_nid = np.int64(st.cpu_node[cpu])
     start = cpu_nid
     mask = np.uint64(0)
     mode = -1
     if pol_id != NO_POLICY:
-        pol = mach.policies[pol_id]
+        pol = st.policies[pol_id]
         mode = pol["mode"]
         nodes = pol["nodes"]
         if pol["home_node"] >= 0:
@@ -178,27 +171,27 @@ def alloc_pages_mpol(mach, pol_id, cpu, ilx, order, thp_may_reclaim):
             if mode == MPOL_INTERLEAVE:
                 target = interleave_nid(nodes, ilx)
             else:
-                target = weighted_interleave_nid(mach, nodes, ilx)
+                target = weighted_interleave_nid(st, nodes, ilx)
             if target < 0:
                 target = cpu_nid
-            n = rmqueue_list(mach, target, mask, order, cpu_nid)
-            if n == target and mach.opts[OPT_NUMA_STAT] != 0:
-                mach.numastat[n, NS_INTERLEAVE] += 1
+            n = rmqueue_list(st, target, mask, order, cpu_nid)
+            if n == target and st.opts[OPT_NUMA_STAT] != 0:
+                st.numastat[n, NS_INTERLEAVE] += 1
             return n
         elif mode == MPOL_PREFERRED_MANY:
-            n = walk_zonelist(mach, start, nodes, order, WMARK_LOW)
+            n = walk_zonelist(st, start, nodes, order, WMARK_LOW)
             if n < 0:
-                n = walk_zonelist(mach, start, nodes, order, WMARK_MIN)
+                n = walk_zonelist(st, start, nodes, order, WMARK_MIN)
             if n >= 0:
-                mach.free[n] -= np.int64(1) << order
-                zone_statistics(mach, n, preferred_zone_node(mach, start, nodes), cpu_nid)
+                st.free[n] -= np.int64(1) << order
+                zone_statistics(st, n, preferred_zone_node(st, start, nodes), cpu_nid)
                 return n
             if order > 0 and not thp_may_reclaim:
                 return np.int64(-1)
-            return rmqueue_list(mach, start, np.uint64(0), order, cpu_nid)
+            return rmqueue_list(st, start, np.uint64(0), order, cpu_nid)
     if order > 0 and ilx != NO_INTERLEAVE_INDEX and (
             mask == 0 or (mask >> np.uint64(start)) & np.uint64(1)):
-        n = alloc_thisnode(mach, start, order, cpu_nid)
+        n = alloc_thisnode(st, start, order, cpu_nid)
         if n >= 0 or not thp_may_reclaim:
             return n
-    return rmqueue_list(mach, start, mask, order, cpu_nid)
+    return rmqueue_list(st, start, mask, order, cpu_nid)

@@ -15,7 +15,7 @@ from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
 from ._jit import kernel
 from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE,
                     THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
-from .state import find_block, get_block, has_room, new_frame, split_huge_pmd
+from .state import find_block, get_block, lookup_block, has_room, new_frame, split_huge_pmd
 
 # status codes of access_batch (the position reached is written to pos[0])
 ACCESS_DONE, ACCESS_NEED_GROW, ACCESS_SEGV, ACCESS_OOM = 0, 1, 2, 3
@@ -47,12 +47,12 @@ def vma_policy(vmas, v, task_pol):
 
 
 @kernel
-def thp_eligible(mach, vmas, v, pmd):
+def thp_eligible(st, vmas, v, pmd):
     """THP at this PMD: enabled for the VMA, private anonymous, and the 2 MiB inside it."""
     fl = vmas[v]["flags"]
     if fl & VM_SHARED or fl & VM_NOHUGEPAGE:
         return False
-    mode = mach.opts[OPT_THP]
+    mode = st.opts[OPT_THP]
     if not (mode == THP_ALWAYS or (mode == THP_MADVISE and fl & VM_HUGEPAGE)):
         return False
     first = pmd << PTRS_PER_PMD_SHIFT
@@ -60,8 +60,8 @@ def thp_eligible(mach, vmas, v, pmd):
 
 
 @kernel
-def thp_may_reclaim(mach, vmas, v):
-    d = mach.opts[OPT_THP_DEFRAG]
+def thp_may_reclaim(st, vmas, v):
+    d = st.opts[OPT_THP_DEFRAG]
     return d == DEFRAG_ALWAYS or (d == DEFRAG_MADVISE and vmas[v]["flags"] & VM_HUGEPAGE)
 
 
@@ -72,138 +72,139 @@ def ilx_of(vmas, v, vpn, order):
 
 
 @kernel
-def alloc_base_page(mem, mach, vmas, v, vpn, cpu, task_pol):
+def alloc_base_page(st, vmas, v, vpn, cpu, task_pol):
     """A fresh order-0 folio for vpn under the governing policy: frame index, or -1 (OOM)."""
-    n = alloc_pages_mpol(mach, vma_policy(vmas, v, task_pol), cpu,
+    n = alloc_pages_mpol(st, vma_policy(vmas, v, task_pol), cpu,
                          ilx_of(vmas, v, vpn, 0), 0, False)
     if n < 0:
         return np.int64(-1)
-    f = new_frame(mem, n, 0)
-    mem.frames[f]["mapcount"] = 1
+    f = new_frame(st, n, 0)
+    st.frames[f]["mapcount"] = 1
     return f
 
 
 @kernel
-def fault_huge_anon(mem, mach, vmas, v, asid, pmd, cpu, task_pol, write):
+def fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
     """do_huge_pmd_anonymous_page: True when the whole PMD got mapped (THP or huge zero)."""
-    if not write and mach.opts[OPT_ZERO_PAGE] != 0:
+    if not write and st.opts[OPT_ZERO_PAGE] != 0:
         flags, f = PTE_PRESENT | PTE_ZERO | PTE_HUGE, np.int64(-1)
     else:
         vpn0 = pmd << PTRS_PER_PMD_SHIFT
-        n = alloc_pages_mpol(mach, vma_policy(vmas, v, task_pol), cpu,
+        n = alloc_pages_mpol(st, vma_policy(vmas, v, task_pol), cpu,
                              ilx_of(vmas, v, vpn0, HPAGE_PMD_ORDER), HPAGE_PMD_ORDER,
-                             thp_may_reclaim(mach, vmas, v))
+                             thp_may_reclaim(st, vmas, v))
         if n < 0:
-            mach.vm[C_THP_FAULT_FALLBACK] += 1
+            st.vm[C_THP_FAULT_FALLBACK] += 1
             return False
-        mach.vm[C_THP_FAULT_ALLOC] += 1
-        f = new_frame(mem, n, HPAGE_PMD_ORDER)
-        mem.frames[f]["mapcount"] = 1
+        st.vm[C_THP_FAULT_ALLOC] += 1
+        f = new_frame(st, n, HPAGE_PMD_ORDER)
+        st.frames[f]["mapcount"] = 1
         flags = PTE_PRESENT | PTE_WRITE | PTE_DIRTY | PTE_HUGE
-    b = get_block(mem, asid, pmd)
+    b = get_block(st, asid, pmd)
     base = b << PTRS_PER_PMD_SHIFT
     for i in range(PTRS_PER_PMD):
-        mem.ptes[base + i]["frame"] = f
-        mem.ptes[base + i]["flags"] = flags
-    mem.blk_used[b] = PTRS_PER_PMD
+        st.ptes[base + i]["frame"] = f
+        st.ptes[base + i]["flags"] = flags
+    st.blk_used[b] = PTRS_PER_PMD
     return True
 
 
 @kernel
-def fault_shm(mem, mach, vmas, v, pi, vpn, cpu, task_pol, write):
+def fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write):
     """shmem_fault: find the object's page at this offset, or allocate it; map it here."""
     off = vmas[v]["pgoff"] + (vpn - vmas[v]["start"])
-    ob = get_block(mem, vmas[v]["shm"], off >> PTRS_PER_PMD_SHIFT)
+    ob = get_block(st, vmas[v]["shm"], off >> PTRS_PER_PMD_SHIFT)
     oi = (ob << PTRS_PER_PMD_SHIFT) + (off & (PTRS_PER_PMD - 1))
-    if mem.ptes[oi]["flags"] & PTE_PRESENT:
-        f = np.int64(mem.ptes[oi]["frame"])
+    if st.ptes[oi]["flags"] & PTE_PRESENT:
+        f = np.int64(st.ptes[oi]["frame"])
     else:
-        n = alloc_pages_mpol(mach, vma_policy(vmas, v, task_pol), cpu, off, 0, False)
+        n = alloc_pages_mpol(st, vma_policy(vmas, v, task_pol), cpu, off, 0, False)
         if n < 0:
             return FAULT_OOM
-        f = new_frame(mem, n, 0)
-        mem.frames[f]["flags"] = FRAME_SHM
-        mem.ptes[oi]["frame"] = f
-        mem.ptes[oi]["flags"] = PTE_PRESENT | PTE_WRITE
-        mem.blk_used[ob] += 1
-    mem.frames[f]["mapcount"] += 1
-    mem.ptes[pi]["frame"] = f
-    mem.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | (PTE_DIRTY if write else 0)
+        f = new_frame(st, n, 0)
+        st.frames[f]["flags"] = FRAME_SHM
+        st.ptes[oi]["frame"] = f
+        st.ptes[oi]["flags"] = PTE_PRESENT | PTE_WRITE
+        st.blk_used[ob] += 1
+    st.frames[f]["mapcount"] += 1
+    st.ptes[pi]["frame"] = f
+    st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | (PTE_DIRTY if write else 0)
     return FAULT_OK
 
 
 @kernel
-def do_wp_page(mem, mach, vmas, v, asid, pi, vpn, cpu, task_pol):
+def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
     """Write to a write-protected present PTE: zero page or COW-shared page gets a copy."""
-    fl = mem.ptes[pi]["flags"]
+    fl = st.ptes[pi]["flags"]
     if fl & PTE_HUGE:
-        if fl & PTE_ZERO or mem.frames[mem.ptes[pi]["frame"]]["mapcount"] > 1:
-            split_huge_pmd(mem, mach.vm, pi >> PTRS_PER_PMD_SHIFT)
-            fl = mem.ptes[pi]["flags"]
+        if fl & PTE_ZERO or st.frames[st.ptes[pi]["frame"]]["mapcount"] > 1:
+            split_huge_pmd(st, pi >> PTRS_PER_PMD_SHIFT)
+            fl = st.ptes[pi]["flags"]
         else:                                   # exclusive THP: reuse the whole PMD
             base = (pi >> PTRS_PER_PMD_SHIFT) << PTRS_PER_PMD_SHIFT
             for i in range(PTRS_PER_PMD):
-                mem.ptes[base + i]["flags"] |= PTE_WRITE | PTE_DIRTY
+                st.ptes[base + i]["flags"] |= PTE_WRITE | PTE_DIRTY
             return FAULT_OK
     if not fl & PTE_ZERO:
-        old = mem.ptes[pi]["frame"]
-        if mem.frames[old]["mapcount"] == 1:    # wp_page_reuse
-            mem.ptes[pi]["flags"] = fl | PTE_WRITE | PTE_DIRTY
+        old = st.ptes[pi]["frame"]
+        if st.frames[old]["mapcount"] == 1:    # wp_page_reuse
+            st.ptes[pi]["flags"] = fl | PTE_WRITE | PTE_DIRTY
             return FAULT_OK
-    f = alloc_base_page(mem, mach, vmas, v, vpn, cpu, task_pol)
+    f = alloc_base_page(st, vmas, v, vpn, cpu, task_pol)
     if f < 0:
         return FAULT_OOM
     if not fl & PTE_ZERO:
-        mem.frames[mem.ptes[pi]["frame"]]["mapcount"] -= 1
-    mem.ptes[pi]["frame"] = f
-    mem.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | PTE_DIRTY
+        st.frames[st.ptes[pi]["frame"]]["mapcount"] -= 1
+    st.ptes[pi]["frame"] = f
+    st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | PTE_DIRTY
     return FAULT_OK
 
 
 @kernel
-def handle_mm_fault(mem, mach, vmas, v, asid, vpn, cpu, task_pol, write):
+def handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, write):
     """One fault at vpn in VMA row v; FAULT_OK or FAULT_OOM. The PTE is present after OK."""
-    mach.vm[C_PGFAULT] += 1
+    st.vm[C_PGFAULT] += 1
     pmd = vpn >> PTRS_PER_PMD_SHIFT
-    b = find_block(mem, asid, pmd)
+    b = find_block(st, asid, pmd)
     if b >= 0:
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        if mem.ptes[pi]["flags"] & PTE_PRESENT:
-            return do_wp_page(mem, mach, vmas, v, asid, pi, vpn, cpu, task_pol)
+        if st.ptes[pi]["flags"] & PTE_PRESENT:
+            return do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol)
     if vmas[v]["flags"] & VM_SHARED:
-        b = get_block(mem, asid, pmd)
+        b = get_block(st, asid, pmd)
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        st = fault_shm(mem, mach, vmas, v, pi, vpn, cpu, task_pol, write)
-        if st == FAULT_OK:
-            mem.blk_used[b] += 1
-        return st
-    if (b < 0 or mem.blk_used[b] == 0) and thp_eligible(mach, vmas, v, pmd):
-        if fault_huge_anon(mem, mach, vmas, v, asid, pmd, cpu, task_pol, write):
+        res = fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write)
+        if res == FAULT_OK:
+            st.blk_used[b] += 1
+        return res
+    if (b < 0 or st.blk_used[b] == 0) and thp_eligible(st, vmas, v, pmd):
+        if fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
             return FAULT_OK
-    b = get_block(mem, asid, pmd)
+    b = get_block(st, asid, pmd)
     pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-    if not write and mach.opts[OPT_ZERO_PAGE] != 0:
-        mem.ptes[pi]["frame"] = -1
-        mem.ptes[pi]["flags"] = PTE_PRESENT | PTE_ZERO
+    if not write and st.opts[OPT_ZERO_PAGE] != 0:
+        st.ptes[pi]["frame"] = -1
+        st.ptes[pi]["flags"] = PTE_PRESENT | PTE_ZERO
     else:
-        f = alloc_base_page(mem, mach, vmas, v, vpn, cpu, task_pol)
+        f = alloc_base_page(st, vmas, v, vpn, cpu, task_pol)
         if f < 0:
             return FAULT_OOM
-        mem.ptes[pi]["frame"] = f
-        mem.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | PTE_DIRTY
-    mem.blk_used[b] += 1
+        st.ptes[pi]["frame"] = f
+        st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | PTE_DIRTY
+    st.blk_used[b] += 1
     return FAULT_OK
 
 
 @kernel
-def access_batch(mem, mach, vmas, asid, cpu, task_pol, addrs, writes, start, pos, counts):
+def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, counts):
     """Replay addrs[start:] by one thread on ``cpu``; returns an ACCESS_* status.
 
     ``writes``: uint8 per address (or one element for the whole batch). ``counts``: int64
     [n_nodes (cpu node), n_nodes (memory node), 2 (read, write)], accumulated. ``pos[0]``
     receives the index reached (the faulting element on SEGV/OOM/NEED_GROW).
     """
-    cn = np.int64(mach.cpu_node[cpu])
+    cn = np.int64(st.cpu_node[cpu])
+    ptes, frames, hkeys, hvals = st.ptes, st.frames, st.hkeys, st.hvals
     one_w = writes.size == 1
     cur_pmd = np.int64(-1)
     cur_blk = np.int64(-1)
@@ -216,14 +217,14 @@ def access_batch(mem, mach, vmas, asid, cpu, task_pol, addrs, writes, start, pos
             if pmd >> (47 - 21) != 0:                # negative, or beyond 47 bits
                 pos[0] = i
                 return ACCESS_SEGV
-            cur_blk = find_block(mem, asid, pmd)
+            cur_blk = lookup_block(hkeys, hvals, asid, pmd)
             cur_pmd = pmd
         if cur_blk >= 0:
             pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-            fl = mem.ptes[pi]["flags"]
+            fl = ptes[pi]["flags"]
             if fl & PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
-                f = mem.ptes[pi]["frame"]
-                node = ZERO_PAGE_NODE if f < 0 else mem.frames[f]["node"]
+                f = ptes[pi]["frame"]
+                node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
                 counts[cn, node, w] += 1
                 continue
         v = find_vma(vmas, vpn, hint)
@@ -231,16 +232,17 @@ def access_batch(mem, mach, vmas, asid, cpu, task_pol, addrs, writes, start, pos
             pos[0] = i
             return ACCESS_SEGV
         hint = v
-        if not has_room(mem):
+        if not has_room(st):
             pos[0] = i
             return ACCESS_NEED_GROW
-        if handle_mm_fault(mem, mach, vmas, v, asid, vpn, cpu, task_pol, w != 0) != FAULT_OK:
+        if handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, w != 0) != FAULT_OK:
             pos[0] = i
             return ACCESS_OOM
-        cur_blk = find_block(mem, asid, pmd)
+        ptes, frames, hkeys, hvals = st.ptes, st.frames, st.hkeys, st.hvals
+        cur_blk = lookup_block(hkeys, hvals, asid, pmd)
         pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        f = mem.ptes[pi]["frame"]
-        node = ZERO_PAGE_NODE if f < 0 else mem.frames[f]["node"]
+        f = ptes[pi]["frame"]
+        node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
         counts[cn, node, w] += 1
     pos[0] = addrs.size
     return ACCESS_DONE

@@ -18,25 +18,25 @@ from .fault import find_vma, ilx_of
 
 
 @kernel
-def move_folio(mem, mach, f, node):
+def move_folio(st, f, node):
     """The pages of folio f now live on ``node`` (already allocated there)."""
-    order = mem.frames[f]["order"]
-    mach.free[mem.frames[f]["node"]] += np.int64(1) << order
-    mem.frames[f]["node"] = node
-    mach.vm[C_PGMIGRATE_SUCCESS] += np.int64(1) << order
+    order = st.frames[f]["order"]
+    st.free[st.frames[f]["node"]] += np.int64(1) << order
+    st.frames[f]["node"] = node
+    st.vm[C_PGMIGRATE_SUCCESS] += np.int64(1) << order
     if order > 0:
-        mach.vm[C_THP_MIGRATION_SUCCESS] += 1
+        st.vm[C_THP_MIGRATION_SUCCESS] += 1
 
 
 @kernel
-def migrate_failed(mach, order):
-    mach.vm[C_PGMIGRATE_FAIL] += np.int64(1) << order
+def migrate_failed(st, order):
+    st.vm[C_PGMIGRATE_FAIL] += np.int64(1) << order
     if order > 0:
-        mach.vm[C_THP_MIGRATION_FAIL] += 1
+        st.vm[C_THP_MIGRATION_FAIL] += 1
 
 
 @kernel
-def queue_pages_range(mem, blocks, lo, hi, user_mask, flags, out_frames, out_vpns):
+def queue_pages_range(st, blocks, lo, hi, user_mask, flags, out_frames, out_vpns):
     """queue_folios_pte_range/queue_folios_pmd: collect misplaced folios in [lo, hi).
 
     Misplaced = node not in the user mask. STRICT without MOVE*: the first misplaced folio
@@ -48,14 +48,14 @@ def queue_pages_range(mem, blocks, lo, hi, user_mask, flags, out_frames, out_vpn
     for k in range(blocks.size):
         b = blocks[k]
         base = b << PTRS_PER_PMD_SHIFT
-        first = (mem.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
         for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
-            fl = mem.ptes[base + i]["flags"]
-            f = np.int64(mem.ptes[base + i]["frame"])
+            fl = st.ptes[base + i]["flags"]
+            f = np.int64(st.ptes[base + i]["frame"])
             if not fl & PTE_PRESENT or f < 0 or f == last:
                 continue
             last = f
-            node = mem.frames[f]["node"]
+            node = st.frames[f]["node"]
             if (np.uint64(user_mask) >> np.uint64(node)) & np.uint64(1):
                 continue
             if not move:
@@ -63,7 +63,7 @@ def queue_pages_range(mem, blocks, lo, hi, user_mask, flags, out_frames, out_vpn
                     out_vpns[0] = first + i
                     return -errno.EIO
                 continue
-            if not flags & MPOL_MF_MOVE_ALL and mem.frames[f]["mapcount"] > 1:
+            if not flags & MPOL_MF_MOVE_ALL and st.frames[f]["mapcount"] > 1:
                 continue
             out_frames[n] = f
             out_vpns[n] = first + i
@@ -72,7 +72,7 @@ def queue_pages_range(mem, blocks, lo, hi, user_mask, flags, out_frames, out_vpn
 
 
 @kernel
-def migrate_to_policy(mem, mach, vmas, frames, vpns, pol_id, cpu):
+def migrate_to_policy(st, vmas, frames, vpns, pol_id, cpu):
     """alloc_migration_target_by_mpol for each queued folio, then move it.
 
     Returns how many folios moved; a destination allocation failure stops the whole
@@ -80,21 +80,21 @@ def migrate_to_policy(mem, mach, vmas, frames, vpns, pol_id, cpu):
     hint = np.int64(0)
     for k in range(frames.size):
         f = frames[k]
-        order = np.int64(mem.frames[f]["order"])
+        order = np.int64(st.frames[f]["order"])
         vpn = (vpns[k] >> order) << order
         v = find_vma(vmas, vpn, hint)
         hint = max(v, 0)
         ilx = ilx_of(vmas, v, vpn, order) if v >= 0 else np.int64(-1)
-        node = alloc_pages_mpol(mach, pol_id, cpu, ilx, order, True)
+        node = alloc_pages_mpol(st, pol_id, cpu, ilx, order, True)
         if node < 0:
-            migrate_failed(mach, order)
+            migrate_failed(st, order)
             return k
-        move_folio(mem, mach, f, node)
+        move_folio(st, f, node)
     return frames.size
 
 
 @kernel
-def do_pages_move(mem, mach, vmas, asid_blocks, asid_pmds, vpns, nodes, move_all, cpu,
+def do_pages_move(st, vmas, asid_blocks, asid_pmds, vpns, nodes, move_all, cpu,
                   status, n_nodes):
     """move_pages(2) with target nodes: per-page status, runs of equal target migrated with
     __GFP_THISNODE. Returns 0, or -errno for the call (ENODEV, ENOMEM); statuses of pages
@@ -109,17 +109,17 @@ def do_pages_move(mem, mach, vmas, asid_blocks, asid_pmds, vpns, nodes, move_all
         if i == vpns.size or d != run_node:       # flush the queued run
             for k in range(nq):
                 f = queued[k]
-                if alloc_thisnode(mach, run_node, np.int64(mem.frames[f]["order"]),
-                                  np.int64(mach.cpu_node[cpu])) < 0:
-                    migrate_failed(mach, np.int64(mem.frames[f]["order"]))
+                if alloc_thisnode(st, run_node, np.int64(st.frames[f]["order"]),
+                                  np.int64(st.cpu_node[cpu])) < 0:
+                    migrate_failed(st, np.int64(st.frames[f]["order"]))
                     return -errno.ENOMEM
-                move_folio(mem, mach, f, run_node)
+                move_folio(st, f, run_node)
                 status[q_idx[k]] = run_node
             nq = 0
             if i == vpns.size:
                 break
             run_node = d
-            if d < 0 or d >= n_nodes or mach.fallback[d, 0] != d:
+            if d < 0 or d >= n_nodes or st.fallback[d, 0] != d:
                 return -errno.ENODEV
         vpn = vpns[i]
         v = find_vma(vmas, vpn, hint)
@@ -132,18 +132,18 @@ def do_pages_move(mem, mach, vmas, asid_blocks, asid_pmds, vpns, nodes, move_all
             status[i] = -errno.ENOENT
             continue
         pi = (asid_blocks[j] << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        fl = mem.ptes[pi]["flags"]
-        f = np.int64(mem.ptes[pi]["frame"])
+        fl = st.ptes[pi]["flags"]
+        f = np.int64(st.ptes[pi]["frame"])
         if not fl & PTE_PRESENT:
             status[i] = -errno.ENOENT
             continue
         if f < 0:
             status[i] = -errno.EFAULT
             continue
-        if mem.frames[f]["node"] == d:
+        if st.frames[f]["node"] == d:
             status[i] = d
             continue
-        if not move_all and mem.frames[f]["mapcount"] > 1:
+        if not move_all and st.frames[f]["mapcount"] > 1:
             status[i] = -errno.EACCES
             continue
         dup = False
@@ -160,25 +160,25 @@ def do_pages_move(mem, mach, vmas, asid_blocks, asid_pmds, vpns, nodes, move_all
 
 
 @kernel
-def migrate_node(mem, mach, blocks, src, dst, move_all, cpu):
+def migrate_node(st, blocks, src, dst, move_all, cpu):
     """migrate_to_node: every folio of the address space on ``src`` moves to ``dst``
     (__GFP_THISNODE); shared folios only with MOVE_ALL. Returns folios not moved (>= 0) or
     -ENOMEM when a destination allocation failed (earlier folios stay moved)."""
-    cpu_nid = np.int64(mach.cpu_node[cpu])
+    cpu_nid = np.int64(st.cpu_node[cpu])
     for k in range(blocks.size):
         base = blocks[k] << PTRS_PER_PMD_SHIFT
         for i in range(PTRS_PER_PMD):
-            fl = mem.ptes[base + i]["flags"]
-            f = np.int64(mem.ptes[base + i]["frame"])
+            fl = st.ptes[base + i]["flags"]
+            f = np.int64(st.ptes[base + i]["frame"])
             if not fl & PTE_PRESENT or f < 0 or (fl & PTE_HUGE and i > 0):
                 continue
-            if mem.frames[f]["node"] != src:
+            if st.frames[f]["node"] != src:
                 continue
-            if not move_all and mem.frames[f]["mapcount"] > 1:
+            if not move_all and st.frames[f]["mapcount"] > 1:
                 continue
-            order = np.int64(mem.frames[f]["order"])
-            if alloc_thisnode(mach, dst, order, cpu_nid) < 0:
-                migrate_failed(mach, order)
+            order = np.int64(st.frames[f]["order"])
+            if alloc_thisnode(st, dst, order, cpu_nid) < 0:
+                migrate_failed(st, order)
                 return -errno.ENOMEM
-            move_folio(mem, mach, f, dst)
+            move_folio(st, f, dst)
     return 0

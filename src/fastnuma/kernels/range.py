@@ -15,67 +15,67 @@ from .state import find_block, get_block, release_frame, split_huge_pmd
 
 
 @kernel
-def zap_pte(mem, free, pi):
+def zap_pte(st, pi):
     """Drop one base PTE: the page goes back when its last mapping goes (shm: the object
     keeps it)."""
-    fl = mem.ptes[pi]["flags"]
-    f = mem.ptes[pi]["frame"]
+    fl = st.ptes[pi]["flags"]
+    f = st.ptes[pi]["frame"]
     if fl & PTE_PRESENT and f >= 0:
-        mem.frames[f]["mapcount"] -= 1
-        if mem.frames[f]["mapcount"] == 0 and not mem.frames[f]["flags"] & FRAME_SHM:
-            release_frame(mem, free, f)
-    mem.ptes[pi]["frame"] = -1
-    mem.ptes[pi]["flags"] = 0
+        st.frames[f]["mapcount"] -= 1
+        if st.frames[f]["mapcount"] == 0 and not st.frames[f]["flags"] & FRAME_SHM:
+            release_frame(st, f)
+    st.ptes[pi]["frame"] = -1
+    st.ptes[pi]["flags"] = 0
 
 
 @kernel
-def unmap_range(mem, free, vm, blocks, lo, hi):
+def unmap_range(st, blocks, lo, hi):
     """zap_page_range: clear [lo, hi); a THP cut by the range is split first. Pages freed."""
     for k in range(blocks.size):
         b = blocks[k]
         base = b << PTRS_PER_PMD_SHIFT
-        first = (mem.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
         i0 = max(lo - first, 0)
         i1 = min(hi - first, PTRS_PER_PMD)
-        if i0 >= i1 or mem.blk_used[b] == 0:
+        if i0 >= i1 or st.blk_used[b] == 0:
             continue
-        fl = mem.ptes[base]["flags"]
+        fl = st.ptes[base]["flags"]
         if fl & PTE_HUGE and i0 == 0 and i1 == PTRS_PER_PMD:      # zap_huge_pmd
-            f = mem.ptes[base]["frame"]
+            f = st.ptes[base]["frame"]
             if f >= 0:
-                mem.frames[f]["mapcount"] -= 1
-                if mem.frames[f]["mapcount"] == 0:
-                    release_frame(mem, free, f)
+                st.frames[f]["mapcount"] -= 1
+                if st.frames[f]["mapcount"] == 0:
+                    release_frame(st, f)
             for i in range(PTRS_PER_PMD):
-                mem.ptes[base + i]["frame"] = -1
-                mem.ptes[base + i]["flags"] = 0
-            mem.blk_used[b] = 0
+                st.ptes[base + i]["frame"] = -1
+                st.ptes[base + i]["flags"] = 0
+            st.blk_used[b] = 0
             continue
         if fl & PTE_HUGE:
-            split_huge_pmd(mem, vm, b)
+            split_huge_pmd(st, b)
         for i in range(i0, i1):
-            if mem.ptes[base + i]["flags"] & PTE_PRESENT:
-                zap_pte(mem, free, base + i)
-                mem.blk_used[b] -= 1
+            if st.ptes[base + i]["flags"] & PTE_PRESENT:
+                zap_pte(st, base + i)
+                st.blk_used[b] -= 1
 
 
 @kernel
-def page_nodes(mem, blocks, lo, hi, out):
+def page_nodes(st, blocks, lo, hi, out):
     """out[vpn - lo] = node of the page mapped at vpn; -1 when nothing is; zero page: 0."""
     out[:] = -1
     for k in range(blocks.size):
         b = blocks[k]
         base = b << PTRS_PER_PMD_SHIFT
-        first = (mem.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
         for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
-            fl = mem.ptes[base + i]["flags"]
+            fl = st.ptes[base + i]["flags"]
             if fl & PTE_PRESENT:
-                f = mem.ptes[base + i]["frame"]
-                out[first + i - lo] = ZERO_PAGE_NODE if f < 0 else mem.frames[f]["node"]
+                f = st.ptes[base + i]["frame"]
+                out[first + i - lo] = ZERO_PAGE_NODE if f < 0 else st.frames[f]["node"]
 
 
 @kernel
-def copy_page_range(mem, vmas, parent_blocks, child_asid):
+def copy_page_range(st, vmas, parent_blocks, child_asid):
     """fork: copy private PTEs to the child, write-protect both sides (COW), mapcount += 1.
 
     Shared (MAP_SHARED) ranges are not copied, as Linux: the child faults them in from the
@@ -84,13 +84,13 @@ def copy_page_range(mem, vmas, parent_blocks, child_asid):
     hint = np.int64(0)
     for k in range(parent_blocks.size):
         b = parent_blocks[k]
-        if mem.blk_used[b] == 0:
+        if st.blk_used[b] == 0:
             continue
-        pmd = mem.blk_key[b] & ((1 << 27) - 1)
+        pmd = st.blk_key[b] & ((1 << 27) - 1)
         base = b << PTRS_PER_PMD_SHIFT
         cb = -1
         for i in range(PTRS_PER_PMD):
-            fl = mem.ptes[base + i]["flags"]
+            fl = st.ptes[base + i]["flags"]
             if not fl & PTE_PRESENT:
                 continue
             v = find_vma(vmas, (pmd << PTRS_PER_PMD_SHIFT) + i, hint)
@@ -98,37 +98,37 @@ def copy_page_range(mem, vmas, parent_blocks, child_asid):
                 continue
             hint = v
             if cb < 0:
-                cb = get_block(mem, child_asid, pmd)
+                cb = get_block(st, child_asid, pmd)
             fl = fl & ~np.uint32(PTE_WRITE)
-            mem.ptes[base + i]["flags"] = fl
-            f = mem.ptes[base + i]["frame"]
-            mem.ptes[(cb << PTRS_PER_PMD_SHIFT) + i]["frame"] = f
-            mem.ptes[(cb << PTRS_PER_PMD_SHIFT) + i]["flags"] = fl
-            mem.blk_used[cb] += 1
+            st.ptes[base + i]["flags"] = fl
+            f = st.ptes[base + i]["frame"]
+            st.ptes[(cb << PTRS_PER_PMD_SHIFT) + i]["frame"] = f
+            st.ptes[(cb << PTRS_PER_PMD_SHIFT) + i]["flags"] = fl
+            st.blk_used[cb] += 1
             if f >= 0 and (not fl & PTE_HUGE or i == 0):
-                mem.frames[f]["mapcount"] += 1
+                st.frames[f]["mapcount"] += 1
             copied += 1
     return copied
 
 
 @kernel
-def release_object(mem, free, blocks):
+def release_object(st, blocks):
     """A shared object's last mapping went: its pages go back (the page cache empties)."""
     for k in range(blocks.size):
         b = blocks[k]
         base = b << PTRS_PER_PMD_SHIFT
         for i in range(PTRS_PER_PMD):
-            if mem.ptes[base + i]["flags"] & PTE_PRESENT:
-                f = mem.ptes[base + i]["frame"]
+            if st.ptes[base + i]["flags"] & PTE_PRESENT:
+                f = st.ptes[base + i]["frame"]
                 if f >= 0:
-                    release_frame(mem, free, f)
-                mem.ptes[base + i]["frame"] = -1
-                mem.ptes[base + i]["flags"] = 0
-        mem.blk_used[b] = 0
+                    release_frame(st, f)
+                st.ptes[base + i]["frame"] = -1
+                st.ptes[base + i]["flags"] = 0
+        st.blk_used[b] = 0
 
 
 @kernel
-def numa_maps_stats(mem, blocks, lo, hi, node_pages, out):
+def numa_maps_stats(st, blocks, lo, hi, node_pages, out):
     """gather_stats for one VMA: node_pages[n] += pages on node n; out = [pages, dirty,
     mapmax, anon-exclusive...]. Zero-page PTEs are not counted (vm_normal_page fails)."""
     pages = 0
@@ -137,32 +137,32 @@ def numa_maps_stats(mem, blocks, lo, hi, node_pages, out):
     for k in range(blocks.size):
         b = blocks[k]
         base = b << PTRS_PER_PMD_SHIFT
-        first = (mem.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
         for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
-            fl = mem.ptes[base + i]["flags"]
-            f = mem.ptes[base + i]["frame"]
+            fl = st.ptes[base + i]["flags"]
+            f = st.ptes[base + i]["frame"]
             if not fl & PTE_PRESENT or f < 0:
                 continue
             pages += 1
-            node_pages[mem.frames[f]["node"]] += 1
+            node_pages[st.frames[f]["node"]] += 1
             if fl & PTE_DIRTY:
                 dirty += 1
-            mapmax = max(mapmax, mem.frames[f]["mapcount"])
+            mapmax = max(mapmax, st.frames[f]["mapcount"])
     out[0] = pages
     out[1] = dirty
     out[2] = mapmax
 
 
 @kernel
-def split_pmd_at(mem, vm, asid, vpn):
+def split_pmd_at(st, asid, vpn):
     """vma_adjust_trans_huge: a VMA boundary at vpn inside a PMD-mapped THP splits it."""
-    b = find_block(mem, asid, vpn >> PTRS_PER_PMD_SHIFT)
-    if b >= 0 and mem.ptes[b << PTRS_PER_PMD_SHIFT]["flags"] & PTE_HUGE:
-        split_huge_pmd(mem, vm, b)
+    b = find_block(st, asid, vpn >> PTRS_PER_PMD_SHIFT)
+    if b >= 0 and st.ptes[b << PTRS_PER_PMD_SHIFT]["flags"] & PTE_HUGE:
+        split_huge_pmd(st, b)
 
 
 @kernel
-def pages_stat(mem, vmas, blocks, pmds, vpns, status):
+def pages_stat(st, vmas, blocks, pmds, vpns, status):
     """do_pages_stat: node of each page; -EFAULT (no VMA, zero page), -ENOENT (nothing)."""
     hint = np.int64(0)
     for i in range(vpns.size):
@@ -177,9 +177,9 @@ def pages_stat(mem, vmas, blocks, pmds, vpns, status):
             status[i] = -errno.ENOENT
             continue
         pi = (blocks[j] << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        if not mem.ptes[pi]["flags"] & PTE_PRESENT:
+        if not st.ptes[pi]["flags"] & PTE_PRESENT:
             status[i] = -errno.ENOENT
-        elif mem.ptes[pi]["frame"] < 0:
+        elif st.ptes[pi]["frame"] < 0:
             status[i] = -errno.EFAULT
         else:
-            status[i] = mem.frames[mem.ptes[pi]["frame"]]["node"]
+            status[i] = st.frames[st.ptes[pi]["frame"]]["node"]

@@ -7,9 +7,10 @@ address space: a process, or a shared memory object (whose "page table" is its p
 indexed by page offset). Python (``pagetable.py``) allocates and grows the arrays; kernels
 return ``NEED_GROW`` before touching anything when capacity runs short.
 """
-from collections import namedtuple
-
+import numba
 import numpy as np
+from numba.core import types
+from numba.experimental import structref
 
 from ..dtypes import (C_THP_SPLIT_PAGE, C_THP_SPLIT_PMD, FRAME_FREE, PTE_HUGE, PTE_ZERO,
                       PTRS_PER_PMD, PTRS_PER_PMD_SHIFT)
@@ -23,9 +24,55 @@ NEED_GROW = -(1 << 40)                # status: grow the arrays, then call again
 CTL_NBLOCKS, CTL_NFRAMES, CTL_NFREE, CTL_HCOUNT = 0, 1, 2, 3
 N_CTL = 4
 
-Mem = namedtuple("Mem", ["ptes", "blk_key", "blk_used", "hkeys", "hvals",
-                         "frames", "frame_free", "ctl"])
-Mem.__doc__ = """Page tables and frames (see module docstring); arrays owned by pagetable.py."""
+STATE_FIELDS = (
+    # page tables and frames (grown by pagetable.PageTable)
+    "ptes", "blk_key", "blk_used", "hkeys", "hvals", "frames", "frame_free", "ctl",
+    # the machine (engine.Simulator): topology, free pages, counters, policies, knobs
+    "cpu_node", "fallback", "free", "wmark_min", "wmark_low", "wmark_high", "il_weight",
+    "numastat", "vm", "policies", "opts",
+)
+
+
+@structref.register
+class SimStateType(types.StructRef):
+    """Numba type of :class:`SimState`."""
+
+    def preprocess_fields(self, fields):
+        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+
+
+class SimState(structref.StructRefProxy):
+    """Every array the kernels share, passed by reference as one argument.
+
+    A StructRef rather than a namedtuple: a tuple of arrays is passed by value, and every
+    call between kernels pays a reference-count update per member (about 5 ns each,
+    measured); a StructRef costs one. Python replaces grown arrays with the setters below.
+    """
+
+    def __new__(cls, **arrays):
+        return structref.StructRefProxy.__new__(cls, *(arrays[f] for f in STATE_FIELDS))
+
+
+structref.define_proxy(SimState, SimStateType, list(STATE_FIELDS))
+
+
+@kernel
+def set_page_arrays(st, ptes, blk_key, blk_used, hkeys, hvals, frames, frame_free):
+    """Hand the kernels the page-table arrays again (after PageTable grew some)."""
+    st.ptes = ptes
+    st.blk_key = blk_key
+    st.blk_used = blk_used
+    st.hkeys = hkeys
+    st.hvals = hvals
+    st.frames = frames
+    st.frame_free = frame_free
+
+
+@kernel
+def set_policies(st, policies):
+    """Hand the kernels the policy table again (after it grew)."""
+    st.policies = policies
+
 
 # headroom a kernel needs before handling one more event
 ROOM_BLOCKS = 2
@@ -39,85 +86,91 @@ def hash_slot(key, mask):
 
 
 @kernel
-def find_block(mem, asid, pmd):
-    """Index of the PTE block of (asid, pmd), or -1."""
+def lookup_block(hkeys, hvals, asid, pmd):
+    """Index of the PTE block of (asid, pmd) in the PMD hash, or -1."""
     key = (np.int64(asid) << ASID_SHIFT) | pmd
-    mask = mem.hkeys.size - 1
+    mask = hkeys.size - 1
     s = hash_slot(key, mask)
     while True:
-        k = mem.hkeys[s]
+        k = hkeys[s]
         if k == key:
-            return np.int64(mem.hvals[s])
+            return np.int64(hvals[s])
         if k == EMPTY:
             return np.int64(-1)
         s = (s + 1) & mask
 
 
 @kernel
-def has_room(mem):
-    """True when one more event can add a block and split a THP without growing."""
-    nb = mem.ctl[CTL_NBLOCKS]
-    return (nb + ROOM_BLOCKS <= mem.blk_key.size
-            and 2 * (mem.ctl[CTL_HCOUNT] + ROOM_BLOCKS) <= mem.hkeys.size
-            and mem.ctl[CTL_NFRAMES] + ROOM_FRAMES <= mem.frames.size)
+def find_block(st, asid, pmd):
+    """Index of the PTE block of (asid, pmd), or -1."""
+    return lookup_block(st.hkeys, st.hvals, asid, pmd)
 
 
 @kernel
-def get_block(mem, asid, pmd):
+def has_room(st):
+    """True when one more event can add a block and split a THP without growing."""
+    nb = st.ctl[CTL_NBLOCKS]
+    return (nb + ROOM_BLOCKS <= st.blk_key.size
+            and 2 * (st.ctl[CTL_HCOUNT] + ROOM_BLOCKS) <= st.hkeys.size
+            and st.ctl[CTL_NFRAMES] + ROOM_FRAMES <= st.frames.size)
+
+
+@kernel
+def get_block(st, asid, pmd):
     """Index of the block of (asid, pmd), created empty if absent (caller checked has_room)."""
-    b = find_block(mem, asid, pmd)
+    b = find_block(st, asid, pmd)
     if b >= 0:
         return b
     key = (np.int64(asid) << ASID_SHIFT) | pmd
-    b = mem.ctl[CTL_NBLOCKS]
-    mem.ctl[CTL_NBLOCKS] = b + 1
-    mem.blk_key[b] = key
-    mem.blk_used[b] = 0
+    b = st.ctl[CTL_NBLOCKS]
+    st.ctl[CTL_NBLOCKS] = b + 1
+    st.blk_key[b] = key
+    st.blk_used[b] = 0
     base = b << PTRS_PER_PMD_SHIFT
     for i in range(PTRS_PER_PMD):
-        mem.ptes[base + i]["frame"] = -1
-        mem.ptes[base + i]["flags"] = 0
-    mask = mem.hkeys.size - 1
+        st.ptes[base + i]["frame"] = -1
+        st.ptes[base + i]["flags"] = 0
+    mask = st.hkeys.size - 1
     s = hash_slot(key, mask)
-    while mem.hkeys[s] != EMPTY:
+    while st.hkeys[s] != EMPTY:
         s = (s + 1) & mask
-    mem.hkeys[s] = key
-    mem.hvals[s] = b
-    mem.ctl[CTL_HCOUNT] += 1
+    st.hkeys[s] = key
+    st.hvals[s] = b
+    st.ctl[CTL_HCOUNT] += 1
     return b
 
 
 @kernel
-def new_frame(mem, node, order):
+def new_frame(st, node, order):
     """A frame record for a freshly allocated folio (the allocator already took the pages)."""
-    nf = mem.ctl[CTL_NFREE]
+    nf = st.ctl[CTL_NFREE]
     if nf > 0:
-        f = np.int64(mem.frame_free[nf - 1])
-        mem.ctl[CTL_NFREE] = nf - 1
+        f = np.int64(st.frame_free[nf - 1])
+        st.ctl[CTL_NFREE] = nf - 1
     else:
-        f = mem.ctl[CTL_NFRAMES]
-        mem.ctl[CTL_NFRAMES] = f + 1
-    mem.frames[f]["node"] = node
-    mem.frames[f]["order"] = order
-    mem.frames[f]["flags"] = 0
-    mem.frames[f]["mapcount"] = 0
-    mem.frames[f]["last_cpupid"] = -1
+        f = st.ctl[CTL_NFRAMES]
+        st.ctl[CTL_NFRAMES] = f + 1
+    st.frames[f]["node"] = node
+    st.frames[f]["order"] = order
+    st.frames[f]["flags"] = 0
+    st.frames[f]["mapcount"] = 0
+    st.frames[f]["last_cpupid"] = -1
     return f
 
 
 @kernel
-def release_frame(mem, free_pages, f):
+def release_frame(st, f):
     """Give a folio's pages back to its node and its record to the free list."""
-    fr = mem.frames[f]
-    free_pages[fr["node"]] += np.int64(1) << fr["order"]
-    mem.frames[f]["flags"] = FRAME_FREE
-    mem.frames[f]["mapcount"] = 0
-    mem.frame_free[mem.ctl[CTL_NFREE]] = f
-    mem.ctl[CTL_NFREE] += 1
+    fr = st.frames[f]
+    st.free[fr["node"]] += np.int64(1) << fr["order"]
+    st.frames[f]["flags"] = FRAME_FREE
+    st.frames[f]["mapcount"] = 0
+    st.frame_free[st.ctl[CTL_NFREE]] = f
+    st.ctl[CTL_NFREE] += 1
 
 
 @kernel
-def split_huge_pmd(mem, vm, b):
+def split_huge_pmd(st, b):
     """Split the PMD mapping of block b into 512 PTEs (__split_huge_pmd).
 
     fastnuma splits the folio with it (split_huge_page): a THP is either PMD-mapped
@@ -125,32 +178,32 @@ def split_huge_pmd(mem, vm, b):
     The huge zero page just becomes 512 zero-page PTEs.
     """
     base = b << PTRS_PER_PMD_SHIFT
-    if not mem.ptes[base]["flags"] & PTE_HUGE:
+    if not st.ptes[base]["flags"] & PTE_HUGE:
         return
-    if mem.ptes[base]["flags"] & PTE_ZERO:
+    if st.ptes[base]["flags"] & PTE_ZERO:
         for i in range(PTRS_PER_PMD):
-            mem.ptes[base + i]["flags"] &= ~np.uint32(PTE_HUGE)
-        vm[C_THP_SPLIT_PMD] += 1
+            st.ptes[base + i]["flags"] &= ~np.uint32(PTE_HUGE)
+        st.vm[C_THP_SPLIT_PMD] += 1
         return
-    f = np.int64(mem.ptes[base]["frame"])
-    node = mem.frames[f]["node"]
-    mapcount = mem.frames[f]["mapcount"]
-    cpupid = mem.frames[f]["last_cpupid"]
+    f = np.int64(st.ptes[base]["frame"])
+    node = st.frames[f]["node"]
+    mapcount = st.frames[f]["mapcount"]
+    cpupid = st.frames[f]["last_cpupid"]
     sub = np.empty(PTRS_PER_PMD, np.int64)
     sub[0] = f
-    mem.frames[f]["order"] = 0
+    st.frames[f]["order"] = 0
     for i in range(1, PTRS_PER_PMD):
-        sub[i] = new_frame(mem, node, 0)
-        mem.frames[sub[i]]["mapcount"] = mapcount
-        mem.frames[sub[i]]["last_cpupid"] = cpupid
-    for bb in range(mem.ctl[CTL_NBLOCKS]):
+        sub[i] = new_frame(st, node, 0)
+        st.frames[sub[i]]["mapcount"] = mapcount
+        st.frames[sub[i]]["last_cpupid"] = cpupid
+    for bb in range(st.ctl[CTL_NBLOCKS]):
         e = bb << PTRS_PER_PMD_SHIFT
-        if mem.ptes[e]["frame"] == f and mem.ptes[e]["flags"] & PTE_HUGE:
+        if st.ptes[e]["frame"] == f and st.ptes[e]["flags"] & PTE_HUGE:
             for i in range(PTRS_PER_PMD):
-                mem.ptes[e + i]["frame"] = sub[i]
-                mem.ptes[e + i]["flags"] &= ~np.uint32(PTE_HUGE)
-            vm[C_THP_SPLIT_PMD] += 1
-    vm[C_THP_SPLIT_PAGE] += 1
+                st.ptes[e + i]["frame"] = sub[i]
+                st.ptes[e + i]["flags"] &= ~np.uint32(PTE_HUGE)
+            st.vm[C_THP_SPLIT_PMD] += 1
+    st.vm[C_THP_SPLIT_PAGE] += 1
 
 
 @kernel
