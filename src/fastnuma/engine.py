@@ -348,9 +348,10 @@ class Simulator(SyscallMixin, ObservationMixin):
                 new = (v.flags | set_f) & ~clear_f
                 if new == v.flags:
                     continue
-                proc.vmas.split_at(max(lo, v.start))
-                proc.vmas.split_at(min(hi, v.end))
-                for w in proc.vmas.overlapping(max(lo, v.start), min(hi, v.end)):
+                a, b = max(lo, v.start), min(hi, v.end)
+                self._split_vma(proc, a)
+                self._split_vma(proc, b)
+                for w in proc.vmas.overlapping(a, b):
                     w.flags = new
                 proc.vmas.changed()
             proc.vmas.merge_around(lo, hi)
