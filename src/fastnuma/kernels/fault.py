@@ -12,7 +12,7 @@ from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
                       FRAME_SHM, NO_POLICY, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
                       PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_HUGEPAGE,
                       VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
-from ._jit import kernel
+from ._jit import kernel, prefetch
 from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE,
                     THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
 from .state import find_block, get_block, lookup_block, has_room, new_frame, split_huge_pmd
@@ -195,6 +195,9 @@ def handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, write):
     return FAULT_OK
 
 
+PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
+
+
 @kernel
 def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, counts):
     """Replay addrs[start:] by one thread on ``cpu``; returns an ACCESS_* status.
@@ -209,7 +212,28 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
     cur_pmd = np.int64(-1)
     cur_blk = np.int64(-1)
     hint = np.int64(0)
-    for i in range(start, addrs.size):
+    n = addrs.size
+    pf_pmd, pf_blk, pf2_pmd, pf2_blk = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
+    for i in range(start, n):
+        # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
+        j = i + PREFETCH_AHEAD
+        if j < n:
+            vpn_j = np.int64(addrs[j]) >> 12
+            if vpn_j >> PTRS_PER_PMD_SHIFT != pf_pmd:
+                pf_pmd = vpn_j >> PTRS_PER_PMD_SHIFT
+                pf_blk = lookup_block(hkeys, hvals, asid, pf_pmd) if pf_pmd >> 26 == 0 else -1
+            if pf_blk >= 0:
+                prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1)))
+        j = i + PREFETCH_AHEAD // 2
+        if j < n:
+            vpn_j = np.int64(addrs[j]) >> 12
+            if vpn_j >> PTRS_PER_PMD_SHIFT != pf2_pmd:
+                pf2_pmd = vpn_j >> PTRS_PER_PMD_SHIFT
+                pf2_blk = lookup_block(hkeys, hvals, asid, pf2_pmd) if pf2_pmd >> 26 == 0 else -1
+            if pf2_blk >= 0:
+                f = ptes[(pf2_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1))]["frame"]
+                if f >= 0:
+                    prefetch(frames, f)
         vpn = np.int64(addrs[i]) >> 12
         w = writes[0] if one_w else writes[i]
         pmd = vpn >> PTRS_PER_PMD_SHIFT
