@@ -20,14 +20,14 @@ DEFRAG_ALWAYS, DEFRAG_MADVISE, DEFRAG_NEVER = 0, 1, 2
 WMARK_LOW, WMARK_MIN = 0, 1
 
 
-@kernel
+@kernel(inline="always")
 def node_ok(st, n, order, wmark):
     """zone_watermark_fast: free pages after the allocation stay above the mark."""
     mark = st.wmark_low[n] if wmark == WMARK_LOW else st.wmark_min[n]
     return st.free[n] - ((np.int64(1) << order) - 1) > mark
 
 
-@kernel
+@kernel(inline="always")
 def walk_zonelist(st, start, mask, order, wmark):
     """First node of ``start``'s fallback list allowed by ``mask`` (0 = all) that passes."""
     lst = st.fallback[start]
@@ -42,7 +42,7 @@ def walk_zonelist(st, start, mask, order, wmark):
     return np.int64(-1)
 
 
-@kernel
+@kernel(inline="always")
 def preferred_zone_node(st, start, mask):
     """Node of the preferred zone: the first node of start's list that the mask allows."""
     lst = st.fallback[start]
@@ -55,7 +55,7 @@ def preferred_zone_node(st, start, mask):
     return np.int64(-1)
 
 
-@kernel
+@kernel(inline="always")
 def zone_statistics(st, node, preferred, cpu_nid):
     """numa_hit/miss/foreign on the serving/preferred node, numa_local/other by CPU node."""
     if st.opts[OPT_NUMA_STAT] == 0:

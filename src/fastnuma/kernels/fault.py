@@ -39,7 +39,7 @@ def find_vma(vmas, vpn, hint):
     return -1
 
 
-@kernel
+@kernel(inline="always")
 def vma_policy(vmas, v, task_pol):
     """get_vma_policy: the VMA's (or shared object's) policy, else the task's, else none."""
     p = vmas[v]["policy"]
@@ -59,13 +59,13 @@ def thp_eligible(st, vmas, v, pmd):
     return vmas[v]["start"] <= first and first + PTRS_PER_PMD <= vmas[v]["end"]
 
 
-@kernel
+@kernel(inline="always")
 def thp_may_reclaim(st, vmas, v):
     d = st.opts[OPT_THP_DEFRAG]
     return d == DEFRAG_ALWAYS or (d == DEFRAG_MADVISE and vmas[v]["flags"] & VM_HUGEPAGE)
 
 
-@kernel
+@kernel(inline="always")
 def ilx_of(vmas, v, vpn, order):
     """Interleave index: (vm_pgoff >> order) + ((addr - vm_start) >> (PAGE_SHIFT + order))."""
     return (vmas[v]["pgoff"] >> order) + ((vpn - vmas[v]["start"]) >> order)

@@ -79,13 +79,13 @@ ROOM_BLOCKS = 2
 ROOM_FRAMES = PTRS_PER_PMD + 1
 
 
-@kernel
+@kernel(inline="always")
 def hash_slot(key, mask):
     h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
     return np.int64(h >> np.uint64(20)) & mask
 
 
-@kernel
+@kernel(inline="always")
 def lookup_block(hkeys, hvals, asid, pmd):
     """Index of the PTE block of (asid, pmd) in the PMD hash, or -1."""
     key = (np.int64(asid) << ASID_SHIFT) | pmd
