@@ -370,31 +370,37 @@ class Simulator(SyscallMixin, ObservationMixin):
         OOM-killed and is gone.
         """
         th = self._thread(tid)
-        proc = self.procs[th.pid]
         addrs = _as_addr_array(addrs)
         writes = _as_write_array(write, addrs.size)
+        cn = self.topology.cpu_node[th.cpu]
+        try:
+            self._touch(th, addrs, writes)
+        finally:                            # accesses before a fault that failed took place
+            counts = self._scratch_counts
+            self.access_counts += counts
+            local = int(counts[cn, cn].sum())
+            th.local += local
+            th.remote += int(counts.sum()) - local
+
+    def _touch(self, th, addrs, writes):
+        """Run the access kernel for thread ``th``; returns the batch's access counts
+        [cpu node, memory node, read/write]. Raises as :meth:`access` does."""
+        proc = self.procs[th.pid]
         counts = self._scratch_counts
         counts[:] = 0
         task_pol = self.policies.intern(th.policy)
         vmas = self._kernel_vmas(proc)
         start = 0
-        try:
-            while True:
-                st = access_batch(self.st, vmas, proc.asid, th.cpu, task_pol,
-                                  addrs, writes, start, self._pos, counts)
-                start = int(self._pos[0])
-                if st != ACCESS_NEED_GROW:
-                    break
-                self.pt.grow()
-        finally:
-            self.access_counts += counts
-            cn = self.topology.cpu_node[th.cpu]
-            local = int(counts[cn, cn].sum())
-            th.local += local
-            th.remote += int(counts.sum()) - local
-        if st == ACCESS_DONE:
-            return
-        if st == ACCESS_SEGV:
+        while True:
+            status = access_batch(self.st, vmas, proc.asid, th.cpu, task_pol, addrs, writes,
+                                  start, self._pos, counts)
+            start = int(self._pos[0])
+            if status != ACCESS_NEED_GROW:
+                break
+            self.pt.grow()
+        if status == ACCESS_DONE:
+            return counts
+        if status == ACCESS_SEGV:
             raise SegmentationFault(proc.pid, start, int(addrs[start]))
         self._oom_kill(proc)
         raise OutOfMemory(proc.pid, f"out of memory at address {int(addrs[start]):#x} "

@@ -168,7 +168,7 @@ class SyscallMixin:
             raise_errno(errno.EINVAL, f"address {addr:#x} given without MPOL_F_ADDR")
         if flags & MPOL_F_NODE:
             if flags & MPOL_F_ADDR:
-                self.access(th.tid, addr)
+                self._touch(th, np.array([addr], np.int64), np.zeros(1, np.uint8))  # lookup_node
                 return int(self.page_nodes(th.pid, addr & ~(PAGE_SIZE - 1), PAGE_SIZE)[0])
             if pol is not None and pol is th.policy and pol.mode == MPOL_INTERLEAVE:
                 return _next_node_in(th.il_prev, pol.nodes)

@@ -1,0 +1,38 @@
+"""Hypothesis strategies shared by the differential tests: topologies and knobs."""
+from hypothesis import strategies as st
+
+MAX_NODES = 4
+
+
+@st.composite
+def topology_args(draw, max_nodes=MAX_NODES, max_pages=3000):
+    """Keyword arguments of a small Topology: some nodes CPU-less or memoryless, random
+    SLIT distances (asymmetric too) and watermarks, capacities small enough to fill."""
+    n = draw(st.integers(1, max_nodes))
+    node_pages = [draw(st.sampled_from([0, 64, 600, max_pages]) if i else
+                       st.sampled_from([64, 600, max_pages])) for i in range(n)]
+    cpus, next_cpu = [], 0
+    for i in range(n):
+        k = draw(st.integers(0 if i else 1, 2))
+        cpus.append(list(range(next_cpu, next_cpu + k)))
+        next_cpu += k
+    distance = [[10 if i == j else draw(st.sampled_from([12, 20, 21, 31]))
+                 for j in range(n)] for i in range(n)]
+    wmin, wlow, whigh = [], [], []
+    for p in node_pages:
+        a = draw(st.integers(0, min(p, 8)))
+        b = draw(st.integers(a, min(p, 16)))
+        wmin.append(a)
+        wlow.append(b)
+        whigh.append(b)
+    return dict(node_pages=node_pages, node_cpus=cpus, distance=distance, wmark_min=wmin,
+                wmark_low=wlow, wmark_high=whigh)
+
+
+def knobs():
+    """Simulator keyword arguments."""
+    return st.fixed_dictionaries({
+        "thp": st.sampled_from(["never", "madvise", "always"]),
+        "thp_defrag": st.sampled_from(["madvise", "always", "never"]),
+        "zero_page": st.booleans(),
+    })

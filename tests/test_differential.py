@@ -1,0 +1,177 @@
+"""Engine versus the plain-Python reference model on random programs (hypothesis).
+
+Every call is made on both; return values and errnos must agree call by call, and after
+every step the counters, free pages, numa_maps of every process and the node of every page
+of the arena must agree too."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, precondition,
+                                 rule)
+
+import fastnuma as fn
+from fastnuma.constants import PAGE_SIZE
+from tests.reference.model import RefMachine, RefTopology
+from tests.strategies import knobs, topology_args
+
+ARENA = 1 << 30                      # fixed mappings land in [ARENA, ARENA + ARENA_PAGES)
+ARENA_PAGES = 3 * 512                # three PMDs: THP cases included
+MODES = [fn.MPOL_DEFAULT, fn.MPOL_PREFERRED, fn.MPOL_BIND, fn.MPOL_INTERLEAVE, fn.MPOL_LOCAL,
+         fn.MPOL_PREFERRED_MANY, fn.MPOL_WEIGHTED_INTERLEAVE, 7]
+MODE_FLAGS = [0, 0, 0, fn.MPOL_F_STATIC_NODES, fn.MPOL_F_RELATIVE_NODES,
+              fn.MPOL_F_NUMA_BALANCING]
+
+
+def outcome(call):
+    try:
+        result = call()
+    except OSError as e:
+        return ("errno", e.errno)
+    except (TypeError, ValueError) as e:
+        return (type(e).__name__,)
+    if isinstance(result, np.ndarray):
+        return ("ok", result.tolist())
+    return ("ok", result)
+
+
+pages = st.integers(0, ARENA_PAGES + 8)
+masks = st.integers(0, 31)
+
+
+class Differential(RuleBasedStateMachine):
+    @initialize(targs=topology_args(), opts=knobs())
+    def build(self, targs, opts):
+        self.sim = fn.Simulator(fn.Topology(**targs), **opts)
+        self.model = RefMachine(RefTopology(**targs), **opts)
+        self.n_cpus = 1 + max(c for cpus in targs["node_cpus"] for c in cpus)
+        self.pids, self.tids = [], []
+
+    def both(self, name, *args, **kwargs):
+        a = outcome(lambda: getattr(self.sim, name)(*args, **kwargs))
+        b = outcome(lambda: getattr(self.model, name)(*args, **kwargs))
+        assert a == b, (name, args, kwargs, "engine", a, "model", b)
+        self._refresh()
+        return a
+
+    def _refresh(self):
+        self.pids = list(self.sim.pids())
+        self.tids = [t for p in self.pids for t in self.sim.tids(p)]
+
+    # ------------------------------------------------------------ processes
+    @rule(cpu=st.integers(0, 7))
+    def spawn(self, cpu):
+        self.both("spawn", cpu=cpu % self.n_cpus)
+
+    @precondition(lambda self: self.pids)
+    @rule(i=st.integers(0, 99), cpu=st.integers(0, 7))
+    def clone(self, i, cpu):
+        self.both("clone", self.pids[i % len(self.pids)], cpu=cpu % self.n_cpus)
+
+    @precondition(lambda self: self.pids and len(self.pids) < 4)
+    @rule(i=st.integers(0, 99))
+    def fork(self, i):
+        self.both("fork", self.pids[i % len(self.pids)])
+
+    @precondition(lambda self: len(self.pids) > 1)
+    @rule(i=st.integers(0, 99))
+    def exit(self, i):
+        self.both("exit", self.pids[i % len(self.pids)])
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), cpu=st.integers(0, 9))
+    def sched(self, i, cpu):
+        self.both("sched", self.tids[i % len(self.tids)], cpu)
+
+    # ------------------------------------------------------------ memory
+    @precondition(lambda self: self.pids)
+    @rule(i=st.integers(0, 99), first=pages, n=st.integers(1, 1100), shared=st.booleans(),
+          fixed=st.integers(0, 3))
+    def mmap(self, i, first, n, shared, fixed):
+        flags = (fn.MAP_SHARED if shared else fn.MAP_PRIVATE) | fn.MAP_ANONYMOUS
+        addr = None if fixed == 0 else ARENA + first * PAGE_SIZE
+        self.both("mmap", self.pids[i % len(self.pids)], n * PAGE_SIZE, flags, addr)
+
+    @precondition(lambda self: self.pids)
+    @rule(i=st.integers(0, 99), first=pages, n=st.integers(0, 600))
+    def munmap(self, i, first, n):
+        self.both("munmap", self.pids[i % len(self.pids)], ARENA + first * PAGE_SIZE,
+                  n * PAGE_SIZE)
+
+    @precondition(lambda self: self.pids)
+    @rule(i=st.integers(0, 99), first=pages, n=st.integers(0, 1100),
+          advice=st.sampled_from([fn.MADV_HUGEPAGE, fn.MADV_NOHUGEPAGE, fn.MADV_DONTNEED]))
+    def madvise(self, i, first, n, advice):
+        self.both("madvise", self.pids[i % len(self.pids)], ARENA + first * PAGE_SIZE,
+                  n * PAGE_SIZE, advice)
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), data=st.data())
+    def access(self, i, data):
+        idx = data.draw(st.lists(pages, min_size=1, max_size=40))
+        writes = data.draw(st.lists(st.booleans(), min_size=len(idx), max_size=len(idx)))
+        addrs = np.array([ARENA + p * PAGE_SIZE for p in idx], np.int64)
+        self.both("access", self.tids[i % len(self.tids)], addrs, np.array(writes))
+
+    # ------------------------------------------------------------ policies
+    @precondition(lambda self: self.pids)
+    @rule(i=st.integers(0, 99), first=pages, n=st.integers(0, 1100),
+          mode=st.sampled_from(MODES), flag=st.sampled_from(MODE_FLAGS), mask=masks,
+          mflags=st.sampled_from([0, 1, 2, 3, 4, 5, 6, 8, 10]))
+    def mbind(self, i, first, n, mode, flag, mask, mflags):
+        self.both("mbind", self.pids[i % len(self.pids)], ARENA + first * PAGE_SIZE,
+                  n * PAGE_SIZE, mode | flag, mask, mflags)
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), mode=st.sampled_from(MODES), flag=st.sampled_from(MODE_FLAGS),
+          mask=masks)
+    def set_mempolicy(self, i, mode, flag, mask):
+        self.both("set_mempolicy", self.tids[i % len(self.tids)], mode | flag, mask)
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), page=pages, flags=st.sampled_from([0, 1, 2, 3, 4, 6]),
+          use_addr=st.booleans())
+    def get_mempolicy(self, i, page, flags, use_addr):
+        addr = ARENA + page * PAGE_SIZE if use_addr else 0
+        self.both("get_mempolicy", self.tids[i % len(self.tids)], addr, flags)
+
+    @precondition(lambda self: self.pids)
+    @rule(i=st.integers(0, 99), data=st.data(), query=st.booleans(),
+          flags=st.sampled_from([0, fn.MPOL_MF_MOVE, fn.MPOL_MF_MOVE_ALL]))
+    def move_pages(self, i, data, query, flags):
+        idx = data.draw(st.lists(pages, min_size=1, max_size=20))
+        addrs = [ARENA + p * PAGE_SIZE for p in idx]
+        nodes = None if query else data.draw(st.lists(st.integers(-1, 4), min_size=len(idx),
+                                                      max_size=len(idx)))
+        self.both("move_pages", self.pids[i % len(self.pids)], addrs, nodes, flags)
+
+    @precondition(lambda self: self.pids)
+    @rule(i=st.integers(0, 99), old=masks, new=masks)
+    def migrate_pages(self, i, old, new):
+        self.both("migrate_pages", self.pids[i % len(self.pids)], old, new)
+
+    # ------------------------------------------------------------ state
+    @invariant()
+    def same_state(self):
+        if not hasattr(self, "sim"):
+            return
+        assert self.sim.vmstat() == self.model.vmstat()
+        assert self.sim.numastat() == self.model.numastat()
+        assert self.sim.free_pages().tolist() == list(self.model.free_pages())
+        for pid in self.pids:
+            assert self.sim.numa_maps(pid) == self.model.numa_maps(pid), pid
+            a = self.sim.page_nodes(pid, ARENA, ARENA_PAGES * PAGE_SIZE)
+            b = self.model.page_nodes(pid, ARENA, ARENA_PAGES * PAGE_SIZE)
+            assert a.tolist() == list(b), pid
+
+
+Differential.TestCase.settings = settings(max_examples=150, stateful_step_count=25,
+                                          deadline=None,
+                                          suppress_health_check=[HealthCheck.too_slow])
+test_engine_matches_model = Differential.TestCase
+
+
+@pytest.mark.slow
+class TestDifferentialMany(Differential.TestCase):
+    settings = settings(max_examples=3000, stateful_step_count=50, deadline=None,
+                        suppress_health_check=[HealthCheck.too_slow])
