@@ -373,6 +373,7 @@ class Simulator(SyscallMixin, ObservationMixin):
         addrs = _as_addr_array(addrs)
         writes = _as_write_array(write, addrs.size)
         cn = self.topology.cpu_node[th.cpu]
+        self._scratch_counts[:] = 0
         try:
             self._touch(th, addrs, writes)
         finally:                            # accesses before a fault that failed took place
