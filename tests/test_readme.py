@@ -18,7 +18,7 @@ def test_readme_examples_run_and_print_what_they_claim():
         out = io.StringIO()
         with contextlib.redirect_stdout(out):
             exec(compile(code, str(README), "exec"), {})
-        printed = out.getvalue().splitlines()
+        printed = [line for line in out.getvalue().splitlines() if line]
         claims = [m.group(1).strip() for line in code.splitlines()
                   if line.lstrip().startswith("print(")
                   and (m := re.search(r"#\s*(.*)$", line))]
