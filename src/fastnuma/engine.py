@@ -103,6 +103,7 @@ class Simulator(SyscallMixin, ObservationMixin):
         self._next_id = 1
         self._next_asid = 1
         self.now_ns = 0
+        self._page_cache = []          # frames of page-cache pages (page_cache_read)
 
     # ----------------------------------------------------------------- internals
     def _sync_policies(self):

@@ -12,7 +12,8 @@ from .constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_MEMS_ALL
 from .errors import raise_errno
 from .kernels.migrate import (do_pages_move, migrate_node, migrate_to_policy,
                               queue_pages_range)
-from .kernels.range import pages_stat, split_pmd_at
+from .kernels.alloc import alloc_pages_task
+from .kernels.range import pages_stat, release_frames, split_pmd_at
 from .policy import Policy, as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
 
 _U64 = (1 << 64) - 1
@@ -179,6 +180,37 @@ class SyscallMixin:
         if pol is None:
             return MPOL_DEFAULT, frozenset()
         return pol.user_mode(), frozenset(mask_nodes(pol.user_mask()))
+
+    # ------------------------------------------------------------------ page cache
+    def page_cache_read(self, tid, n_pages=1):
+        """Thread ``tid`` reads ``n_pages`` of an uncached file: page-cache pages are
+        allocated with no VMA, under its task policy and no interleave index
+        (filemap_alloc_folio), so an interleave task policy takes the per-task round robin
+        from its lowest node after set_mempolicy. Returns the nodes, in order. The pages
+        stay until :meth:`drop_caches`. Allocation failure raises ENOMEM after the pages
+        allocated so far (page cache is reclaimable; no process is killed)."""
+        th = self._thread(tid)
+        n_pages = as_int(n_pages, "n_pages")
+        if n_pages < 0:
+            raise ValueError(f"n_pages {n_pages} is negative")
+        self.pt.reserve(blocks=0, frames=n_pages)
+        pol_id = self.policies.intern(th.policy)
+        self._sync_policies()
+        il = np.array([th.il_prev, th.il_weight], np.int64)
+        frames = np.empty(n_pages, np.int64)
+        done = alloc_pages_task(self.st, pol_id, th.cpu, il, frames)
+        th.il_prev, th.il_weight = int(il[0]), int(il[1])
+        self._page_cache.extend(frames[:done].tolist())
+        nodes = self.pt.frames["node"][frames[:done]].astype(np.int64)
+        if done < n_pages:
+            raise_errno(errno.ENOMEM, f"page cache: no memory after {done} of {n_pages} pages")
+        return nodes
+
+    def drop_caches(self):
+        """echo 1 > /proc/sys/vm/drop_caches: every page-cache page is freed."""
+        frames = np.array(self._page_cache, np.int64)
+        self._page_cache.clear()
+        release_frames(self.st, frames)
 
     # ------------------------------------------------------------------ migration
     def _caller(self, caller, target):

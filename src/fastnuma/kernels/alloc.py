@@ -10,6 +10,7 @@ from ..constants import (MPOL_BIND, MPOL_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFER
 from ..dtypes import (NO_INTERLEAVE_INDEX, NO_POLICY, NS_FOREIGN, NS_HIT, NS_INTERLEAVE,
                       NS_LOCAL, NS_MISS, NS_OTHER)
 from ._jit import kernel
+from .state import new_frame
 
 # opts[] slots
 OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE, OPT_NUMA_STAT = 0, 1, 2, 3
@@ -195,3 +196,45 @@ def alloc_pages_mpol(st, pol_id, cpu, ilx, order, thp_may_reclaim):
         if n >= 0 or not thp_may_reclaim:
             return n
     return rmqueue_list(st, start, mask, order, cpu_nid)
+
+
+@kernel
+def next_node_in(node, mask):
+    """next_node_in: the next node of mask after ``node``, wrapping; -1 for an empty mask."""
+    for k in range(1, 65):
+        n = (node + k) % 64
+        if (np.uint64(mask) >> np.uint64(n)) & np.uint64(1):
+            return np.int64(n)
+    return np.int64(-1)
+
+
+@kernel
+def alloc_pages_task(st, pol_id, cpu, il, frames_out):
+    """alloc_pages() without a VMA (page cache, kernel data): the task policy with no
+    interleave index, so (weighted) interleave takes the per-task round robin
+    (interleave_nodes / weighted_interleave_nodes; ``il`` = [il_prev, il_weight], updated).
+    One order-0 page per entry of frames_out; returns how many were allocated (fewer when
+    memory ran out)."""
+    cpu_nid = np.int64(st.cpu_node[cpu])
+    for k in range(frames_out.size):
+        mode = st.policies[pol_id]["mode"] if pol_id != NO_POLICY else -1
+        if mode == MPOL_INTERLEAVE or mode == MPOL_WEIGHTED_INTERLEAVE:
+            nodes = st.policies[pol_id]["nodes"]
+            node = il[0]                     # il_prev; MAX_NUMNODES-1 after set_mempolicy
+            in_mask = 0 <= node < 64 and (np.uint64(nodes) >> np.uint64(node)) & np.uint64(1)
+            if mode == MPOL_INTERLEAVE or il[1] == 0 or not in_mask:
+                node = next_node_in(min(node, 63), nodes)
+                il[0] = node
+                if mode == MPOL_WEIGHTED_INTERLEAVE:
+                    il[1] = st.il_weight[node]
+            if mode == MPOL_WEIGHTED_INTERLEAVE:
+                il[1] -= 1
+            n = rmqueue_list(st, node, np.uint64(0), 0, cpu_nid)
+            if n == node and st.opts[OPT_NUMA_STAT] != 0:
+                st.numastat[n, NS_INTERLEAVE] += 1
+        else:
+            n = alloc_pages_mpol(st, pol_id, cpu, NO_INTERLEAVE_INDEX, 0, False)
+        if n < 0:
+            return k
+        frames_out[k] = new_frame(st, n, 0)
+    return frames_out.size

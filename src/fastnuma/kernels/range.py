@@ -183,3 +183,10 @@ def pages_stat(st, vmas, blocks, pmds, vpns, status):
             status[i] = -errno.EFAULT
         else:
             status[i] = st.frames[st.ptes[pi]["frame"]]["node"]
+
+
+@kernel
+def release_frames(st, frames):
+    """Free the given folios (page cache dropped)."""
+    for k in range(frames.size):
+        release_frame(st, frames[k])
