@@ -15,14 +15,15 @@ from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
 from ._jit import kernel, prefetch
 from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE,
                     THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
-from .state import find_block, get_block, lookup_block, has_room, new_frame, split_huge_pmd
+from .state import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, ROOM_BLOCKS, ROOM_FRAMES,
+                    find_block, get_block, lookup_block, new_frame, split_huge_pmd)
 
 # status codes of access_batch (the position reached is written to pos[0])
 ACCESS_DONE, ACCESS_NEED_GROW, ACCESS_SEGV, ACCESS_OOM = 0, 1, 2, 3
 FAULT_OK, FAULT_OOM = 0, -1
 
 
-@kernel
+@kernel(inline="always")
 def find_vma(vmas, vpn, hint):
     """Index of the VMA row containing vpn (hint tried first), or -1 (a segfault)."""
     if 0 <= hint < vmas.size and vmas[hint]["start"] <= vpn < vmas[hint]["end"]:
@@ -208,6 +209,8 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
     """
     cn = np.int64(st.cpu_node[cpu])
     ptes, frames, hkeys, hvals = st.ptes, st.frames, st.hkeys, st.hvals
+    ctl = st.ctl
+    blk_cap, frame_cap, hash_cap = st.blk_key.size, frames.size, hkeys.size
     one_w = writes.size == 1
     cur_pmd = np.int64(-1)
     cur_blk = np.int64(-1)
@@ -256,14 +259,14 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
             pos[0] = i
             return ACCESS_SEGV
         hint = v
-        if not has_room(st):
+        if (ctl[CTL_NBLOCKS] + ROOM_BLOCKS > blk_cap or ctl[CTL_NFRAMES] + ROOM_FRAMES > frame_cap
+                or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # has_room, hoisted
             pos[0] = i
             return ACCESS_NEED_GROW
         if handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, w != 0) != FAULT_OK:
             pos[0] = i
             return ACCESS_OOM
-        ptes, frames, hkeys, hvals = st.ptes, st.frames, st.hkeys, st.hvals
-        cur_blk = lookup_block(hkeys, hvals, asid, pmd)
+        cur_blk = lookup_block(hkeys, hvals, asid, pmd)     # (arrays never move in a kernel)
         pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
         f = ptes[pi]["frame"]
         node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
