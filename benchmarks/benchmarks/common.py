@@ -50,7 +50,7 @@ def _cached_array(name, make):
     path = CACHE_ROOT / "streams" / f"{name}.npy"
     try:
         return np.load(path)
-    except (OSError, ValueError):
+    except (OSError, ValueError, EOFError):   # absent or unreadable: make it again
         pass
     arr = make()
     try:
@@ -101,10 +101,10 @@ def addresses(base, pages):
 
 @functools.lru_cache(maxsize=2)
 def stream_addresses(base, pattern, n_pages, n_events):
-    """:func:`page_stream` as byte addresses from ``base`` (read-only, cached per process)."""
-    arr = addresses(base, page_stream(pattern, n_pages, n_events))
-    arr.setflags(write=False)
-    return arr
+    """:func:`page_stream` as byte addresses from ``base``, cached per process: callers
+    must not modify it. Deliberately writable: Numba compiles a separate specialization
+    of every kernel for read-only arrays, which warm_jit does not load."""
+    return addresses(base, page_stream(pattern, n_pages, n_events))
 
 
 def sparse_pages(n_pages, span_pages):
@@ -145,10 +145,11 @@ def shared_populated_process(n_pages):
 
 
 _warmed = set()
+WARM_PAGES = 1 << 15
 
 
 def warm_jit(*what):
-    """Load (or compile) the kernels of ``what`` with a tiny call, once per process.
+    """Load (or compile) the kernels of ``what`` with a small call, once per process.
 
     ``"access"``: first-touch and present-page accesses; ``"mbind"``, ``"move_pages"``,
     ``"migrate_pages"``, ``"fork"`` (fork, then a COW write). Compile time thus never
@@ -157,20 +158,25 @@ def warm_jit(*what):
     todo = [w for w in what if w not in _warmed]
     if not todo:
         return
-    sim, pid, base = new_process(1024)
-    sim.access(pid, addresses(base, np.arange(1024, dtype=np.int64)), write=True)
-    sim.access(pid, addresses(base, np.arange(1024, dtype=np.int64)))
+    # big enough that the page-table arrays grow in every path (access, fork, COW), so
+    # the growth helpers are loaded here too; still only milliseconds once compiled
+    n = WARM_PAGES
+    sim, pid, base = new_process(n)
+    addrs = addresses(base, np.arange(n, dtype=np.int64))
+    sim.access(pid, addrs, write=True)
+    sim.access(pid, addrs)
     for w in todo:
         if w == "mbind":
-            sim.mbind(pid, base, 1024 << PAGE_SHIFT, fn.MPOL_BIND, {1}, fn.MPOL_MF_MOVE)
+            sim.mbind(pid, base, n << PAGE_SHIFT, fn.MPOL_BIND, {1}, fn.MPOL_MF_MOVE)
         elif w == "move_pages":
-            sim.move_pages(pid, addresses(base, np.arange(64, dtype=np.int64)), 0)
-            sim.move_pages(pid, addresses(base, np.arange(64, dtype=np.int64)))
+            sim.move_pages(pid, addrs[:64], 0)
+            sim.move_pages(pid, addrs[:64])
         elif w == "migrate_pages":
-            sim.migrate_pages(pid, {0, 1}, {1, 0})
+            sim.migrate_pages(pid, {1}, {0})      # both ways: pages move from wherever
+            sim.migrate_pages(pid, {0}, {1})      # an earlier warm-up left them
         elif w == "fork":
             child = sim.fork(pid)
-            sim.access(child, addresses(base, np.arange(1024, dtype=np.int64)), write=True)
+            sim.access(child, addrs, write=True)
         elif w != "access":
             raise ValueError(f"warm_jit: unknown {w!r}")
         _warmed.add(w)
