@@ -32,6 +32,7 @@ VMA_DTYPE = np.dtype([("start", np.int64), ("end", np.int64), ("pgoff", np.int64
 VM_SHARED = 1 << 0        # MAP_SHARED anonymous memory
 VM_HUGEPAGE = 1 << 1      # MADV_HUGEPAGE
 VM_NOHUGEPAGE = 1 << 2    # MADV_NOHUGEPAGE
+VM_ANON = 1 << 3          # the VMA has an anon_vma (fork copies its page tables)
 
 # --- memory policies, 32 bytes ---------------------------------------------------------
 POLICY_DTYPE = np.dtype([("mode", np.int32), ("flags", np.int32), ("nodes", np.uint64),

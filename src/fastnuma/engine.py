@@ -5,6 +5,7 @@ The policy system calls live in ``syscalls.py`` and the observation calls in ``s
 (mixins of :class:`Simulator`); kernels are in ``kernels/``.
 """
 import errno
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ from .dtypes import C_OOM_KILL, N_NUMASTAT, N_VMSTAT, VM_HUGEPAGE, VM_NOHUGEPAGE
 from .errors import OutOfMemory, SegmentationFault, raise_errno
 from .kernels.alloc import N_OPTS
 from .kernels.fault import ACCESS_DONE, ACCESS_NEED_GROW, ACCESS_SEGV, access_batch
-from .kernels.range import copy_page_range, release_object, unmap_range
+from .kernels.range import copy_page_range, release_object, split_pmd_at, unmap_range
 from .kernels.state import SimState, set_policies
 from .pagetable import PageTable
 from .policy import PolicyTable, as_int
@@ -118,6 +119,16 @@ class Simulator(SyscallMixin, ObservationMixin):
         self._sync_policies()
         return view
 
+    def _vma_list(self, asid):
+        return VmaList(self.config.max_map_count,
+                       split_pmd=lambda vpn: self._split_pmd_at(asid, vpn))
+
+    def _split_pmd_at(self, asid, vpn):
+        """vma_adjust_trans_huge: a new VMA boundary inside a PMD-mapped THP splits it."""
+        if vpn & 511:
+            self.pt.reserve(blocks=0, frames=512)
+            split_pmd_at(self.st, asid, vpn)
+
     def _new_id(self):
         i = self._next_id
         self._next_id += 1
@@ -160,8 +171,9 @@ class Simulator(SyscallMixin, ObservationMixin):
         cpu = self._check_cpu(cpu)
         uid = as_int(uid, "uid")
         pid = self._new_id()
-        self.procs[pid] = Process(pid, self._new_asid(), uid, bool(cap_sys_nice),
-                                  VmaList(self.config.max_map_count), [pid])
+        asid = self._new_asid()
+        self.procs[pid] = Process(pid, asid, uid, bool(cap_sys_nice), self._vma_list(asid),
+                                  [pid])
         self.threads[pid] = Thread(pid, pid, cpu)
         return pid
 
@@ -183,13 +195,11 @@ class Simulator(SyscallMixin, ObservationMixin):
         if th.pid != proc.pid:
             raise_errno(errno.ESRCH, f"thread {th.tid} is not in process {proc.pid}")
         child = self._new_id()
-        vmas = VmaList(self.config.max_map_count)
+        asid = self._new_asid()
+        vmas = self._vma_list(asid)
         for v in proc.vmas:
-            vmas.vmas.append(Vma(v.start, v.end, v.flags, v.pgoff, v.policy, v.shm))
-            if v.shm is not None:
-                v.shm.users += 1
-        vmas.changed()
-        cproc = Process(child, self._new_asid(), proc.uid, proc.cap_sys_nice, vmas, [child])
+            vmas.insert(Vma(v.start, v.end, v.flags, v.pgoff, v.policy, v.shm, v.anon))
+        cproc = Process(child, asid, proc.uid, proc.cap_sys_nice, vmas, [child])
         blocks = self.pt.blocks_of(proc.asid)
         self.pt.reserve(blocks=len(blocks) + 1, frames=0)
         copy_page_range(self.st, self._kernel_vmas(proc), blocks, cproc.asid)
@@ -272,12 +282,27 @@ class Simulator(SyscallMixin, ObservationMixin):
                                           f"47-bit user address space")
             self._unmap(proc, lo, lo + n_pages, check_count=True)
         hi = lo + n_pages
-        if kind == MAP_SHARED:
-            shm = ShmObject(self._new_asid(), n_pages, users=1)
-            proc.vmas.insert(Vma(lo, hi, VM_SHARED, 0, None, shm))
+        vmas = proc.vmas
+        if kind == MAP_SHARED:                       # a new object: never merges
+            vmas.insert(Vma(lo, hi, VM_SHARED, 0, None, ShmObject(self._new_asid(), n_pages)))
+            return lo << PAGE_SHIFT
+        before = [v for v in vmas.overlapping(lo - 1, lo) if v.end == lo]
+        after = [v for v in vmas.overlapping(hi, hi + 1) if v.start == hi]
+        prev = before[0] if before and before[0].can_merge(None, lo, 0, None) else None
+        nxt = after[0] if after and after[0].shm is None and after[0].flags == 0 and \
+            after[0].policy is None and after[0].pgoff == hi else None
+        if prev is not None and nxt is not None:      # vma_merge_new_range
+            prev.end = nxt.end
+            prev.anon = prev.anon or nxt.anon
+            vmas.remove(nxt)
+        elif prev is not None:
+            prev.end = hi
+            vmas.changed()
+        elif nxt is not None:
+            nxt.start = nxt.pgoff = lo
+            vmas.changed()
         else:
-            proc.vmas.insert(Vma(lo, hi, 0, lo))
-            proc.vmas.merge_around(lo, hi)
+            vmas.insert(Vma(lo, hi, 0, lo))
         return lo << PAGE_SHIFT
 
     def _unmapped_area(self, proc, n_pages):
@@ -299,24 +324,46 @@ class Simulator(SyscallMixin, ObservationMixin):
         return cand
 
     def _unmap(self, proc, lo, hi, *, check_count):
-        """do_vmi_munmap over [lo, hi): splits, zaps pages, releases shared objects."""
-        if check_count and len(proc.vmas) >= self.config.max_map_count:
-            v = proc.vmas.find(lo)
-            if v is not None and v.start < lo and hi < v.end:
-                raise_errno(errno.ENOMEM, f"munmap would split a VMA beyond vm.max_map_count "
-                                          f"({self.config.max_map_count})")
-        if not proc.vmas.overlapping(lo, hi):
+        """do_vmi_munmap over [lo, hi): ENOMEM when punching a hole in one VMA of a process
+        at max_map_count; else split at the edges, zap the pages, remove the VMAs, free page
+        tables no VMA overlaps any more, release shared objects left without mappings."""
+        vmas = proc.vmas.overlapping(lo, hi)
+        if not vmas:
             return
+        first, last = vmas[0], vmas[-1]
+        if check_count and first.start < lo and hi < first.end and \
+                len(proc.vmas) >= self.config.max_map_count:
+            raise_errno(errno.ENOMEM, f"munmap would split a VMA beyond vm.max_map_count "
+                                      f"({self.config.max_map_count})")
+        if lo > first.start:
+            upper = proc.vmas.split(first, lo)
+            if last is first:
+                last = upper
+        if hi < last.end:
+            proc.vmas.split(last, hi)
+        self._zap(proc, lo, hi)
+        released = [proc.vmas.remove(v) for v in proc.vmas.overlapping(lo, hi)]
+        self._free_pgtables(proc, lo, hi)
+        for shm in released:
+            if shm is not None:
+                release_object(self.st, self.pt.blocks_of(shm.asid))
+
+    def _zap(self, proc, lo, hi):
+        """unmap_page_range over [lo, hi): pages go with their last mapping."""
         blocks = self.pt.blocks_of(proc.asid, lo, hi)
         self.pt.reserve(blocks=0, frames=2 * _PMD_PAGES)
         unmap_range(self.st, blocks, lo, hi)
-        proc.vmas.max_map_count = 1 << 62             # Linux lets munmap split past the limit
-        try:
-            released = proc.vmas.remove_range(lo, hi)
-        finally:
-            proc.vmas.max_map_count = self.config.max_map_count
-        for shm in released:
-            release_object(self.st, self.pt.blocks_of(shm.asid))
+
+    def _free_pgtables(self, proc, lo, hi):
+        """free_pgtables: a PTE table goes when no VMA overlaps its 2 MiB any more."""
+        first, last = lo >> 9, (hi - 1) >> 9
+        gone = [pmd for pmd in (first, last) if not proc.vmas.overlapping(pmd << 9, (pmd + 1) << 9)]
+        blocks = self.pt.blocks_of(proc.asid, lo, hi)
+        pmds = self.pt.pmds_of(blocks)
+        inner = (pmds > first) & (pmds < last)
+        edge = np.isin(pmds, gone)
+        self.pt.blk_used[blocks[inner | edge]] = 0         # (no entry left: zapped above)
+        self.pt.blk_table[blocks[inner | edge]] = 0
 
     def munmap(self, pid, addr, length):
         """Remove mappings in [addr, addr+length); holes are fine."""
@@ -327,40 +374,53 @@ class Simulator(SyscallMixin, ObservationMixin):
     def madvise(self, pid, addr, length, advice):
         """MADV_HUGEPAGE / MADV_NOHUGEPAGE / MADV_NORMAL / MADV_DONTNEED over the range.
 
-        Like Linux, a hole in the range gives ENOMEM after the mapped parts were advised."""
+        As Linux: a split beyond vm.max_map_count fails with EAGAIN, and a hole in the range
+        gives ENOMEM after the mapped parts were advised. MADV_NORMAL clears only hints that
+        are not modelled (it keeps the huge-page advice)."""
         proc = self._proc(pid)
         advice = as_int(advice, "advice")
         if advice not in (MADV_NORMAL, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE):
             raise_errno(errno.EINVAL, f"advice {advice} is not modelled (MADV_NORMAL, "
                                       f"MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE)")
+        addr = as_int(addr, "addr")
+        length = as_int(length, "length")
+        if addr & (PAGE_SIZE - 1) or addr < 0:
+            raise_errno(errno.EINVAL, f"address {addr:#x} is not page aligned")
+        if length and not ((length & _U64) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64:
+            raise_errno(errno.EINVAL, f"madvise length {length:#x} rounds to 0")
         lo, hi = self._range(addr, length, allow_zero=True)
         if lo == hi:
             return
-        vmas = proc.vmas.overlapping(lo, hi)
-        if not vmas:
-            raise_errno(errno.ENOMEM, f"no mapping in {lo << PAGE_SHIFT:#x}-"
-                                      f"{hi << PAGE_SHIFT:#x}")
-        if advice == MADV_DONTNEED:
-            blocks = self.pt.blocks_of(proc.asid, lo, hi)
-            self.pt.reserve(blocks=0, frames=2 * _PMD_PAGES)
-            unmap_range(self.st, blocks, lo, hi)
-        elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
-            set_f, clear_f = ((VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE
-                              else (VM_NOHUGEPAGE, VM_HUGEPAGE))
-            for v in vmas:
+        unmapped, start = False, lo
+        while start < hi:
+            following = proc.vmas.overlapping(start, hi)
+            if not following:
+                raise_errno(errno.ENOMEM, f"part of {addr:#x}-{hi << PAGE_SHIFT:#x} is not "
+                                          f"mapped")
+            v = following[0]
+            if start < v.start:
+                unmapped, start = True, v.start
+            end = min(hi, v.end)
+            if advice == MADV_DONTNEED:
+                self._zap(proc, start, end)
+            elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
+                set_f, clear_f = ((VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE
+                                  else (VM_NOHUGEPAGE, VM_HUGEPAGE))
                 new = (v.flags | set_f) & ~clear_f
-                if new == v.flags:
-                    continue
-                a, b = max(lo, v.start), min(hi, v.end)
-                self._split_vma(proc, a)
-                self._split_vma(proc, b)
-                for w in proc.vmas.overlapping(a, b):
-                    w.flags = new
-                proc.vmas.changed()
-            proc.vmas.merge_around(lo, hi)
-        if proc.vmas.first_gap(lo, hi) is not None:
-            raise_errno(errno.ENOMEM, f"part of {lo << PAGE_SHIFT:#x}-{hi << PAGE_SHIFT:#x} "
-                                      f"is not mapped")
+                if new != v.flags:
+                    try:
+                        v = proc.vmas.modify(v, start, end, new, v.policy)
+                    except OSError as e:
+                        if e.errno != errno.ENOMEM:
+                            raise
+                        raise OSError(errno.EAGAIN, f"{os.strerror(errno.EAGAIN)}: {e}") \
+                            from None                         # madvise_update_vma
+                    v.flags = new
+                    proc.vmas.changed()
+                end = max(end, min(hi, v.end))
+            start = end
+        if unmapped:
+            raise_errno(errno.ENOMEM, f"part of {addr:#x}-{hi << PAGE_SHIFT:#x} is not mapped")
 
     # ----------------------------------------------------------------- access
     def access(self, tid, addrs, write=False):
@@ -400,6 +460,7 @@ class Simulator(SyscallMixin, ObservationMixin):
             if status != ACCESS_NEED_GROW:
                 break
             self.pt.grow()
+        proc.vmas.sync_anon()
         if status == ACCESS_DONE:
             return counts
         if status == ACCESS_SEGV:

@@ -20,6 +20,7 @@ class PageTable:
             ptes=np.zeros(blocks * PTRS_PER_PMD, PTE_DTYPE),
             blk_key=np.full(blocks, -1, np.int64),
             blk_used=np.zeros(blocks, np.int32),
+            blk_table=np.zeros(blocks, np.int8),     # 1: the PMD points to a PTE table
             hkeys=np.full(4 * blocks, -1, np.int64),
             hvals=np.full(4 * blocks, -1, np.int32),
             frames=np.zeros(frames, FRAME_DTYPE),
@@ -48,6 +49,7 @@ class PageTable:
             changes["ptes"] = _resized(m.ptes, cap * PTRS_PER_PMD, 0)
             changes["blk_key"] = _resized(m.blk_key, cap, -1)
             changes["blk_used"] = _resized(m.blk_used, cap, 0)
+            changes["blk_table"] = _resized(m.blk_table, cap, 0)
         if 2 * (int(m.ctl[CTL_HCOUNT]) + blocks) > m.hkeys.size:
             cap = _grown(m.hkeys.size, 2 * (int(m.ctl[CTL_HCOUNT]) + blocks))
             keys = changes.get("blk_key", m.blk_key)
@@ -61,8 +63,8 @@ class PageTable:
         if changes:
             self.arrays.update(changes)
             a = self.arrays
-            set_page_arrays(self.st, a["ptes"], a["blk_key"], a["blk_used"], a["hkeys"],
-                            a["hvals"], a["frames"], a["frame_free"])
+            set_page_arrays(self.st, a["ptes"], a["blk_key"], a["blk_used"], a["blk_table"],
+                            a["hkeys"], a["hvals"], a["frames"], a["frame_free"])
 
     def grow(self):
         """Called when a kernel returned NEED_GROW: room for the next event."""

@@ -18,6 +18,7 @@ from .dtypes import NO_POLICY, POLICY_DTYPE
 from .errors import raise_errno
 
 _MAXNODE_LIMIT = 8 * PAGE_SIZE
+_U64 = (1 << 64) - 1
 
 
 def as_int(value, name):
@@ -30,57 +31,59 @@ def as_int(value, name):
 
 
 def get_nodes(nodemask, maxnode=None):
-    """get_nodes(): the user's node mask as an int, reading only ``maxnode - 1`` bits.
+    """get_nodes(): the user's node mask as an int bitmask.
 
-    ``nodemask``: None (NULL), an int bitmask, or an iterable of node ids.
-    EINVAL for maxnode 0 with a mask, maxnode - 1 > 32768, or a bit at or above
-    MAX_NUMNODES; TypeError for a mask of the wrong type.
+    ``nodemask``: None (NULL), an int bitmask, or an iterable of node ids. ``maxnode`` None
+    reads every bit (a bit at or above MAX_NUMNODES is EINVAL). A given maxnode reads only
+    the bits below maxnode-1, as the kernel does (it decrements first): an empty mask is the
+    NULL mask, maxnode 0 with a non-empty mask wraps around (EINVAL), maxnode-1 > 32768 is
+    EINVAL, and a set bit in [MAX_NUMNODES, maxnode-1) is EINVAL. A negative id is EINVAL,
+    a mask of another type a TypeError.
     """
     if maxnode is not None:
         maxnode = as_int(maxnode, "maxnode")
-        if maxnode < 0:
-            raise_errno(errno.EINVAL, f"maxnode {maxnode} is negative")
+    beyond = False                    # an id >= 2**16: past any maxnode the kernel reads
     if nodemask is None:
-        return 0
-    if isinstance(nodemask, (bool, float, str, bytes)):
+        mask = 0
+    elif isinstance(nodemask, (bool, float, str, bytes)):
         raise TypeError(f"nodemask must be an int bitmask or an iterable of node ids, "
                         f"not {type(nodemask).__name__}: {nodemask!r}")
-    try:
-        mask = operator.index(nodemask)
-    except TypeError:
+    else:
         try:
-            ids = [as_int(n, "node id") for n in nodemask]
-        except TypeError as e:
-            if "not iterable" in str(e):
+            mask = operator.index(nodemask)
+        except TypeError:
+            try:
+                ids = list(nodemask)
+            except TypeError:
                 raise TypeError(f"nodemask must be an int bitmask or an iterable of node ids, "
                                 f"not {type(nodemask).__name__}") from None
-            raise
-        for n in ids:
-            if n < 0:
-                raise_errno(errno.EINVAL, f"node {n} in nodemask is negative")
-            if n >= MAX_NUMNODES:
-                raise_errno(errno.EINVAL, f"node {n} in nodemask is not below "
-                                          f"MAX_NUMNODES ({MAX_NUMNODES})")
-        mask = 0
-        for n in ids:
-            mask |= 1 << n
-    if mask < 0:
-        raise_errno(errno.EINVAL, f"nodemask {mask} is negative")
+            mask = 0
+            for n in ids:
+                n = as_int(n, "node id")
+                if n < 0:
+                    raise_errno(errno.EINVAL, f"node {n} in nodemask is negative")
+                if n >= 1 << 16:
+                    beyond = True
+                else:
+                    mask |= 1 << n
+        if mask < 0:
+            raise_errno(errno.EINVAL, f"nodemask {mask} is negative")
     if maxnode is None:
-        bits = MAX_NUMNODES
-    else:
-        bits = maxnode - 1
-        if bits < 0:
-            raise_errno(errno.EINVAL, "maxnode 0 with a node mask (maxnode-1 wraps around)")
-        if bits > _MAXNODE_LIMIT:
-            raise_errno(errno.EINVAL, f"maxnode {maxnode} exceeds {_MAXNODE_LIMIT + 1}")
-        if bits > MAX_NUMNODES and mask >> MAX_NUMNODES & ((1 << (bits - MAX_NUMNODES)) - 1):
+        if beyond or mask >> MAX_NUMNODES:
             raise_errno(errno.EINVAL, f"nodemask has a node at or above MAX_NUMNODES "
                                       f"({MAX_NUMNODES})")
-        mask &= (1 << min(bits, MAX_NUMNODES)) - 1
-    if maxnode is None and mask >> MAX_NUMNODES:
-        raise_errno(errno.EINVAL, f"nodemask has node {mask.bit_length() - 1}, not below "
-                                  f"MAX_NUMNODES ({MAX_NUMNODES})")
+        return mask
+    if not mask and not beyond:                      # NULL mask: maxnode is not read
+        return 0
+    bits = (maxnode - 1) & _U64
+    if bits == 0:
+        return 0
+    if bits > _MAXNODE_LIMIT:
+        raise_errno(errno.EINVAL, f"maxnode {maxnode}: maxnode-1 exceeds {_MAXNODE_LIMIT}")
+    mask &= (1 << bits) - 1
+    if mask >> MAX_NUMNODES:
+        raise_errno(errno.EINVAL, f"nodemask has a node at or above MAX_NUMNODES "
+                                  f"({MAX_NUMNODES}) within maxnode {maxnode}")
     return mask
 
 

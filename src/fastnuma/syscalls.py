@@ -8,7 +8,7 @@ import numpy as np
 from .constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED,
                         MPOL_F_MOF, MPOL_F_NODE, MPOL_INTERLEAVE, MPOL_MF_LAZY,
                         MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID,
-                        MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT, PAGE_SIZE)
+                        MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
 from .errors import raise_errno
 from .kernels.migrate import (do_pages_move, migrate_node, migrate_to_policy,
                               queue_pages_range)
@@ -30,13 +30,6 @@ class SyscallMixin:
         if th.pid != proc.pid:
             raise_errno(errno.ESRCH, f"thread {th.tid} is not in process {proc.pid}")
         return th
-
-    def _split_vma(self, proc, vpn):
-        """split_vma plus vma_adjust_trans_huge: a THP cut by the new boundary is split."""
-        proc.vmas.split_at(vpn)
-        if vpn & 511:
-            self.pt.reserve(blocks=0, frames=512)
-            split_pmd_at(self.st, proc.asid, vpn)
 
     def _queue(self, proc, lo, hi, user_mask, flags):
         blocks = self.pt.blocks_of(proc.asid, lo, hi)
@@ -81,6 +74,9 @@ class SyscallMixin:
             raise_errno(errno.EINVAL, f"mbind range {addr:#x}+{length:#x} wraps around")
         if end == addr:
             return
+        if end > TASK_SIZE:
+            raise_errno(errno.EINVAL, f"mbind range ends at {end:#x}, beyond the 47-bit "
+                                      f"user address space")
         new = mpol_new(mode, mode_flags, user_mask, self._memory_mask)
         lazy = bool(flags & MPOL_MF_LAZY)
         if lazy and new is not None:
@@ -112,23 +108,26 @@ class SyscallMixin:
                                    f"moved (policy applied, {moved} moved)")
 
     def _mbind_range(self, proc, lo, hi, new):
-        """mbind_range: split, set the policy, merge — VMA by VMA (partial on ENOMEM)."""
+        """mbind_range + vma_replace_policy: VMA by VMA, skip a VMA whose policy is equal,
+        else split/merge (vma_modify) and set it; shared memory also stores it in the
+        object's policy tree. ENOMEM (a split beyond max_map_count) leaves the earlier VMAs
+        changed, as Linux."""
         try:
-            for v in proc.vmas.overlapping(lo, hi):
-                if v.policy == new and (v.shm is None or all(
-                        v.shm.policy_at(v.pgoff + p - v.start) == new
-                        for p in (max(lo, v.start), min(hi, v.end) - 1))):
-                    continue
-                a, b = max(lo, v.start), min(hi, v.end)
-                self._split_vma(proc, a)
-                self._split_vma(proc, b)
-                for w in proc.vmas.overlapping(a, b):
-                    w.policy = new
-                    if w.shm is not None:
-                        w.shm.set_policy(w.pgoff, w.pgoff + (w.end - w.start), new)
-                proc.vmas.changed()
+            cur = lo
+            while cur < hi:
+                vmas = proc.vmas.overlapping(cur, hi)
+                if not vmas:
+                    break
+                v = vmas[0]
+                a, b = max(cur, v.start), min(hi, v.end)
+                if v.policy != new:
+                    v = proc.vmas.modify(v, a, b, v.flags, new)
+                    v.policy = new
+                    if v.shm is not None:
+                        v.shm.set_policy(v.pgoff, v.pgoff_at(v.end), new)
+                    proc.vmas.changed()
+                cur = b
         finally:
-            proc.vmas.merge_around(lo, hi)
             for other in self.procs.values():       # shared policies are seen everywhere
                 other.vmas.changed()
 
@@ -146,13 +145,22 @@ class SyscallMixin:
     def get_mempolicy(self, tid, addr=0, flags=0, *, maxnode=None):
         """get_mempolicy(2) by thread ``tid``: ``(mode, frozenset(nodes))``, or the node
         (an int) with MPOL_F_NODE. NODE|ADDR takes a read fault at addr, as lookup_node does
-        (an unpopulated private page maps the zero page: node 0)."""
+        (an unpopulated private page maps the zero page: node 0). As in Linux, a maxnode
+        too large to copy out (maxnode-1 > 32768) fails with EINVAL last, after that fault
+        took effect."""
         th = self._thread(tid)
         addr = as_int(addr, "addr")
         flags = as_int(flags, "flags")
         if maxnode is not None and as_int(maxnode, "maxnode") < self.topology.n_nodes:
             raise_errno(errno.EINVAL, f"maxnode {maxnode} is below the number of nodes "
                                       f"({self.topology.n_nodes})")
+        result = self._do_get_mempolicy(th, addr, flags)
+        if maxnode is not None and maxnode - 1 > 8 * PAGE_SIZE:   # copy_nodes_to_user, last
+            raise_errno(errno.EINVAL, f"maxnode {maxnode}: more than a page of node mask")
+        return result
+
+    def _do_get_mempolicy(self, th, addr, flags):
+        """do_get_mempolicy (after kernel_get_mempolicy's maxnode check)."""
         if flags & ~(MPOL_F_NODE | MPOL_F_ADDR | MPOL_F_MEMS_ALLOWED) or flags < 0:
             raise_errno(errno.EINVAL, f"get_mempolicy flags {flags:#x} unknown")
         if flags & MPOL_F_MEMS_ALLOWED:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .dtypes import VM_SHARED, VMA_DTYPE
+from .dtypes import VM_ANON, VM_SHARED, VMA_DTYPE
 from .errors import raise_errno
 
 
@@ -51,14 +51,20 @@ class Vma:
     end: int
     flags: int
     pgoff: int
-    policy: object = None          # Policy or None (private VMAs only)
+    policy: object = None          # Policy or None (for shm: the copy mbind stored here)
     shm: ShmObject = None
+    anon: bool = False             # has an anon_vma: a page other than the zero page was
+                                   # faulted, or a THP fault ran (fork copies only these)
 
-    def mergeable_with(self, nxt):
-        """vma_merge's test for two adjacent VMAs (anon_vma compatibility not modelled)."""
-        return (self.end == nxt.start and self.flags == nxt.flags and self.shm is None
-                and nxt.shm is None and self.policy == nxt.policy
-                and self.pgoff + (self.end - self.start) == nxt.pgoff)
+    def pgoff_at(self, vpn):
+        return self.pgoff + (vpn - self.start)
+
+    def can_merge(self, shm, pgoff, flags, policy):
+        """is_mergeable_vma + can_vma_merge_*: would [end, ...) with these attributes join
+        this VMA? Same object, contiguous page offsets, equal flags and policy (mpol_equal).
+        fastnuma ignores anon_vma compatibility."""
+        return (self.shm is shm and self.flags == flags and self.policy == policy
+                and self.pgoff_at(self.end) == pgoff)
 
     def effective_policy(self, vpn):
         """__get_vma_policy: the shared tree for shm, else the VMA's own policy."""
@@ -68,13 +74,18 @@ class Vma:
 
 
 class VmaList:
-    """The sorted, non-overlapping VMAs of one address space."""
+    """The sorted, non-overlapping VMAs of one address space.
 
-    def __init__(self, max_map_count):
+    ``split_pmd(vpn)`` is called before a VMA boundary appears at ``vpn`` (a PMD-mapped THP
+    across it is split: vma_adjust_trans_huge)."""
+
+    def __init__(self, max_map_count, split_pmd=None):
         self.vmas = []
         self.max_map_count = max_map_count
+        self.split_pmd = split_pmd or (lambda vpn: None)
         self._starts = []
         self._view = None
+        self._view_vmas = []
 
     def __len__(self):
         return len(self.vmas)
@@ -83,6 +94,7 @@ class VmaList:
         return iter(self.vmas)
 
     def changed(self):
+        self.vmas.sort(key=lambda v: v.start)
         self._starts = [v.start for v in self.vmas]
         self._view = None
 
@@ -113,62 +125,103 @@ class VmaList:
             pos = v.end
         return pos if pos < hi else None
 
-    def split_at(self, vpn):
-        """__split_vma: cut the VMA strictly containing vpn; ENOMEM at max_map_count."""
-        v = self.find(vpn)
-        if v is None or v.start == vpn:
-            return
-        if len(self.vmas) >= self.max_map_count:
-            raise_errno(errno.ENOMEM, f"splitting a VMA would exceed vm.max_map_count "
-                                      f"({self.max_map_count})")
-        tail = replace(v, start=vpn, pgoff=v.pgoff + (vpn - v.start))
-        v.end = vpn
-        self.vmas.insert(self.vmas.index(v) + 1, tail)
-        if tail.shm is not None:
-            tail.shm.users += 1
-        self.changed()
+    def neighbours(self, v):
+        i = self.vmas.index(v)
+        prev = self.vmas[i - 1] if i > 0 and self.vmas[i - 1].end == v.start else None
+        nxt = (self.vmas[i + 1] if i + 1 < len(self.vmas) and self.vmas[i + 1].start == v.end
+               else None)
+        return prev, nxt
 
     def insert(self, vma):
-        i = bisect.bisect_left(self._starts, vma.start)
-        self.vmas.insert(i, vma)
+        self.vmas.append(vma)
+        if vma.shm is not None:
+            vma.shm.users += 1
         self.changed()
 
-    def remove_range(self, lo, hi):
-        """Drop [lo, hi) (splitting at the ends first); returns the shm objects released."""
-        self.split_at(lo)
-        self.split_at(hi)
-        gone = [v for v in self.vmas if lo <= v.start and v.end <= hi]
-        self.vmas = [v for v in self.vmas if not (lo <= v.start and v.end <= hi)]
+    def remove(self, vma):
+        """The VMA goes; returns its shared object when that was its last mapping."""
+        self.vmas.remove(vma)
         self.changed()
-        released = []
-        for v in gone:
-            if v.shm is not None:
-                v.shm.users -= 1
-                if v.shm.users == 0:
-                    released.append(v.shm)
-        return released
+        if vma.shm is not None:
+            vma.shm.users -= 1
+            if vma.shm.users == 0:
+                return vma.shm
+        return None
 
-    def merge_around(self, lo, hi):
-        """vma_merge after a change of [lo, hi): join compatible neighbours there."""
-        out = []
-        for v in self.vmas:
-            if out and lo <= v.start <= hi and out[-1].mergeable_with(v):
-                out[-1].end = v.end
+    def split(self, v, at):
+        """__split_vma: [start, at) stays ``v``, [at, end) is returned (no count check)."""
+        self.split_pmd(at)
+        upper = replace(v, start=at, pgoff=v.pgoff_at(at))
+        v.end = at
+        self.insert(upper)
+        return upper
+
+    def check_split(self):
+        if len(self.vmas) >= self.max_map_count:
+            raise_errno(errno.ENOMEM, f"a VMA split would exceed vm.max_map_count "
+                                      f"({self.max_map_count})")
+
+    def modify(self, v, lo, hi, flags, policy):
+        """vma_modify (mm/vma.c): give [lo, hi) of ``v`` new flags and policy, merging with
+        the previous/next VMA when the range reaches its edge and they match, else
+        splitting (ENOMEM when the process already has max_map_count VMAs). Returns the
+        VMA now holding the range; the caller sets the attributes."""
+        prev, nxt = self.neighbours(v)
+        merge_prev = (prev is not None and lo == v.start
+                      and prev.can_merge(v.shm, v.pgoff_at(lo), flags, policy))
+        merge_next = (nxt is not None and hi == v.end and nxt.shm is v.shm
+                      and nxt.flags == flags and nxt.policy == policy
+                      and v.pgoff_at(hi) == nxt.pgoff)
+        if merge_prev and merge_next:
+            prev.end = nxt.end
+            prev.anon = prev.anon or v.anon or nxt.anon
+            self.remove(v)
+            self.remove(nxt)
+            return prev
+        if merge_prev:
+            prev.anon = prev.anon or v.anon
+            if hi == v.end:
+                prev.end = v.end
+                self.remove(v)
             else:
-                out.append(v)
-        if len(out) != len(self.vmas):
-            self.vmas = out
-            self.changed()
+                self.split_pmd(hi)
+                prev.end = hi
+                v.pgoff, v.start = v.pgoff_at(hi), hi
+                self.changed()
+            return prev
+        if merge_next:
+            nxt.anon = nxt.anon or v.anon
+            if lo == v.start:
+                nxt.start, nxt.pgoff = v.start, v.pgoff
+                self.remove(v)
+            else:
+                self.split_pmd(lo)
+                nxt.pgoff -= nxt.start - lo
+                nxt.start = lo
+                v.end = lo
+                self.changed()
+            return nxt
+        if v.start < lo:
+            self.check_split()
+            v = self.split(v, lo)
+        if v.end > hi:
+            self.check_split()
+            self.split(v, hi)
+        return v
 
     def kernel_view(self, policies):
-        """VMA_DTYPE rows for the kernels, shared VMAs cut at shared-policy boundaries."""
+        """VMA_DTYPE rows for the kernels, shared VMAs cut at shared-policy boundaries.
+        Row flags carry VM_ANON for VMAs with an anon_vma; kernels set it when they fault
+        a page in, and :meth:`sync_anon` copies it back."""
         if self._view is not None:
             return self._view
-        rows = []
+        rows, owners = [], []
         for v in self.vmas:
-            shm = -1 if v.shm is None else v.shm.asid
+            anon = VM_ANON if v.anon else 0
             if v.shm is None:
-                rows.append((v.start, v.end, v.pgoff, v.flags, policies.intern(v.policy), shm, 0))
+                rows.append((v.start, v.end, v.pgoff, v.flags | anon, policies.intern(v.policy),
+                             -1, 0))
+                owners.append(v)
                 continue
             cuts = {v.start, v.end}
             for a, b, _ in v.shm.policies:
@@ -179,6 +232,17 @@ class VmaList:
             cuts = sorted(cuts)
             for s, e in zip(cuts, cuts[1:]):
                 pol = policies.intern(v.shm.policy_at(v.pgoff + s - v.start))
-                rows.append((s, e, v.pgoff + s - v.start, v.flags | VM_SHARED, pol, shm, 0))
+                rows.append((s, e, v.pgoff + s - v.start, v.flags | VM_SHARED | anon, pol,
+                             v.shm.asid, 0))
+                owners.append(v)
         self._view = np.array(rows, dtype=VMA_DTYPE) if rows else np.zeros(0, VMA_DTYPE)
+        self._view_vmas = owners
         return self._view
+
+    def sync_anon(self):
+        """Copy VM_ANON set by kernels in the current view back to the VMAs."""
+        if self._view is None:
+            return
+        for row, v in zip(self._view["flags"], self._view_vmas):
+            if row & VM_ANON:
+                v.anon = True

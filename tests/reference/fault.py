@@ -70,8 +70,19 @@ class FaultMixin:
             self.put_folio(pmd.folio)
 
     def split_huge_pmd(self, proc, hpn):
-        """__split_huge_pmd_locked: the PMD mapping becomes 512 PTEs (the huge zero page
-        becomes 512 zero-page PTEs); the folio itself stays large. thp_split_pmd += 1."""
+        """__split_huge_pmd: the PMD mapping becomes 512 PTEs (the huge zero page becomes
+        512 zero-page PTEs). fastnuma splits the folio with it (docs/api.md, THP): a THP is
+        either PMD-mapped wherever it is mapped or 512 base folios, so every other PMD
+        mapping of the same THP is split too (thp_split_pmd += 1 each, thp_split_page += 1).
+        Linux may keep the folio large and PTE-mapped."""
+        folio = proc.pmds[hpn].folio
+        if folio.is_zero:
+            self.split_pmd_mapping(proc, hpn)
+            return
+        self.split_folio(folio)
+
+    def split_pmd_mapping(self, proc, hpn):
+        """__split_huge_pmd_locked: one PMD mapping becomes 512 PTEs; thp_split_pmd += 1."""
         pmd = proc.pmds.pop(hpn)
         self.vm["thp_split_pmd"] += 1
         base = hpn * HPAGE_PMD_NR

@@ -119,7 +119,7 @@ class MigrateMixin:
         becomes 512 base folios on its node (thp_split_page += 1); returns them, mapped or
         not, in page order."""
         for pid, hpn in sorted(folio.pmds):
-            self.split_huge_pmd(self.procs[pid], hpn)
+            self.split_pmd_mapping(self.procs[pid], hpn)
         self.vm["thp_split_page"] += 1
         subs = [Folio(folio.node, 0, folio.index + i, folio.obj, folio.dirty)
                 for i in range(folio.nr)]

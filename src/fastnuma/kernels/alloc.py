@@ -187,8 +187,6 @@ def alloc_pages_mpol(st, pol_id, cpu, ilx, order, thp_may_reclaim):
                 st.free[n] -= np.int64(1) << order
                 zone_statistics(st, n, preferred_zone_node(st, start, nodes), cpu_nid)
                 return n
-            if order > 0 and not thp_may_reclaim:
-                return np.int64(-1)
             return rmqueue_list(st, start, np.uint64(0), order, cpu_nid)
     if order > 0 and ilx != NO_INTERLEAVE_INDEX and (
             mask == 0 or (mask >> np.uint64(start)) & np.uint64(1)):

@@ -11,7 +11,7 @@ from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
                       FRAME_SHM, NO_POLICY, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
                       PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_HUGEPAGE,
-                      VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
+                      VM_ANON, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
 from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE,
                     THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
@@ -79,6 +79,7 @@ def alloc_base_page(st, vmas, v, vpn, cpu, task_pol):
                          ilx_of(vmas, v, vpn, 0), 0, False)
     if n < 0:
         return np.int64(-1)
+    vmas[v]["flags"] |= VM_ANON                 # anon_vma_prepare
     f = new_frame(st, n, 0)
     st.frames[f]["mapcount"] = 1
     return f
@@ -87,6 +88,7 @@ def alloc_base_page(st, vmas, v, vpn, cpu, task_pol):
 @kernel
 def fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
     """do_huge_pmd_anonymous_page: True when the whole PMD got mapped (THP or huge zero)."""
+    vmas[v]["flags"] |= VM_ANON                 # anon_vma_prepare, even for the zero page
     if not write and st.opts[OPT_ZERO_PAGE] != 0:
         flags, f = PTE_PRESENT | PTE_ZERO | PTE_HUGE, np.int64(-1)
     else:
@@ -177,8 +179,10 @@ def handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, write):
         res = fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write)
         if res == FAULT_OK:
             st.blk_used[b] += 1
+            st.blk_table[b] = 1
         return res
-    if (b < 0 or st.blk_used[b] == 0) and thp_eligible(st, vmas, v, pmd):
+    if (b < 0 or (st.blk_table[b] == 0 and st.blk_used[b] == 0)) and \
+            thp_eligible(st, vmas, v, pmd):                  # pmd_none: no table, no THP
         if fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
             return FAULT_OK
     b = get_block(st, asid, pmd)
@@ -193,6 +197,7 @@ def handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, write):
         st.ptes[pi]["frame"] = f
         st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | PTE_DIRTY
     st.blk_used[b] += 1
+    st.blk_table[b] = 1
     return FAULT_OK
 
 

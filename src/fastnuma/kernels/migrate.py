@@ -103,10 +103,11 @@ def do_pages_move(st, vmas, asid_blocks, asid_pmds, vpns, nodes, move_all, cpu,
     q_idx = np.empty(vpns.size, np.int64)
     nq = 0
     run_node = np.int64(-1)
+    in_run = False
     hint = np.int64(0)
     for i in range(vpns.size + 1):
-        d = np.int64(nodes[i]) if i < vpns.size else np.int64(-2)
-        if i == vpns.size or d != run_node:       # flush the queued run
+        d = np.int64(nodes[i]) if i < vpns.size else np.int64(-1)
+        if i == vpns.size or not in_run or d != run_node:       # flush the queued run
             for k in range(nq):
                 f = queued[k]
                 if alloc_thisnode(st, run_node, np.int64(st.frames[f]["order"]),
@@ -119,6 +120,7 @@ def do_pages_move(st, vmas, asid_blocks, asid_pmds, vpns, nodes, move_all, cpu,
             if i == vpns.size:
                 break
             run_node = d
+            in_run = True
             if d < 0 or d >= n_nodes or st.fallback[d, 0] != d:
                 return -errno.ENODEV
         vpn = vpns[i]

@@ -8,7 +8,7 @@ import errno
 import numpy as np
 
 from ..dtypes import (FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE, PTE_ZERO,
-                      PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_SHARED, ZERO_PAGE_NODE)
+                      PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_ANON, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel
 from .fault import find_vma
 from .state import find_block, get_block, release_frame, split_huge_pmd
@@ -75,30 +75,41 @@ def page_nodes(st, blocks, lo, hi, out):
 
 
 @kernel
-def copy_page_range(st, vmas, parent_blocks, child_asid):
-    """fork: copy private PTEs to the child, write-protect both sides (COW), mapcount += 1.
+def anon_private_vma_in(vmas, lo, hi):
+    """True when a private VMA with an anon_vma overlaps [lo, hi)."""
+    for v in range(vmas.size):
+        if vmas[v]["start"] < hi and vmas[v]["end"] > lo and \
+                not vmas[v]["flags"] & VM_SHARED and vmas[v]["flags"] & VM_ANON:
+            return True
+    return False
 
-    Shared (MAP_SHARED) ranges are not copied, as Linux: the child faults them in from the
-    object. Returns how many PTEs were copied."""
+
+@kernel
+def copy_page_range(st, vmas, parent_blocks, child_asid):
+    """fork: copy_page_range for private VMAs with an anon_vma: every present entry is
+    copied (zero pages too), both sides write-protected (COW), mapcount += 1, and the
+    child gets the page tables the parent has there. Shared (MAP_SHARED) memory is not
+    copied, as Linux: the child faults it in from the object. Returns PTEs copied."""
     copied = 0
     hint = np.int64(0)
     for k in range(parent_blocks.size):
         b = parent_blocks[k]
-        if st.blk_used[b] == 0:
-            continue
         pmd = st.blk_key[b] & ((1 << 27) - 1)
+        first = pmd << PTRS_PER_PMD_SHIFT
+        if (st.blk_used[b] == 0 and st.blk_table[b] == 0) or \
+                not anon_private_vma_in(vmas, first, first + PTRS_PER_PMD):
+            continue
         base = b << PTRS_PER_PMD_SHIFT
-        cb = -1
+        cb = get_block(st, child_asid, pmd)
+        st.blk_table[cb] = st.blk_table[b]
         for i in range(PTRS_PER_PMD):
             fl = st.ptes[base + i]["flags"]
             if not fl & PTE_PRESENT:
                 continue
-            v = find_vma(vmas, (pmd << PTRS_PER_PMD_SHIFT) + i, hint)
-            if v < 0 or vmas[v]["flags"] & VM_SHARED:
+            v = find_vma(vmas, first + i, hint)
+            if v < 0 or vmas[v]["flags"] & VM_SHARED or not vmas[v]["flags"] & VM_ANON:
                 continue
             hint = v
-            if cb < 0:
-                cb = get_block(st, child_asid, pmd)
             fl = fl & ~np.uint32(PTE_WRITE)
             st.ptes[base + i]["flags"] = fl
             f = st.ptes[base + i]["frame"]

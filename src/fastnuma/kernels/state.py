@@ -26,7 +26,8 @@ N_CTL = 4
 
 STATE_FIELDS = (
     # page tables and frames (grown by pagetable.PageTable)
-    "ptes", "blk_key", "blk_used", "hkeys", "hvals", "frames", "frame_free", "ctl",
+    "ptes", "blk_key", "blk_used", "blk_table", "hkeys", "hvals", "frames", "frame_free",
+    "ctl",
     # the machine (engine.Simulator): topology, free pages, counters, policies, knobs
     "cpu_node", "fallback", "free", "wmark_min", "wmark_low", "wmark_high", "il_weight",
     "numastat", "vm", "policies", "opts",
@@ -57,11 +58,13 @@ structref.define_proxy(SimState, SimStateType, list(STATE_FIELDS))
 
 
 @kernel
-def set_page_arrays(st, ptes, blk_key, blk_used, hkeys, hvals, frames, frame_free):
+def set_page_arrays(st, ptes, blk_key, blk_used, blk_table, hkeys, hvals, frames,
+                    frame_free):
     """Hand the kernels the page-table arrays again (after PageTable grew some)."""
     st.ptes = ptes
     st.blk_key = blk_key
     st.blk_used = blk_used
+    st.blk_table = blk_table
     st.hkeys = hkeys
     st.hvals = hvals
     st.frames = frames
@@ -126,6 +129,7 @@ def get_block(st, asid, pmd):
     st.ctl[CTL_NBLOCKS] = b + 1
     st.blk_key[b] = key
     st.blk_used[b] = 0
+    st.blk_table[b] = 0
     base = b << PTRS_PER_PMD_SHIFT
     for i in range(PTRS_PER_PMD):
         st.ptes[base + i]["frame"] = -1
@@ -183,6 +187,7 @@ def split_huge_pmd(st, b):
     if st.ptes[base]["flags"] & PTE_ZERO:
         for i in range(PTRS_PER_PMD):
             st.ptes[base + i]["flags"] &= ~np.uint32(PTE_HUGE)
+        st.blk_table[b] = 1
         st.vm[C_THP_SPLIT_PMD] += 1
         return
     f = np.int64(st.ptes[base]["frame"])
@@ -202,6 +207,7 @@ def split_huge_pmd(st, b):
             for i in range(PTRS_PER_PMD):
                 st.ptes[e + i]["frame"] = sub[i]
                 st.ptes[e + i]["flags"] &= ~np.uint32(PTE_HUGE)
+            st.blk_table[bb] = 1                  # the PMD now points to a PTE table
             st.vm[C_THP_SPLIT_PMD] += 1
     st.vm[C_THP_SPLIT_PAGE] += 1
 
