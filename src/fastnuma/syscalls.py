@@ -10,13 +10,16 @@ from .constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_MEMS_ALL
                         MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID,
                         MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
 from .errors import raise_errno
-from .kernels.migrate import (do_pages_move, migrate_node, migrate_to_policy,
-                              queue_pages_range)
+from .kernels.migrate import (TARGET_NODE, TARGET_POLICY, do_pages_move,
+                              queue_node_folios, queue_pages_range)
+from .kernels.migrate import migrate_pages as migrate_folios
 from .kernels.alloc import alloc_pages_task
 from .kernels.range import pages_stat, release_frames, split_pmd_at
 from .policy import Policy, as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
 
 _U64 = (1 << 64) - 1
+MOVE_PAGES_UNWRITTEN = -(1 << 31)  # a status move_pages did not write (Linux leaves the
+                                   # caller's value; fastnuma returns this instead)
 
 
 class SyscallMixin:
@@ -99,13 +102,16 @@ class SyscallMixin:
         if lazy or not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
             return
         n, frames, vpns = self._queue(proc, lo, hi, user_mask, flags)
+        if not n:
+            return
         pol_id = self.policies.intern(new if new is not None else th.policy)
-        self._sync_policies()
-        moved = migrate_to_policy(self.st, self._kernel_vmas(proc),
-                                  frames[:n], vpns[:n], pol_id, th.cpu)
-        if moved < n and flags & MPOL_MF_STRICT:
-            raise_errno(errno.EIO, f"MPOL_MF_STRICT: {n - moved} of {n} pages could not be "
-                                   f"moved (policy applied, {moved} moved)")
+        vmas = self._kernel_vmas(proc)
+        self.pt.reserve(blocks=0, frames=PAGE_SIZE)      # THP splits on a full target
+        rc = migrate_folios(self.st, vmas, proc.asid, frames[:n], vpns[:n], TARGET_POLICY,
+                           pol_id, th.cpu)
+        if rc and flags & MPOL_MF_STRICT:
+            raise_errno(errno.EIO, "MPOL_MF_STRICT: some pages could not be moved (policy "
+                                   "applied, the others moved)")
 
     def _mbind_range(self, proc, lo, hi, new):
         """mbind_range + vma_replace_policy: VMA by VMA, skip a VMA whose policy is equal,
@@ -249,7 +255,7 @@ class SyscallMixin:
             raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
         self._may_access(caller_p, target)
         vpns = _vpn_array(addrs)
-        status = np.zeros(vpns.size, np.int64)
+        status = np.full(vpns.size, MOVE_PAGES_UNWRITTEN, np.int64)
         blocks = self.pt.blocks_of(target.asid)
         pmds = self.pt.pmds_of(blocks)
         vmas = self._kernel_vmas(target)
@@ -258,7 +264,8 @@ class SyscallMixin:
             return status
         targets = _node_array(nodes, vpns.size)
         cpu = self._main_thread(caller_p).cpu
-        err = do_pages_move(self.st, vmas, blocks, pmds, vpns, targets,
+        self.pt.reserve(blocks=0, frames=PAGE_SIZE)      # THP splits on a full target
+        err = do_pages_move(self.st, vmas, target.asid, blocks, pmds, vpns, targets,
                             bool(flags & MPOL_MF_MOVE_ALL), cpu, status,
                             self.topology.n_nodes)
         if err < 0:
@@ -283,15 +290,26 @@ class SyscallMixin:
         if not new:
             raise_errno(errno.EINVAL, "new_nodes has no node with memory")
         move_all = caller_p.cap_sys_nice
-        blocks = self.pt.blocks_of(target.asid)
         cpu = self._main_thread(caller_p).cpu
+        vmas = self._kernel_vmas(target)
+        not_moved = 0
         for source, dest in _remap_pairs(old, new):
             if source >= self.topology.n_nodes:
                 continue
-            err = migrate_node(self.st, blocks, source, dest, move_all, cpu)
+            blocks = self.pt.blocks_of(target.asid)
+            frames = np.empty(len(blocks) * 512, np.int64)
+            vpns = np.empty(len(blocks) * 512, np.int64)
+            n = queue_node_folios(self.st, blocks, source, move_all, frames, vpns)
+            if not n:
+                continue
+            self.pt.reserve(blocks=0, frames=PAGE_SIZE)
+            err = migrate_folios(self.st, vmas, target.asid, frames[:n], vpns[:n],
+                                TARGET_NODE, dest, cpu)
             if err < 0:
-                raise_errno(-err, f"migrate_pages: node {dest} is full")
-        return 0
+                raise_errno(-err, f"migrate_pages: node {dest} is full (nodes before it "
+                                  f"were migrated)")
+            not_moved += err
+        return min(not_moved, (1 << 31) - 1)
 
 
 def _next_node_in(node, mask):

@@ -9,7 +9,7 @@ import numpy as np
 
 from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
-                      FRAME_SHM, NO_POLICY, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
+                      FRAME_DIRTY, FRAME_PTE_DIRTY, FRAME_SHM, NO_POLICY, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
                       PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_HUGEPAGE,
                       VM_ANON, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
@@ -129,6 +129,8 @@ def fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write):
         st.ptes[oi]["frame"] = f
         st.ptes[oi]["flags"] = PTE_PRESENT | PTE_WRITE
         st.blk_used[ob] += 1
+    if write:                                   # a write fault dirties the page
+        st.frames[f]["flags"] |= FRAME_DIRTY | FRAME_PTE_DIRTY
     st.frames[f]["mapcount"] += 1
     st.ptes[pi]["frame"] = f
     st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | (PTE_DIRTY if write else 0)
@@ -258,6 +260,9 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
                 f = ptes[pi]["frame"]
                 node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
                 counts[cn, node, w] += 1
+                if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
+                    ptes[pi]["flags"] = fl | PTE_DIRTY
+                    frames[f]["flags"] |= FRAME_PTE_DIRTY
                 continue
         v = find_vma(vmas, vpn, hint)
         if v < 0:

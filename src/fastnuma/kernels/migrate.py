@@ -1,8 +1,11 @@
 """Page migration for mbind(MPOL_MF_MOVE*), move_pages(2) and migrate_pages(2).
 
-A migrated folio keeps its frame record (so every mapping follows it, as rmap would make
-them); its pages are allocated on the target node (counted like any allocation, with the
-calling thread's CPU as "local") and given back on the source node.
+``migrate_pages`` mirrors mm/migrate.c migrate_pages(): folios go in chunks of at least
+512 pages; in each batch every destination is allocated first and the source pages are
+freed only after (so a nearly full node cannot lend its own pages back); a THP whose
+destination cannot be allocated is split and its base pages retried in one more batch; a
+base page that cannot be allocated ends everything with -ENOMEM. A migrated folio keeps
+its frame record (so every mapping follows it, as rmap would make them).
 """
 import errno
 
@@ -10,29 +13,144 @@ import numpy as np
 
 from ..constants import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT
 from ..dtypes import (C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, C_THP_MIGRATION_FAIL,
-                      C_THP_MIGRATION_SUCCESS, PTE_HUGE, PTE_PRESENT, PTRS_PER_PMD,
+                      C_THP_MIGRATION_SPLIT, C_THP_MIGRATION_SUCCESS, FRAME_DIRTY,
+                      FRAME_PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTRS_PER_PMD,
                       PTRS_PER_PMD_SHIFT)
 from ._jit import kernel
 from .alloc import alloc_pages_mpol, alloc_thisnode
 from .fault import find_vma, ilx_of
+from .state import find_block, split_huge_pmd
+
+NR_MAX_BATCHED_MIGRATION = PTRS_PER_PMD
+TARGET_POLICY, TARGET_NODE = 0, 1            # how destinations are chosen
+# stats[] slots (struct migrate_pages_stats) and the result slots after them
+S_SUCCEEDED, S_FAILED_PAGES, S_THP_SUCCEEDED, S_THP_FAILED, S_THP_SPLIT, S_SPLIT = range(6)
+N_STATS = 6
 
 
 @kernel
-def move_folio(st, f, node):
-    """The pages of folio f now live on ``node`` (already allocated there)."""
-    order = st.frames[f]["order"]
-    st.free[st.frames[f]["node"]] += np.int64(1) << order
-    st.frames[f]["node"] = node
-    st.vm[C_PGMIGRATE_SUCCESS] += np.int64(1) << order
-    if order > 0:
-        st.vm[C_THP_MIGRATION_SUCCESS] += 1
+def new_folio_node(st, vmas, f, vpn, how, target, cpu):
+    """The destination of folio f: allocated under policy ``target`` as a fault at vpn
+    would (alloc_migration_target_by_mpol), or on node ``target`` only (__GFP_THISNODE)."""
+    order = np.int64(st.frames[f]["order"])
+    vpn = (vpn >> order) << order
+    if how == TARGET_POLICY:
+        v = find_vma(vmas, vpn, 0)
+        ilx = ilx_of(vmas, v, vpn, order) if v >= 0 else np.int64(-1)
+        return alloc_pages_mpol(st, target, cpu, ilx, order, True)
+    return alloc_thisnode(st, target, order, np.int64(st.cpu_node[cpu]))
 
 
 @kernel
-def migrate_failed(st, order):
-    st.vm[C_PGMIGRATE_FAIL] += np.int64(1) << order
-    if order > 0:
-        st.vm[C_THP_MIGRATION_FAIL] += 1
+def split_for_migration(st, asid, f, vpn, out_f, out_v, n_out):
+    """split_folio of a THP queued at vpn: its 512 base folios are appended to out_*."""
+    b = find_block(st, asid, vpn >> PTRS_PER_PMD_SHIFT)
+    split_huge_pmd(st, b)
+    base = b << PTRS_PER_PMD_SHIFT
+    first = (vpn >> PTRS_PER_PMD_SHIFT) << PTRS_PER_PMD_SHIFT
+    for i in range(PTRS_PER_PMD):
+        out_f[n_out + i] = st.ptes[base + i]["frame"]
+        out_v[n_out + i] = first + i
+    return n_out + PTRS_PER_PMD
+
+
+@kernel
+def migrate_batch(st, vmas, asid, folios, vpns, lo, hi, how, target, cpu, split_f, split_v,
+                  n_split, allow_split, stats, dest):
+    """migrate_pages_batch over folios[lo:hi]: allocate every destination, then move.
+    Returns (rc, first folio left untried, n_split): rc is -ENOMEM or the number of folios
+    that failed (split THPs)."""
+    nr_failed = 0
+    rc = 0
+    left = hi
+    for k in range(lo, hi):
+        f = folios[k]
+        order = np.int64(st.frames[f]["order"])
+        node = new_folio_node(st, vmas, f, vpns[k], how, target, cpu)
+        dest[k] = node
+        if node >= 0:
+            continue
+        nr_failed += 1
+        if order > 0:
+            stats[S_THP_FAILED] += 1
+            if allow_split:
+                n_split = split_for_migration(st, asid, f, vpns[k], split_f, split_v, n_split)
+                stats[S_THP_SPLIT] += 1
+                stats[S_SPLIT] += 1
+                continue
+        stats[S_FAILED_PAGES] += np.int64(1) << order
+        rc = -errno.ENOMEM
+        left = k
+        break
+    for k in range(lo, left):
+        node = dest[k]
+        if node < 0:
+            continue
+        f = folios[k]
+        order = np.int64(st.frames[f]["order"])
+        st.free[st.frames[f]["node"]] += np.int64(1) << order
+        st.frames[f]["node"] = node
+        if st.frames[f]["flags"] & FRAME_PTE_DIRTY:   # try_to_migrate: a dirty PTE dirties it
+            st.frames[f]["flags"] |= FRAME_DIRTY
+        stats[S_SUCCEEDED] += np.int64(1) << order
+        if order > 0:
+            stats[S_THP_SUCCEEDED] += 1
+    return (rc if rc < 0 else nr_failed), left, n_split
+
+
+@kernel
+def migrate_pages(st, vmas, asid, folios, vpns, how, target, cpu):
+    """mm/migrate.c migrate_pages (MIGRATE_SYNC): chunks of at least 512 pages, each as
+    one batch, its split THPs as one more batch (no further split). -ENOMEM stops
+    everything. Returns -ENOMEM, or how many folios were not migrated (0: all moved).
+    Counts pgmigrate_* and thp_migration_*."""
+    n = folios.size
+    stats = np.zeros(N_STATS, np.int64)
+    dest = np.empty(max(n, 1), np.int64)
+    split_f = np.empty(PTRS_PER_PMD, np.int64)     # a chunk holds at most one THP
+    split_v = np.empty(PTRS_PER_PMD, np.int64)
+    split_dest = np.empty(PTRS_PER_PMD, np.int64)
+    rc_gather = 0
+    not_moved = 0
+    k = 0
+    stopped = False
+    while k < n:
+        lo = k
+        pages = 0
+        while k < n:
+            pages += np.int64(1) << st.frames[folios[k]]["order"]
+            k += 1
+            if pages >= NR_MAX_BATCHED_MIGRATION:
+                break
+        astats = np.zeros(N_STATS, np.int64)
+        rc, left, n_split = migrate_batch(st, vmas, asid, folios, vpns, lo, k, how, target,
+                                          cpu, split_f, split_v, 0, True, astats, dest)
+        stats[S_SUCCEEDED] += astats[S_SUCCEEDED]
+        stats[S_THP_SUCCEEDED] += astats[S_THP_SUCCEEDED]
+        stats[S_THP_SPLIT] += astats[S_THP_SPLIT]
+        stats[S_SPLIT] += astats[S_SPLIT]
+        if rc < 0:
+            stats[S_FAILED_PAGES] += astats[S_FAILED_PAGES]
+            stats[S_THP_FAILED] += astats[S_THP_FAILED]
+            rc_gather = rc
+            stopped = True
+            break
+        stats[S_THP_FAILED] += astats[S_THP_SPLIT]
+        not_moved += k - left
+        if n_split:
+            _, left2, _ = migrate_batch(st, vmas, asid, split_f, split_v, 0, n_split, how,
+                                        target, cpu, split_f, split_v, 0, False, stats,
+                                        split_dest)
+            not_moved += n_split - left2
+        rc_gather += astats[S_SPLIT]
+    if not stopped and not_moved == 0:
+        rc_gather = 0
+    st.vm[C_PGMIGRATE_SUCCESS] += stats[S_SUCCEEDED]
+    st.vm[C_PGMIGRATE_FAIL] += stats[S_FAILED_PAGES]
+    st.vm[C_THP_MIGRATION_SUCCESS] += stats[S_THP_SUCCEEDED]
+    st.vm[C_THP_MIGRATION_FAIL] += stats[S_THP_FAILED]
+    st.vm[C_THP_MIGRATION_SPLIT] += stats[S_THP_SPLIT]
+    return rc_gather
 
 
 @kernel
@@ -40,8 +158,9 @@ def queue_pages_range(st, blocks, lo, hi, user_mask, flags, out_frames, out_vpns
     """queue_folios_pte_range/queue_folios_pmd: collect misplaced folios in [lo, hi).
 
     Misplaced = node not in the user mask. STRICT without MOVE*: the first misplaced folio
-    stops the walk (returns -EIO). MOVE skips folios mapped more than once (no failure).
-    Returns how many folios were queued (each once: a THP is queued at its first PTE)."""
+    stops the walk (returns -EIO, its vpn in out_vpns[0]). MOVE skips folios mapped more
+    than once (no failure). Returns how many folios were queued (a THP once, at its first
+    page)."""
     n = 0
     last = np.int64(-2)
     move = flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL)
@@ -72,103 +191,88 @@ def queue_pages_range(st, blocks, lo, hi, user_mask, flags, out_frames, out_vpns
 
 
 @kernel
-def migrate_to_policy(st, vmas, frames, vpns, pol_id, cpu):
-    """alloc_migration_target_by_mpol for each queued folio, then move it.
-
-    Returns how many folios moved; a destination allocation failure stops the whole
-    migration (the rest stay untried), as migrate_pages_batch's -ENOMEM does."""
-    hint = np.int64(0)
-    for k in range(frames.size):
-        f = frames[k]
-        order = np.int64(st.frames[f]["order"])
-        vpn = (vpns[k] >> order) << order
-        v = find_vma(vmas, vpn, hint)
-        hint = max(v, 0)
-        ilx = ilx_of(vmas, v, vpn, order) if v >= 0 else np.int64(-1)
-        node = alloc_pages_mpol(st, pol_id, cpu, ilx, order, True)
-        if node < 0:
-            migrate_failed(st, order)
-            return k
-        move_folio(st, f, node)
-    return frames.size
-
-
-@kernel
-def do_pages_move(st, vmas, asid_blocks, asid_pmds, vpns, nodes, move_all, cpu,
+def do_pages_move(st, vmas, asid, asid_blocks, asid_pmds, vpns, nodes, move_all, cpu,
                   status, n_nodes):
-    """move_pages(2) with target nodes: per-page status, runs of equal target migrated with
-    __GFP_THISNODE. Returns 0, or -errno for the call (ENODEV, ENOMEM); statuses of pages
-    not reached stay as given (the caller pre-fills them)."""
+    """move_pages(2) with target nodes (do_pages_move): per-page status; runs of equal
+    target are migrated with __GFP_THISNODE when the target changes, at a page that is not
+    queued, and at the end. Returns 0, -errno for the call (ENODEV: a target without
+    memory, after the pending run moved; ENOMEM: a target full), or a positive count when a
+    run moved only partly (statuses of that run and after it stay as pre-filled)."""
     queued = np.empty(vpns.size, np.int64)
-    q_idx = np.empty(vpns.size, np.int64)
+    q_vpn = np.empty(vpns.size, np.int64)
     nq = 0
     run_node = np.int64(-1)
-    in_run = False
+    run_start = 0
     hint = np.int64(0)
     for i in range(vpns.size + 1):
         d = np.int64(nodes[i]) if i < vpns.size else np.int64(-1)
-        if i == vpns.size or not in_run or d != run_node:       # flush the queued run
-            for k in range(nq):
-                f = queued[k]
-                if alloc_thisnode(st, run_node, np.int64(st.frames[f]["order"]),
-                                  np.int64(st.cpu_node[cpu])) < 0:
-                    migrate_failed(st, np.int64(st.frames[f]["order"]))
-                    return -errno.ENOMEM
-                move_folio(st, f, run_node)
-                status[q_idx[k]] = run_node
+        if nq and (i == vpns.size or d != run_node):          # flush the queued run
+            err = migrate_pages(st, vmas, asid, queued[:nq], q_vpn[:nq], TARGET_NODE,
+                                run_node, cpu)
             nq = 0
-            if i == vpns.size:
-                break
-            run_node = d
-            in_run = True
-            if d < 0 or d >= n_nodes or st.fallback[d, 0] != d:
-                return -errno.ENODEV
+            bad = i < vpns.size and (d < 0 or d >= n_nodes or st.fallback[d, 0] != d)
+            if err != 0 and not bad:
+                return err
+            if err == 0:
+                status[run_start:i] = run_node
+        if i == vpns.size:
+            break
+        if d < 0 or d >= n_nodes or st.fallback[d, 0] != d:
+            return -errno.ENODEV             # (the pending run was flushed just above)
+        if nq == 0:
+            run_node, run_start = d, i
+        err = 0
         vpn = vpns[i]
         v = find_vma(vmas, vpn, hint)
         if v < 0:
-            status[i] = -errno.EFAULT
-            continue
-        hint = v
-        j = np.searchsorted(asid_pmds, vpn >> PTRS_PER_PMD_SHIFT)
-        if j >= asid_pmds.size or asid_pmds[j] != vpn >> PTRS_PER_PMD_SHIFT:
-            status[i] = -errno.ENOENT
-            continue
-        pi = (asid_blocks[j] << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        fl = st.ptes[pi]["flags"]
-        f = np.int64(st.ptes[pi]["frame"])
-        if not fl & PTE_PRESENT:
-            status[i] = -errno.ENOENT
-            continue
-        if f < 0:
-            status[i] = -errno.EFAULT
-            continue
-        if st.frames[f]["node"] == d:
-            status[i] = d
-            continue
-        if not move_all and st.frames[f]["mapcount"] > 1:
-            status[i] = -errno.EACCES
-            continue
-        dup = False
-        for k in range(nq):
-            if queued[k] == f:
-                dup = True
-        if dup:
-            status[i] = -errno.EBUSY
-            continue
-        queued[nq] = f
-        q_idx[nq] = i
-        nq += 1
+            err = -errno.EFAULT
+        else:
+            hint = v
+            j = np.searchsorted(asid_pmds, vpn >> PTRS_PER_PMD_SHIFT)
+            f = np.int64(-2)
+            if j < asid_pmds.size and asid_pmds[j] == vpn >> PTRS_PER_PMD_SHIFT:
+                pi = (asid_blocks[j] << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
+                if st.ptes[pi]["flags"] & PTE_PRESENT:
+                    f = np.int64(st.ptes[pi]["frame"])
+            if f == -2:
+                err = -errno.ENOENT
+            elif f < 0:
+                err = -errno.EFAULT
+            elif st.frames[f]["node"] == d:
+                err = 0
+            elif not move_all and st.frames[f]["mapcount"] > 1:
+                err = -errno.EACCES
+            else:
+                err = 1
+                for k in range(nq):
+                    if queued[k] == f:
+                        err = -errno.EBUSY
+                if err == 1:
+                    queued[nq] = f
+                    q_vpn[nq] = vpn
+                    nq += 1
+                    continue
+        status[i] = err if err else d
+        if nq:                                   # a page not queued ends the run
+            r = migrate_pages(st, vmas, asid, queued[:nq], q_vpn[:nq], TARGET_NODE,
+                              run_node, cpu)
+            if r != 0:
+                return r
+            status[run_start:i] = run_node
+            nq = 0
+        run_node = -1
     return 0
 
 
 @kernel
-def migrate_node(st, blocks, src, dst, move_all, cpu):
-    """migrate_to_node: every folio of the address space on ``src`` moves to ``dst``
-    (__GFP_THISNODE); shared folios only with MOVE_ALL. Returns folios not moved (>= 0) or
-    -ENOMEM when a destination allocation failed (earlier folios stay moved)."""
-    cpu_nid = np.int64(st.cpu_node[cpu])
+def queue_node_folios(st, blocks, src, move_all, out_frames, out_vpns):
+    """migrate_to_node's queue: every folio of the address space on ``src`` (shared ones
+    only with MOVE_ALL), in address order, a THP once."""
+    n = 0
     for k in range(blocks.size):
-        base = blocks[k] << PTRS_PER_PMD_SHIFT
+        b = blocks[k]
+        base = b << PTRS_PER_PMD_SHIFT
+        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
         for i in range(PTRS_PER_PMD):
             fl = st.ptes[base + i]["flags"]
             f = np.int64(st.ptes[base + i]["frame"])
@@ -178,9 +282,7 @@ def migrate_node(st, blocks, src, dst, move_all, cpu):
                 continue
             if not move_all and st.frames[f]["mapcount"] > 1:
                 continue
-            order = np.int64(st.frames[f]["order"])
-            if alloc_thisnode(st, dst, order, cpu_nid) < 0:
-                migrate_failed(st, order)
-                return -errno.ENOMEM
-            move_folio(st, f, dst)
-    return 0
+            out_frames[n] = f
+            out_vpns[n] = first + i
+            n += 1
+    return n

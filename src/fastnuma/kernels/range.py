@@ -7,7 +7,7 @@ import errno
 
 import numpy as np
 
-from ..dtypes import (FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE, PTE_ZERO,
+from ..dtypes import (FRAME_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE, PTE_ZERO,
                       PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_ANON, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel
 from .fault import find_vma
@@ -21,6 +21,8 @@ def zap_pte(st, pi):
     fl = st.ptes[pi]["flags"]
     f = st.ptes[pi]["frame"]
     if fl & PTE_PRESENT and f >= 0:
+        if fl & PTE_DIRTY:                      # a dirty mapping goes: the page is dirty
+            st.frames[f]["flags"] |= FRAME_DIRTY
         st.frames[f]["mapcount"] -= 1
         if st.frames[f]["mapcount"] == 0 and not st.frames[f]["flags"] & FRAME_SHM:
             release_frame(st, f)
@@ -156,7 +158,7 @@ def numa_maps_stats(st, blocks, lo, hi, node_pages, out):
                 continue
             pages += 1
             node_pages[st.frames[f]["node"]] += 1
-            if fl & PTE_DIRTY:
+            if fl & PTE_DIRTY or st.frames[f]["flags"] & FRAME_DIRTY:
                 dirty += 1
             mapmax = max(mapmax, st.frames[f]["mapcount"])
     out[0] = pages
