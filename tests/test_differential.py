@@ -46,6 +46,8 @@ class Differential(RuleBasedStateMachine):
         self.model = RefMachine(RefTopology(**targs), **opts)
         self.n_cpus = 1 + max(c for cpus in targs["node_cpus"] for c in cpus)
         self.pids, self.tids = [], []
+        self.both("spawn", cpu=0)                      # a process with the arena mapped
+        self.both("mmap", self.pids[0], ARENA_PAGES * PAGE_SIZE, addr=ARENA)
 
     def both(self, name, *args, **kwargs):
         a = outcome(lambda: getattr(self.sim, name)(*args, **kwargs))
@@ -59,6 +61,7 @@ class Differential(RuleBasedStateMachine):
         self.tids = [t for p in self.pids for t in self.sim.tids(p)]
 
     # ------------------------------------------------------------ processes
+    @precondition(lambda self: len(self.pids) < 4)
     @rule(cpu=st.integers(0, 7))
     def spawn(self, cpu):
         self.both("spawn", cpu=cpu % self.n_cpus)
@@ -73,7 +76,7 @@ class Differential(RuleBasedStateMachine):
     def fork(self, i):
         self.both("fork", self.pids[i % len(self.pids)])
 
-    @precondition(lambda self: len(self.pids) > 1)
+    @precondition(lambda self: len(self.pids) > 2)
     @rule(i=st.integers(0, 99))
     def exit(self, i):
         self.both("exit", self.pids[i % len(self.pids)])
@@ -90,6 +93,7 @@ class Differential(RuleBasedStateMachine):
     def mmap(self, i, first, n, shared, fixed):
         flags = (fn.MAP_SHARED if shared else fn.MAP_PRIVATE) | fn.MAP_ANONYMOUS
         addr = None if fixed == 0 else ARENA + first * PAGE_SIZE
+        n = n if fixed < 2 else max(n, 512)
         self.both("mmap", self.pids[i % len(self.pids)], n * PAGE_SIZE, flags, addr)
 
     @precondition(lambda self: self.pids)
@@ -105,13 +109,24 @@ class Differential(RuleBasedStateMachine):
         self.both("madvise", self.pids[i % len(self.pids)], ARENA + first * PAGE_SIZE,
                   n * PAGE_SIZE, advice)
 
+    def mapped(self, pid):
+        """Arena pages mapped in ``pid`` (what an access should mostly hit)."""
+        out = []
+        for v in self.sim.procs[pid].vmas:
+            lo, hi = max(v.start, ARENA >> 12), min(v.end, (ARENA >> 12) + ARENA_PAGES)
+            out.extend(range(lo - (ARENA >> 12), hi - (ARENA >> 12)))
+        return out
+
     @precondition(lambda self: self.tids)
     @rule(i=st.integers(0, 99), data=st.data())
     def access(self, i, data):
-        idx = data.draw(st.lists(pages, min_size=1, max_size=40))
+        tid = self.tids[i % len(self.tids)]
+        mapped = self.mapped(self.sim.threads[tid].pid)
+        page = st.sampled_from(mapped) if mapped and data.draw(st.integers(0, 9)) else pages
+        idx = data.draw(st.lists(page, min_size=1, max_size=40))
         writes = data.draw(st.lists(st.booleans(), min_size=len(idx), max_size=len(idx)))
         addrs = np.array([ARENA + p * PAGE_SIZE for p in idx], np.int64)
-        self.both("access", self.tids[i % len(self.tids)], addrs, np.array(writes))
+        self.both("access", tid, addrs, np.array(writes))
 
     # ------------------------------------------------------------ policies
     @precondition(lambda self: self.pids)

@@ -92,7 +92,9 @@ class SyscallMixin:
         gap = None if mode == MPOL_DEFAULT else proc.vmas.first_gap(lo, hi)
         if not lazy and flags & MPOL_MF_STRICT and not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
             n, _, vpns = self._queue(proc, lo, hi, user_mask, flags)
-            if n < 0 and (gap is None or gap > vpns[0]):   # the walk meets the page first
+            # queue_pages_test_walk checks the hole after each VMA before its pages
+            hole_vma = None if gap is None or gap == lo else proc.vmas.find(gap - 1)
+            if n < 0 and (gap is None or (hole_vma is not None and vpns[0] < hole_vma.start)):
                 raise_errno(errno.EIO, f"MPOL_MF_STRICT: the page at {vpns[0] << PAGE_SHIFT:#x}"
                                        f" is on a node outside the mask (policy not applied)")
         if gap is not None:
