@@ -170,7 +170,8 @@ class Differential(RuleBasedStateMachine):
     def same_state(self):
         if not hasattr(self, "sim"):
             return
-        assert self.sim.vmstat() == self.model.vmstat()
+        a, b = self.sim.vmstat(), self.model.vmstat()
+        assert a == b, {k: (a.get(k), b.get(k)) for k in a.keys() | b.keys() if a.get(k) != b.get(k)}
         assert self.sim.numastat() == self.model.numastat()
         assert self.sim.free_pages().tolist() == list(self.model.free_pages())
         for pid in self.pids:

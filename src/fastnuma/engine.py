@@ -246,8 +246,8 @@ class Simulator(SyscallMixin, ObservationMixin):
         if end == addr and not allow_zero:
             raise_errno(errno.EINVAL, "length 0")
         if end > TASK_SIZE:
-            raise_errno(errno.EINVAL if addr < TASK_SIZE else errno.EINVAL,
-                        f"range {addr:#x}-{end:#x} ends beyond the 47-bit user address space")
+            raise_errno(errno.EINVAL, f"range {addr:#x}-{end:#x} ends beyond the 47-bit user "
+                                      f"address space")
         return addr >> PAGE_SHIFT, end >> PAGE_SHIFT
 
     def mmap(self, pid, length, flags=MAP_PRIVATE | MAP_ANONYMOUS, addr=None):

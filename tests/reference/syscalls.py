@@ -88,6 +88,10 @@ class SyscallMixin:
         except OSError as e:
             err = e.errno
         if not err and queued:
+            # fastnuma splits a THP with its PMD mapping (docs/api.md), so the folios queued
+            # before mbind_range may have been split at the range's edges: queue again
+            _, queued, nr_failed = self.queue_pages_range(proc, lo, hi, user_nodes,
+                                                          walk_flags | MPOL_MF_INVERT)
             nr_failed |= self.mbind_migrate(proc, thread, lo, hi, new, queued)
         if nr_failed and walk_flags & MPOL_MF_STRICT:
             err = errno.EIO

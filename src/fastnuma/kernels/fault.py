@@ -270,7 +270,7 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
             return ACCESS_SEGV
         hint = v
         if (ctl[CTL_NBLOCKS] + ROOM_BLOCKS > blk_cap or ctl[CTL_NFRAMES] + ROOM_FRAMES > frame_cap
-                or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # has_room, hoisted
+                or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # room for one more fault
             pos[0] = i
             return ACCESS_NEED_GROW
         if handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, w != 0) != FAULT_OK:

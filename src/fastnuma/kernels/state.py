@@ -5,7 +5,7 @@ page-table page, 2 MiB of address space) exists only where something was mapped,
 through an open-addressing hash keyed by ``asid << ASID_SHIFT | pmd``. An asid names an
 address space: a process, or a shared memory object (whose "page table" is its page cache,
 indexed by page offset). Python (``pagetable.py``) allocates and grows the arrays; kernels
-return ``NEED_GROW`` before touching anything when capacity runs short.
+report that they need room (ACCESS_NEED_GROW) before touching anything.
 """
 import numba
 import numpy as np
@@ -18,7 +18,6 @@ from ._jit import kernel
 
 ASID_SHIFT = 27                       # 47-bit addresses: 2**26 PMDs per address space
 EMPTY = -1
-NEED_GROW = -(1 << 40)                # status: grow the arrays, then call again
 
 # ctl[] slots
 CTL_NBLOCKS, CTL_NFRAMES, CTL_NFREE, CTL_HCOUNT = 0, 1, 2, 3
@@ -110,17 +109,8 @@ def find_block(st, asid, pmd):
 
 
 @kernel
-def has_room(st):
-    """True when one more event can add a block and split a THP without growing."""
-    nb = st.ctl[CTL_NBLOCKS]
-    return (nb + ROOM_BLOCKS <= st.blk_key.size
-            and 2 * (st.ctl[CTL_HCOUNT] + ROOM_BLOCKS) <= st.hkeys.size
-            and st.ctl[CTL_NFRAMES] + ROOM_FRAMES <= st.frames.size)
-
-
-@kernel
 def get_block(st, asid, pmd):
-    """Index of the block of (asid, pmd), created empty if absent (caller checked has_room)."""
+    """Index of the block of (asid, pmd), created empty if absent (the caller made room)."""
     b = find_block(st, asid, pmd)
     if b >= 0:
         return b
