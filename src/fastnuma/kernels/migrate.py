@@ -14,7 +14,7 @@ import numpy as np
 from ..constants import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT
 from ..dtypes import (C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, C_THP_MIGRATION_FAIL,
                       C_THP_MIGRATION_SPLIT, C_THP_MIGRATION_SUCCESS, FRAME_DIRTY,
-                      FRAME_PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTRS_PER_PMD,
+                      FRAME_ISOLATED, FRAME_PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTRS_PER_PMD,
                       PTRS_PER_PMD_SHIFT)
 from ._jit import kernel
 from .alloc import alloc_pages_mpol, alloc_thisnode
@@ -191,6 +191,14 @@ def queue_pages_range(st, blocks, lo, hi, user_mask, flags, out_frames, out_vpns
 
 
 @kernel
+def flush_run(st, vmas, asid, folios, vpns, node, cpu):
+    """move_pages_and_store_status: migrate a run to ``node``; its folios are released."""
+    for k in range(folios.size):
+        st.frames[folios[k]]["flags"] &= ~np.uint8(FRAME_ISOLATED)
+    return migrate_pages(st, vmas, asid, folios, vpns, TARGET_NODE, node, cpu)
+
+
+@kernel
 def do_pages_move(st, vmas, asid, asid_blocks, asid_pmds, vpns, nodes, move_all, cpu,
                   status, n_nodes):
     """move_pages(2) with target nodes (do_pages_move): per-page status; runs of equal
@@ -207,8 +215,7 @@ def do_pages_move(st, vmas, asid, asid_blocks, asid_pmds, vpns, nodes, move_all,
     for i in range(vpns.size + 1):
         d = np.int64(nodes[i]) if i < vpns.size else np.int64(-1)
         if nq and (i == vpns.size or d != run_node):          # flush the queued run
-            err = migrate_pages(st, vmas, asid, queued[:nq], q_vpn[:nq], TARGET_NODE,
-                                run_node, cpu)
+            err = flush_run(st, vmas, asid, queued[:nq], q_vpn[:nq], run_node, cpu)
             nq = 0
             bad = i < vpns.size and (d < 0 or d >= n_nodes or st.fallback[d, 0] != d)
             if err != 0 and not bad:
@@ -242,20 +249,17 @@ def do_pages_move(st, vmas, asid, asid_blocks, asid_pmds, vpns, nodes, move_all,
                 err = 0
             elif not move_all and st.frames[f]["mapcount"] > 1:
                 err = -errno.EACCES
+            elif st.frames[f]["flags"] & FRAME_ISOLATED:   # listed twice in the run
+                err = -errno.EBUSY
             else:
-                err = 1
-                for k in range(nq):
-                    if queued[k] == f:
-                        err = -errno.EBUSY
-                if err == 1:
-                    queued[nq] = f
-                    q_vpn[nq] = vpn
-                    nq += 1
-                    continue
+                st.frames[f]["flags"] |= FRAME_ISOLATED
+                queued[nq] = f
+                q_vpn[nq] = vpn
+                nq += 1
+                continue
         status[i] = err if err else d
         if nq:                                   # a page not queued ends the run
-            r = migrate_pages(st, vmas, asid, queued[:nq], q_vpn[:nq], TARGET_NODE,
-                              run_node, cpu)
+            r = flush_run(st, vmas, asid, queued[:nq], q_vpn[:nq], run_node, cpu)
             if r != 0:
                 return r
             status[run_start:i] = run_node
