@@ -14,7 +14,7 @@ from .kernels.migrate import (TARGET_NODE, TARGET_POLICY, do_pages_move,
                               queue_node_folios, queue_pages_range)
 from .kernels.migrate import migrate_pages as migrate_folios
 from .kernels.alloc import alloc_pages_task
-from .kernels.range import pages_stat, release_frames, split_pmd_at
+from .kernels.range import pages_stat, release_frames
 from .policy import Policy, as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
 
 _U64 = (1 << 64) - 1

@@ -7,7 +7,7 @@ import errno
 
 import numpy as np
 
-from ..dtypes import (FRAME_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE, PTE_ZERO,
+from ..dtypes import (FRAME_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
                       PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_ANON, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel
 from .fault import find_vma

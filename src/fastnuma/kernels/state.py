@@ -7,7 +7,6 @@ address space: a process, or a shared memory object (whose "page table" is its p
 indexed by page offset). Python (``pagetable.py``) allocates and grows the arrays; kernels
 report that they need room (ACCESS_NEED_GROW) before touching anything.
 """
-import numba
 import numpy as np
 from numba.core import types
 from numba.experimental import structref
