@@ -166,28 +166,31 @@ def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
 
 
 @kernel
-def handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, write):
-    """One fault at vpn in VMA row v; FAULT_OK or FAULT_OOM. The PTE is present after OK."""
+def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, task_pol, write):
+    """One fault at vpn in VMA row v (``b``: its PTE block, or -1 when there is none yet).
+    Returns the block now holding vpn's present PTE, or FAULT_OOM."""
     st.vm[C_PGFAULT] += 1
     pmd = vpn >> PTRS_PER_PMD_SHIFT
-    b = find_block(st, asid, pmd)
     if b >= 0:
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
         if st.ptes[pi]["flags"] & PTE_PRESENT:
-            return do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol)
+            if do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol) != FAULT_OK:
+                return FAULT_OOM
+            return b
     if vmas[v]["flags"] & VM_SHARED:
         b = get_block(st, asid, pmd)
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        res = fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write)
-        if res == FAULT_OK:
-            st.blk_used[b] += 1
-            st.blk_table[b] = 1
-        return res
+        if fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write) != FAULT_OK:
+            return FAULT_OOM
+        st.blk_used[b] += 1
+        st.blk_table[b] = 1
+        return b
     if (b < 0 or (st.blk_table[b] == 0 and st.blk_used[b] == 0)) and \
             thp_eligible(st, vmas, v, pmd):                  # pmd_none: no table, no THP
         if fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
-            return FAULT_OK
-    b = get_block(st, asid, pmd)
+            return find_block(st, asid, pmd)
+    if b < 0:
+        b = get_block(st, asid, pmd)
     pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
     if not write and st.opts[OPT_ZERO_PAGE] != 0:
         st.ptes[pi]["frame"] = -1
@@ -200,7 +203,7 @@ def handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, write):
         st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | PTE_DIRTY
     st.blk_used[b] += 1
     st.blk_table[b] = 1
-    return FAULT_OK
+    return b
 
 
 PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
@@ -273,10 +276,10 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
                 or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # room for one more fault
             pos[0] = i
             return ACCESS_NEED_GROW
-        if handle_mm_fault(st, vmas, v, asid, vpn, cpu, task_pol, w != 0) != FAULT_OK:
+        cur_blk = handle_mm_fault(st, vmas, v, asid, vpn, cur_blk, cpu, task_pol, w != 0)
+        if cur_blk < 0:
             pos[0] = i
             return ACCESS_OOM
-        cur_blk = lookup_block(hkeys, hvals, asid, pmd)     # (arrays never move in a kernel)
         pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
         f = ptes[pi]["frame"]
         node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
