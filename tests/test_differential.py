@@ -181,7 +181,7 @@ class Differential(RuleBasedStateMachine):
             assert a.tolist() == list(b), pid
 
 
-Differential.TestCase.settings = settings(max_examples=150, stateful_step_count=25,
+Differential.TestCase.settings = settings(max_examples=300, stateful_step_count=25,
                                           deadline=None,
                                           suppress_health_check=[HealthCheck.too_slow])
 test_engine_matches_model = Differential.TestCase

@@ -300,4 +300,6 @@ def _as_write_array(write, n):
         raise ValueError(f"write has shape {w.shape}; it must be a bool or match addrs ({n},)")
     if w.dtype.kind not in "bui":
         raise TypeError(f"write must be bools, not {w.dtype}")
+    if w.dtype == np.bool_ and w.flags.c_contiguous:
+        return w.view(np.uint8)                 # no copy: bools are bytes of 0 or 1
     return np.ascontiguousarray(w != 0, dtype=np.uint8)
