@@ -78,9 +78,11 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         opts = np.zeros(N_OPTS, np.int64)
         opts[:] = self.config.kernel_opts()
         self.policies = PolicyTable()
-        # every frame holds at least one page: the frame table never needs more entries than
-        # the machine has pages (calloc'd: untouched entries cost no memory)
-        self.pt = PageTable(frames=min(sum(topology.node_pages), 1 << 27) + 1024)
+        # Every live frame holds at least one allocated page and new frames come from the
+        # free list first, so the frame table never needs more entries than the machine has
+        # pages: sized so once (calloc'd, untouched entries cost no memory), kernels that
+        # allocate or split folios never run out of frames.
+        self.pt = PageTable(frames=sum(topology.node_pages) + 1024)
         self.free = ka["node_pages"].copy()                 # free pages per node
         self.vm = np.zeros(N_VMSTAT, np.int64)               # VMSTAT_NAMES counters
         self.node_stats = np.zeros((n, N_NUMASTAT), np.int64)  # NUMASTAT_NAMES per node

@@ -108,7 +108,6 @@ class SyscallMixin:
             return
         pol_id = self.policies.intern(new if new is not None else th.policy)
         vmas = self._kernel_vmas(proc)
-        self.pt.reserve(blocks=0, frames=PAGE_SIZE)      # THP splits on a full target
         rc = migrate_folios(self.st, vmas, proc.asid, frames[:n], vpns[:n], TARGET_POLICY,
                            pol_id, th.cpu)
         if rc and flags & MPOL_MF_STRICT:
@@ -266,7 +265,6 @@ class SyscallMixin:
             return status
         targets = _node_array(nodes, vpns.size)
         cpu = self._main_thread(caller_p).cpu
-        self.pt.reserve(blocks=0, frames=PAGE_SIZE)      # THP splits on a full target
         err = do_pages_move(self.st, vmas, target.asid, blocks, pmds, vpns, targets,
                             bool(flags & MPOL_MF_MOVE_ALL), cpu, status,
                             self.topology.n_nodes)
@@ -304,8 +302,7 @@ class SyscallMixin:
             n = queue_node_folios(self.st, blocks, source, move_all, frames, vpns)
             if not n:
                 continue
-            self.pt.reserve(blocks=0, frames=PAGE_SIZE)
-            err = migrate_folios(self.st, vmas, target.asid, frames[:n], vpns[:n],
+                err = migrate_folios(self.st, vmas, target.asid, frames[:n], vpns[:n],
                                 TARGET_NODE, dest, cpu)
             if err < 0:
                 raise_errno(-err, f"migrate_pages: node {dest} is full (nodes before it "
