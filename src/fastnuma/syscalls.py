@@ -302,8 +302,8 @@ class SyscallMixin:
             n = queue_node_folios(self.st, blocks, source, move_all, frames, vpns)
             if not n:
                 continue
-                err = migrate_folios(self.st, vmas, target.asid, frames[:n], vpns[:n],
-                                TARGET_NODE, dest, cpu)
+            err = migrate_folios(self.st, vmas, target.asid, frames[:n], vpns[:n],
+                                 TARGET_NODE, dest, cpu)
             if err < 0:
                 raise_errno(-err, f"migrate_pages: node {dest} is full (nodes before it "
                                   f"were migrated)")
