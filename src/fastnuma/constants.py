@@ -36,6 +36,9 @@ MPOL_F_SHARED = 1 << 0
 MPOL_F_MOF = 1 << 3
 MPOL_F_MORON = 1 << 4
 
+# fastnuma: a move_pages status Linux would leave unwritten (its positive return count)
+MOVE_PAGES_UNWRITTEN = -(1 << 31)
+
 # mmap flags
 MAP_SHARED = 0x01
 MAP_PRIVATE = 0x02

@@ -8,7 +8,8 @@ import numpy as np
 from .constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED,
                         MPOL_F_MOF, MPOL_F_NODE, MPOL_INTERLEAVE, MPOL_MF_LAZY,
                         MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID,
-                        MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
+                        MOVE_PAGES_UNWRITTEN, MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT,
+                        PAGE_SIZE, TASK_SIZE)
 from .errors import raise_errno
 from .kernels.migrate import (TARGET_NODE, TARGET_POLICY, do_pages_move,
                               queue_node_folios, queue_pages_range)
@@ -18,8 +19,6 @@ from .kernels.range import pages_stat, release_frames
 from .policy import Policy, as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
 
 _U64 = (1 << 64) - 1
-MOVE_PAGES_UNWRITTEN = -(1 << 31)  # a status move_pages did not write (Linux leaves the
-                                   # caller's value; fastnuma returns this instead)
 
 
 class SyscallMixin:
