@@ -245,3 +245,25 @@ def test_numa_maps_shows_the_leader_task_policy_for_vmas_without_policy():
     a = sim.mmap(pid, MB)
     sim.set_mempolicy(pid, fn.MPOL_INTERLEAVE | fn.MPOL_F_STATIC_NODES, {0, 1})
     assert sim.numa_maps(pid) == f"{a:08x} interleave=static:0-1\n"
+
+
+def test_a_petabyte_machine_costs_what_is_touched():
+    sim = fn.Simulator(fn.Topology.uniform(2, 2, 1 << 40))          # 2 x 4 PiB of memory
+    pid = sim.spawn()
+    a = sim.mmap(pid, 4 * MB)
+    sim.access(pid, pages_of(a, 1024), write=True)
+    assert sim.pt.frames.nbytes <= 12 << 20
+    assert sim.free_pages()[0] == (1 << 40) - 1024
+
+
+def test_frame_table_grows_past_its_initial_size():
+    sim = fn.Simulator(fn.Topology.uniform(1, 1, 3 << 20), thp="madvise")
+    pid = sim.spawn()
+    a = sim.mmap(pid, 6 << 30)                                  # THPs first, then base pages
+    sim.madvise(pid, a, 640 * 2 * MB, fn.MADV_HUGEPAGE)
+    sim.access(pid, a + (2 * MB) * np.arange(640), write=True)  # 640 THPs = 327680 pages
+    sim.access(pid, pages_of(a + 640 * 2 * MB, 1 << 20), write=True)
+    assert sim.pt.frames.size > 1 << 20
+    sim.set_mempolicy(pid, fn.MPOL_BIND, {0})
+    assert (sim.move_pages(pid, [a], 0) == 0).all()
+    assert sim.free_pages()[0] == (3 << 20) - 640 * 512 - (1 << 20)

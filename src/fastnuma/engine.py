@@ -78,11 +78,10 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         opts = np.zeros(N_OPTS, np.int64)
         opts[:] = self.config.kernel_opts()
         self.policies = PolicyTable()
-        # Every live frame holds at least one allocated page and new frames come from the
-        # free list first, so the frame table never needs more entries than the machine has
-        # pages: sized so once (calloc'd, untouched entries cost no memory), kernels that
-        # allocate or split folios never run out of frames.
-        self.pt = PageTable(frames=sum(topology.node_pages) + 1024)
+        # the frame table starts at the machine's size (up to 1M entries, calloc'd) and never
+        # needs more than one entry per page of the machine (PageTable.max_frames)
+        n_pages = sum(topology.node_pages)
+        self.pt = PageTable(frames=min(n_pages + 1024, 1 << 20), max_frames=n_pages + 1024)
         self.free = ka["node_pages"].copy()                 # free pages per node
         self.vm = np.zeros(N_VMSTAT, np.int64)               # VMSTAT_NAMES counters
         self.node_stats = np.zeros((n, N_NUMASTAT), np.int64)  # NUMASTAT_NAMES per node

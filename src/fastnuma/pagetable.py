@@ -15,7 +15,12 @@ _PMD_MASK = (1 << ASID_SHIFT) - 1
 class PageTable:
     """Every address space's page tables (processes and shared objects) and all frames."""
 
-    def __init__(self, blocks=64, frames=4096):
+    def __init__(self, blocks=64, frames=4096, max_frames=1 << 62):
+        # Every live frame holds at least one allocated page and new frames come from the
+        # free list first, so max_frames = the machine's pages (+ slack) is always enough:
+        # frame growth stops there, and a table of that size never runs out.
+        self.max_frames = max_frames
+        frames = min(frames, max_frames)
         self.arrays = dict(
             ptes=np.zeros(blocks * PTRS_PER_PMD, PTE_DTYPE),
             blk_key=np.full(blocks, -1, np.int64),
@@ -56,8 +61,9 @@ class PageTable:
             changes["hkeys"] = np.full(cap, -1, np.int64)
             changes["hvals"] = np.full(cap, -1, np.int32)
             rehash(keys, nb, changes["hkeys"], changes["hvals"])
-        if nf + frames > m.frames.size:
-            cap = _grown(m.frames.size, nf + frames)
+        need = min(nf + frames, self.max_frames)
+        if need > m.frames.size:
+            cap = min(_grown(m.frames.size, need), self.max_frames)
             changes["frames"] = _resized(m.frames, cap, 0)
             changes["frame_free"] = _resized(m.frame_free, cap, 0)
         if changes:

@@ -8,13 +8,14 @@ import numpy as np
 from .constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED,
                         MPOL_F_MOF, MPOL_F_NODE, MPOL_INTERLEAVE, MPOL_MF_LAZY,
                         MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID,
-                        MOVE_PAGES_UNWRITTEN, MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT,
-                        PAGE_SIZE, TASK_SIZE)
+                        HPAGE_PMD_NR, MOVE_PAGES_UNWRITTEN, MPOL_WEIGHTED_INTERLEAVE,
+                        PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
 from .errors import raise_errno
 from .kernels.migrate import (TARGET_NODE, TARGET_POLICY, do_pages_move,
                               queue_node_folios, queue_pages_range)
 from .kernels.migrate import migrate_pages as migrate_folios
 from .kernels.alloc import alloc_pages_task
+from .kernels.state import CTL_NFRAMES
 from .kernels.range import pages_stat, release_frames
 from .policy import Policy, as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
 
@@ -32,6 +33,12 @@ class SyscallMixin:
         if th.pid != proc.pid:
             raise_errno(errno.ESRCH, f"thread {th.tid} is not in process {proc.pid}")
         return th
+
+    def _reserve_thp_splits(self):
+        """Frames for splitting every THP (a migration splits those whose target is full)."""
+        n_frames = int(self.pt.ctl[CTL_NFRAMES])
+        n_thp = int(np.count_nonzero(self.pt.frames["order"][:n_frames]))
+        self.pt.reserve(blocks=0, frames=HPAGE_PMD_NR * (n_thp + 1))
 
     def _queue(self, proc, lo, hi, user_mask, flags):
         blocks = self.pt.blocks_of(proc.asid, lo, hi)
@@ -107,6 +114,7 @@ class SyscallMixin:
             return
         pol_id = self.policies.intern(new if new is not None else th.policy)
         vmas = self._kernel_vmas(proc)
+        self._reserve_thp_splits()
         rc = migrate_folios(self.st, vmas, proc.asid, frames[:n], vpns[:n], TARGET_POLICY,
                            pol_id, th.cpu)
         if rc and flags & MPOL_MF_STRICT:
@@ -264,6 +272,7 @@ class SyscallMixin:
             return status
         targets = _node_array(nodes, vpns.size)
         cpu = self._main_thread(caller_p).cpu
+        self._reserve_thp_splits()
         err = do_pages_move(self.st, vmas, target.asid, blocks, pmds, vpns, targets,
                             bool(flags & MPOL_MF_MOVE_ALL), cpu, status,
                             self.topology.n_nodes)
@@ -301,6 +310,7 @@ class SyscallMixin:
             n = queue_node_folios(self.st, blocks, source, move_all, frames, vpns)
             if not n:
                 continue
+            self._reserve_thp_splits()
             err = migrate_folios(self.st, vmas, target.asid, frames[:n], vpns[:n],
                                  TARGET_NODE, dest, cpu)
             if err < 0:
