@@ -35,4 +35,7 @@ def knobs():
         "thp": st.sampled_from(["never", "madvise", "always"]),
         "thp_defrag": st.sampled_from(["madvise", "always", "never"]),
         "zero_page": st.booleans(),
+        "linux_strict_flags": st.booleans(),
+        "max_map_count": st.sampled_from([5, 8, 65530]),
+        "interleave_weights": st.sampled_from([None, {0: 3}, {0: 1, 1: 2}]),
     })

@@ -42,6 +42,9 @@ masks = st.integers(0, 31)
 class Differential(RuleBasedStateMachine):
     @initialize(targs=topology_args(), opts=knobs())
     def build(self, targs, opts):
+        if opts["interleave_weights"] and max(opts["interleave_weights"]) >= len(
+                targs["node_pages"]):
+            opts = {**opts, "interleave_weights": None}
         self.sim = fn.Simulator(fn.Topology(**targs), **opts)
         self.model = RefMachine(RefTopology(**targs), **opts)
         self.n_cpus = 1 + max(c for cpus in targs["node_cpus"] for c in cpus)
@@ -159,6 +162,13 @@ class Differential(RuleBasedStateMachine):
         nodes = None if query else data.draw(st.lists(st.integers(-1, 4), min_size=len(idx),
                                                       max_size=len(idx)))
         self.both("move_pages", self.pids[i % len(self.pids)], addrs, nodes, flags)
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), n=st.integers(0, 40), drop=st.booleans())
+    def page_cache(self, i, n, drop):
+        self.both("page_cache_read", self.tids[i % len(self.tids)], n)
+        if drop:
+            self.both("drop_caches")
 
     @precondition(lambda self: self.pids)
     @rule(i=st.integers(0, 99), old=masks, new=masks)

@@ -267,3 +267,24 @@ def test_frame_table_grows_past_its_initial_size():
     sim.set_mempolicy(pid, fn.MPOL_BIND, {0})
     assert (sim.move_pages(pid, [a], 0) == 0).all()
     assert sim.free_pages()[0] == (3 << 20) - 640 * 512 - (1 << 20)
+
+
+def test_clone_inherits_the_interleave_position():
+    sim = machine(nodes=3)
+    pid = sim.spawn()
+    sim.set_mempolicy(pid, fn.MPOL_INTERLEAVE, [0, 1, 2])
+    assert sim.page_cache_read(pid, 2).tolist() == [0, 1]
+    tid = sim.clone(pid)
+    assert sim.get_mempolicy(tid, flags=fn.MPOL_F_NODE) == 2
+    assert sim.page_cache_read(tid, 3).tolist() == [2, 0, 1]
+
+
+def test_page_cache_read_beyond_memory_is_enomem_not_a_huge_scratch_array():
+    sim = machine(pages=100)
+    pid = sim.spawn()
+    with pytest.raises(OSError) as e:
+        sim.page_cache_read(pid, 10 ** 13)
+    assert e.value.errno == errno.ENOMEM
+    assert sim.free_pages().tolist() == [0, 0]
+    sim.drop_caches()
+    assert sim.free_pages().tolist() == [100, 100]

@@ -175,12 +175,14 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         return pid
 
     def clone(self, pid, cpu=None):
-        """A new thread of process ``pid`` (CLONE_VM); inherits the leader's task policy."""
+        """A new thread of process ``pid`` (CLONE_VM); inherits the leader's task policy and
+        its interleave position (copy_process copies il_prev and il_weight)."""
         proc = self._proc(pid)
         leader = self._main_thread(proc)
         cpu = leader.cpu if cpu is None else self._check_cpu(cpu)
         tid = self._new_id()
-        self.threads[tid] = Thread(tid, proc.pid, cpu, leader.policy)
+        self.threads[tid] = Thread(tid, proc.pid, cpu, leader.policy, leader.il_prev,
+                                   leader.il_weight)
         proc.tids.append(tid)
         return tid
 

@@ -215,11 +215,12 @@ class SyscallMixin:
         n_pages = as_int(n_pages, "n_pages")
         if n_pages < 0:
             raise ValueError(f"n_pages {n_pages} is negative")
-        self.pt.reserve(blocks=0, frames=n_pages)
+        n_try = min(n_pages, int(self.free.sum()))    # no more can be allocated
+        self.pt.reserve(blocks=0, frames=n_try)
         pol_id = self.policies.intern(th.policy)
         self._sync_policies()
         il = np.array([th.il_prev, th.il_weight], np.int64)
-        frames = np.empty(n_pages, np.int64)
+        frames = np.empty(n_try, np.int64)
         done = alloc_pages_task(self.st, pol_id, th.cpu, il, frames)
         th.il_prev, th.il_weight = int(il[0]), int(il[1])
         self._page_cache.extend(frames[:done].tolist())
