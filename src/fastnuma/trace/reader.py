@@ -1,0 +1,173 @@
+"""Streaming trace reader: Arrow IPC file (memory-mapped), IPC stream, Parquet, a directory
+or glob of such files in name order, a pyarrow Table or RecordBatchReader.
+
+``open_trace`` yields :class:`TraceBatch` objects whose columns are numpy views (never a
+structured copy). Absent columns come from buffers allocated once per trace and reused, so
+a batch is valid until the next one is read. Bad input raises TraceError naming the file,
+column, global row and value; a trace is never loaded whole.
+"""
+import glob
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.ipc as ipc
+import pyarrow.parquet as pq
+
+from ..errors import TraceError
+from ..kernels.trace import first_above, first_decrease
+from .schema import COLUMNS, MAX_OP, REQUIRED
+
+DEFAULT_BATCH_ROWS = 1 << 20
+_SUFFIXES = {".arrow": "file", ".feather": "file", ".arrows": "stream", ".parquet": "parquet"}
+
+
+@dataclass(frozen=True, slots=True)
+class TraceBatch:
+    """One batch of events: ``row`` is the global index of its first row; the columns are
+    numpy arrays of the trace format's types (see schema.COLUMNS)."""
+    row: int
+    addr: np.ndarray
+    cpu: np.ndarray
+    op: np.ndarray
+    ts: np.ndarray
+    tid: np.ndarray
+    pid: np.ndarray
+    len: np.ndarray
+    mode: np.ndarray
+    nodemask: np.ndarray
+    flags: np.ndarray
+
+    def __len__(self):
+        return self.addr.size
+
+
+def trace_files(path):
+    """The files of a trace: one file, or a directory's / glob's trace files by name."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        names = sorted(os.path.join(path, n) for n in os.listdir(path))
+    elif any(ch in path for ch in "*?["):
+        names = sorted(glob.glob(path))
+    else:
+        if not os.path.exists(path):
+            raise TraceError("no such trace file", path=path)
+        return [path]
+    names = [n for n in names if os.path.splitext(n)[1] in _SUFFIXES]
+    if not names:
+        raise TraceError("no trace files (.arrow, .feather, .arrows, .parquet)", path=path)
+    return names
+
+
+def _record_batches(path, batch_rows):
+    kind = _SUFFIXES.get(os.path.splitext(path)[1])
+    if kind is None:
+        raise TraceError("unknown trace file type (expected .arrow, .feather, .arrows or "
+                         ".parquet)", path=path)
+    try:
+        if kind == "file":
+            with pa.memory_map(path) as source:
+                reader = ipc.open_file(source)
+                for i in range(reader.num_record_batches):
+                    yield from _split(reader.get_batch(i), batch_rows)
+        elif kind == "stream":
+            with pa.memory_map(path) as source:
+                for batch in ipc.open_stream(source):
+                    yield from _split(batch, batch_rows)
+        else:
+            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
+                yield batch
+    except (pa.ArrowInvalid, OSError) as e:
+        raise TraceError(f"truncated or corrupt trace file: {e}", path=path) from None
+
+
+def _split(batch, batch_rows):
+    for start in range(0, max(batch.num_rows, 1), batch_rows):
+        if batch.num_rows:
+            yield batch.slice(start, batch_rows)
+
+
+def _sources(source, batch_rows):
+    """(path or None, record batch) for every batch of the trace, in order."""
+    if isinstance(source, pa.Table):
+        for batch in source.to_batches(max_chunksize=batch_rows):
+            yield None, batch
+    elif isinstance(source, pa.RecordBatchReader):
+        for batch in source:
+            for part in _split(batch, batch_rows):
+                yield None, part
+    else:
+        for path in trace_files(source):
+            for batch in _record_batches(path, batch_rows):
+                yield path, batch
+
+
+def _column(batch, name, path, row0):
+    """Column ``name`` of ``batch`` as its trace type; other integer widths are cast when
+    every value fits."""
+    dtype = COLUMNS[name][0]
+    arr = batch.column(name)
+    if not pa.types.is_integer(arr.type):
+        raise TraceError(f"column {name!r} must be an integer column, not {arr.type}",
+                         path=path, column=name)
+    if arr.null_count:
+        bad = int(np.flatnonzero(np.asarray(arr.is_null()))[0])
+        raise TraceError("null value", path=path, column=name, row=row0 + bad, value=None)
+    values = arr.to_numpy(zero_copy_only=False)
+    if values.dtype == dtype:
+        return values
+    info = np.iinfo(dtype)
+    lo_bad = values < info.min if values.dtype.kind == "i" else np.zeros(values.size, bool)
+    bad = np.flatnonzero(lo_bad | (values > info.max))
+    if bad.size:
+        k = int(bad[0])
+        raise TraceError(f"value does not fit the column's type {np.dtype(dtype).name}",
+                         path=path, column=name, row=row0 + k, value=int(values[k]))
+    return values.astype(dtype)
+
+
+def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS):
+    """Iterate over the batches of a trace (path, directory, glob, Table or
+    RecordBatchReader), checking it as it goes. See the module docstring."""
+    if not isinstance(batch_rows, int) or batch_rows < 1:
+        raise ValueError(f"batch_rows must be a positive int, not {batch_rows!r}")
+    defaults = {}
+    rows = np.arange(batch_rows, dtype=np.uint64)
+    ts_buf = np.empty(batch_rows, np.uint64)
+    tid_buf = np.empty(batch_rows, np.uint32)
+    row0, last_ts, checked = 0, 0, set()
+    for path, batch in _sources(source, batch_rows):
+        names = set(batch.schema.names)
+        if path not in checked:
+            for name in REQUIRED:
+                if name not in names:
+                    raise TraceError("missing required column", path=path, column=name)
+            checked.add(path)
+        n = batch.num_rows
+        cols = {}
+        for name, (dtype, _, default) in COLUMNS.items():
+            if name in names:
+                cols[name] = _column(batch, name, path, row0)
+            elif default is not None:
+                if name not in defaults:
+                    defaults[name] = np.full(batch_rows, default, dtype)
+                cols[name] = defaults[name][:n]
+        if "ts" not in cols:
+            cols["ts"] = np.add(rows[:n], np.uint64(row0), out=ts_buf[:n])
+        if "tid" not in cols:                          # tid defaults to cpu
+            cols["tid"] = tid_buf[:n]
+            np.copyto(cols["tid"], cols["cpu"])
+        ts = cols["ts"]
+        if n:
+            k = first_decrease(ts, np.uint64(last_ts))
+            if k >= 0:
+                raise TraceError("ts goes backwards", path=path, column="ts", row=row0 + k,
+                                 value=int(ts[k]))
+            k = first_above(cols["op"], np.uint8(MAX_OP))
+            if k >= 0:
+                raise TraceError(f"unknown op (version 1 defines 0..{MAX_OP})", path=path,
+                                 column="op", row=row0 + k, value=int(cols["op"][k]))
+            last_ts = int(ts[-1])
+        yield TraceBatch(row=row0, **cols)
+        row0 += n
