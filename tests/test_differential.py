@@ -92,9 +92,11 @@ class Differential(RuleBasedStateMachine):
     # ------------------------------------------------------------ memory
     @precondition(lambda self: self.pids)
     @rule(i=st.integers(0, 99), first=pages, n=st.integers(1, 1100), shared=st.booleans(),
-          fixed=st.integers(0, 3))
-    def mmap(self, i, first, n, shared, fixed):
+          fixed=st.integers(0, 3), odd=st.sampled_from([0] * 8 + [1, 2]))
+    def mmap(self, i, first, n, shared, fixed, odd):
         flags = (fn.MAP_SHARED if shared else fn.MAP_PRIVATE) | fn.MAP_ANONYMOUS
+        if odd:                                       # both kinds, or no MAP_ANONYMOUS
+            flags = flags | fn.MAP_SHARED | fn.MAP_PRIVATE if odd == 1 else flags & ~fn.MAP_ANONYMOUS
         addr = None if fixed == 0 else ARENA + first * PAGE_SIZE
         n = n if fixed < 2 else max(n, 512)
         self.both("mmap", self.pids[i % len(self.pids)], n * PAGE_SIZE, flags, addr)

@@ -44,31 +44,33 @@ class MemoryMixin:
         proc = self._proc(pid)
         length = as_int(length, "length")
         flags = as_int(flags, "flags")
+        if addr is not None:
+            addr = as_int(addr, "addr")
+        if not flags & MAP_ANONYMOUS:               # what is not modelled, then do_mmap's order
+            raise_errno(errno.EINVAL, "only anonymous mappings (MAP_ANONYMOUS) are modelled")
+        if flags & MAP_HUGETLB:
+            raise_errno(errno.EINVAL, "MAP_HUGETLB (hugetlbfs) is not modelled")
         if length == 0:
             raise_errno(errno.EINVAL, "mmap length 0")
         n_pages = ((length & _U64) + PAGE_SIZE - 1) >> PAGE_SHIFT
         if n_pages == 0 or n_pages << PAGE_SHIFT > TASK_SIZE:
             raise_errno(errno.ENOMEM, f"mmap length {length:#x} exceeds the address space")
-        kind = flags & (MAP_SHARED | MAP_PRIVATE)
-        if kind not in (MAP_SHARED, MAP_PRIVATE):
-            raise_errno(errno.EINVAL, "mmap needs exactly one of MAP_SHARED and MAP_PRIVATE")
-        if not flags & MAP_ANONYMOUS:
-            raise_errno(errno.EINVAL, "only anonymous mappings (MAP_ANONYMOUS) are modelled")
-        if flags & MAP_HUGETLB:
-            raise_errno(errno.EINVAL, "MAP_HUGETLB (hugetlbfs) is not modelled")
         if len(proc.vmas) > self.config.max_map_count:
             raise_errno(errno.ENOMEM, f"process {proc.pid} has more than vm.max_map_count "
                                       f"({self.config.max_map_count}) mappings")
         if addr is None:
             lo = self._unmapped_area(proc, n_pages)
         else:
-            addr = as_int(addr, "addr")
-            if addr & (PAGE_SIZE - 1) or addr < 0:
-                raise_errno(errno.EINVAL, f"mmap address {addr:#x} is not page aligned")
-            lo = addr >> PAGE_SHIFT
-            if (lo + n_pages) << PAGE_SHIFT > TASK_SIZE:
+            if addr < 0 or addr > TASK_SIZE - (n_pages << PAGE_SHIFT):
                 raise_errno(errno.ENOMEM, f"mapping {addr:#x}+{length:#x} ends beyond the "
                                           f"47-bit user address space")
+            if addr & (PAGE_SIZE - 1):
+                raise_errno(errno.EINVAL, f"mmap address {addr:#x} is not page aligned")
+            lo = addr >> PAGE_SHIFT
+        kind = flags & (MAP_SHARED | MAP_PRIVATE)
+        if kind not in (MAP_SHARED, MAP_PRIVATE):
+            raise_errno(errno.EINVAL, "mmap needs exactly one of MAP_SHARED and MAP_PRIVATE")
+        if addr is not None:
             self._unmap(proc, lo, lo + n_pages, check_count=True)
         hi = lo + n_pages
         vmas = proc.vmas
