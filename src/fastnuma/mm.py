@@ -24,7 +24,8 @@ class MemoryMixin:
 
     def _range(self, addr, length, *, allow_zero):
         """Validate (addr, length) as munmap/madvise/mbind do: page-aligned start, length
-        rounded up, both inside TASK_SIZE. Returns (lo_vpn, hi_vpn)."""
+        rounded up as an unsigned long, no wrap, a non-empty range inside TASK_SIZE.
+        Returns (lo_vpn, hi_vpn); lo == hi for an empty range."""
         addr = as_int(addr, "addr")
         length = as_int(length, "length") & _U64
         if addr & (PAGE_SIZE - 1) or addr < 0:
@@ -34,7 +35,7 @@ class MemoryMixin:
             raise_errno(errno.EINVAL, f"range {addr:#x} + {length:#x} wraps around")
         if end == addr and not allow_zero:
             raise_errno(errno.EINVAL, "length 0")
-        if end > TASK_SIZE:
+        if end > TASK_SIZE and end != addr:
             raise_errno(errno.EINVAL, f"range {addr:#x}-{end:#x} ends beyond the 47-bit user "
                                       f"address space")
         return addr >> PAGE_SHIFT, end >> PAGE_SHIFT

@@ -43,6 +43,8 @@ class ObservationMixin:
         lines = []
         per_node = np.zeros(n, np.int64)
         stats = np.zeros(3, np.int64)
+        blocks = self.pt.blocks_of(proc.asid)               # once, sorted by address
+        pmds = self.pt.pmds_of(blocks)
         for v in proc.vmas:
             pol = v.effective_policy(v.start)
             if pol is None:
@@ -51,8 +53,9 @@ class ObservationMixin:
             if v.shm is not None:
                 line += " file=/dev/zero\\040(deleted)"
             per_node[:] = 0
-            numa_maps_stats(self.st, self.pt.blocks_of(proc.asid, v.start, v.end),
-                            v.start, v.end, per_node, stats)
+            first = np.searchsorted(pmds, v.start >> 9)
+            last = np.searchsorted(pmds, (v.end - 1) >> 9, side="right")
+            numa_maps_stats(self.st, blocks[first:last], v.start, v.end, per_node, stats)
             pages, dirty, mapmax = (int(x) for x in stats)
             if pages:
                 anon = 0 if v.shm is not None else pages

@@ -2,6 +2,7 @@
 migrate_pages. Each validates in Linux's order (raising OSError with Linux's errno before
 touching anything), then mutates; kernels do the per-page work."""
 import errno
+from dataclasses import replace
 
 import numpy as np
 
@@ -9,7 +10,7 @@ from .constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_MEMS_ALL
                         MPOL_F_MOF, MPOL_F_NODE, MPOL_INTERLEAVE, MPOL_MF_LAZY,
                         MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID,
                         HPAGE_PMD_NR, MOVE_PAGES_UNWRITTEN, MPOL_WEIGHTED_INTERLEAVE,
-                        PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
+                        PAGE_SHIFT, PAGE_SIZE)
 from .errors import raise_errno
 from .kernels.migrate import (TARGET_NODE, TARGET_POLICY, do_pages_move,
                               queue_node_folios, queue_pages_range)
@@ -17,7 +18,7 @@ from .kernels.migrate import migrate_pages as migrate_folios
 from .kernels.alloc import alloc_pages_task
 from .kernels.state import CTL_NFRAMES
 from .kernels.range import pages_stat, release_frames
-from .policy import Policy, as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
+from .policy import as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
 
 _U64 = (1 << 64) - 1
 
@@ -34,11 +35,15 @@ class SyscallMixin:
             raise_errno(errno.ESRCH, f"thread {th.tid} is not in process {proc.pid}")
         return th
 
-    def _reserve_thp_splits(self):
-        """Frames for splitting every THP (a migration splits those whose target is full)."""
-        n_frames = int(self.pt.ctl[CTL_NFRAMES])
-        n_thp = int(np.count_nonzero(self.pt.frames["order"][:n_frames]))
-        self.pt.reserve(blocks=0, frames=HPAGE_PMD_NR * (n_thp + 1))
+    def _reserve_thp_splits(self, frames=None):
+        """Frames for splitting the THPs among ``frames`` (all THPs when None): a migration
+        splits those whose target is full."""
+        order = self.pt.frames["order"]
+        if frames is None:
+            frames = slice(0, int(self.pt.ctl[CTL_NFRAMES]))
+        n_thp = int(np.count_nonzero(order[frames]))
+        if n_thp:
+            self.pt.reserve(blocks=0, frames=HPAGE_PMD_NR * n_thp)
 
     def _queue(self, proc, lo, hi, user_mask, flags):
         blocks = self.pt.blocks_of(proc.asid, lo, hi)
@@ -71,30 +76,17 @@ class SyscallMixin:
             raise_errno(errno.EINVAL, f"mbind flags {flags:#x} outside {valid:#x}")
         if flags & MPOL_MF_MOVE_ALL and not proc.cap_sys_nice:
             raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
-        addr = as_int(addr, "addr")
-        length = as_int(length, "length") & _U64
-        if addr & (PAGE_SIZE - 1) or addr < 0:
-            raise_errno(errno.EINVAL, f"mbind start {addr:#x} is not page aligned")
         if mode == MPOL_DEFAULT:
             flags &= ~MPOL_MF_STRICT
-        length = (length + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64
-        end = (addr + length) & _U64
-        if end < addr:
-            raise_errno(errno.EINVAL, f"mbind range {addr:#x}+{length:#x} wraps around")
-        if end == addr:
+        lo, hi = self._range(addr, length, allow_zero=True)
+        if lo == hi:
             return
-        if end > TASK_SIZE:
-            raise_errno(errno.EINVAL, f"mbind range ends at {end:#x}, beyond the 47-bit "
-                                      f"user address space")
         new = mpol_new(mode, mode_flags, user_mask, self._memory_mask)
         lazy = bool(flags & MPOL_MF_LAZY)
         if lazy and new is not None:
-            new = Policy(new.mode, new.flags | MPOL_F_MOF, new.nodes, new.user_nodes,
-                         new.home_node)
-        lo, hi = addr >> PAGE_SHIFT, end >> PAGE_SHIFT
-        vmas = proc.vmas.overlapping(lo, hi)
-        if not vmas:
-            raise_errno(errno.EFAULT, f"no mapping in {addr:#x}-{end:#x}")
+            new = replace(new, flags=new.flags | MPOL_F_MOF)
+        if not proc.vmas.overlapping(lo, hi):
+            raise_errno(errno.EFAULT, f"no mapping in {addr:#x}-{hi << PAGE_SHIFT:#x}")
         gap = None if mode == MPOL_DEFAULT else proc.vmas.first_gap(lo, hi)
         if not lazy and flags & MPOL_MF_STRICT and not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
             n, _, vpns = self._queue(proc, lo, hi, user_mask, flags)
@@ -104,7 +96,8 @@ class SyscallMixin:
                 raise_errno(errno.EIO, f"MPOL_MF_STRICT: the page at {vpns[0] << PAGE_SHIFT:#x}"
                                        f" is on a node outside the mask (policy not applied)")
         if gap is not None:
-            raise_errno(errno.EFAULT, f"{addr:#x}-{end:#x} is not fully mapped: nothing at "
+            raise_errno(errno.EFAULT, f"{addr:#x}-{hi << PAGE_SHIFT:#x} is not fully mapped: "
+                                      f"nothing at "
                                       f"{gap << PAGE_SHIFT:#x}")
         self._mbind_range(proc, lo, hi, new)
         if lazy or not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
@@ -114,7 +107,7 @@ class SyscallMixin:
             return
         pol_id = self.policies.intern(new if new is not None else th.policy)
         vmas = self._kernel_vmas(proc)
-        self._reserve_thp_splits()
+        self._reserve_thp_splits(frames[:n])
         rc = migrate_folios(self.st, vmas, proc.asid, frames[:n], vpns[:n], TARGET_POLICY,
                            pol_id, th.cpu)
         if rc and flags & MPOL_MF_STRICT:
@@ -126,6 +119,7 @@ class SyscallMixin:
         else split/merge (vma_modify) and set it; shared memory also stores it in the
         object's policy tree. ENOMEM (a split beyond max_map_count) leaves the earlier VMAs
         changed, as Linux."""
+        shared = False
         try:
             cur = lo
             while cur < hi:
@@ -139,11 +133,13 @@ class SyscallMixin:
                     v.policy = new
                     if v.shm is not None:
                         v.shm.set_policy(v.pgoff, v.pgoff_at(v.end), new)
+                        shared = True
                     proc.vmas.changed()
                 cur = b
         finally:
-            for other in self.procs.values():       # shared policies are seen everywhere
-                other.vmas.changed()
+            if shared:                              # a shared policy is seen everywhere
+                for other in self.procs.values():
+                    other.vmas.changed()
 
     # ------------------------------------------------------------------ task policy
     def set_mempolicy(self, tid, mode, nodemask=None, *, maxnode=None):
@@ -311,7 +307,7 @@ class SyscallMixin:
             n = queue_node_folios(self.st, blocks, source, move_all, frames, vpns)
             if not n:
                 continue
-            self._reserve_thp_splits()
+            self._reserve_thp_splits(frames[:n])
             err = migrate_folios(self.st, vmas, target.asid, frames[:n], vpns[:n],
                                  TARGET_NODE, dest, cpu)
             if err < 0:

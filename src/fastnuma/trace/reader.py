@@ -83,9 +83,8 @@ def _record_batches(path, batch_rows):
 
 
 def _split(batch, batch_rows):
-    for start in range(0, max(batch.num_rows, 1), batch_rows):
-        if batch.num_rows:
-            yield batch.slice(start, batch_rows)
+    for start in range(0, batch.num_rows, batch_rows):
+        yield batch.slice(start, batch_rows)
 
 
 def _sources(source, batch_rows):
