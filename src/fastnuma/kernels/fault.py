@@ -209,6 +209,16 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, task_pol, write):
 PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
 
 
+@kernel(inline="always")
+def cached_block(hkeys, hvals, asid, vpn, pmd, blk):
+    """(pmd, block) of vpn, looked up only when its PMD differs from the cached ``pmd``;
+    block -1 when there is none (or vpn is beyond 47 bits)."""
+    if vpn >> PTRS_PER_PMD_SHIFT == pmd:
+        return pmd, blk
+    pmd = vpn >> PTRS_PER_PMD_SHIFT
+    return pmd, (lookup_block(hkeys, hvals, asid, pmd) if pmd >> 26 == 0 else np.int64(-1))
+
+
 @kernel
 def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, counts):
     """Replay addrs[start:] by one thread on ``cpu``; returns an ACCESS_* status.
@@ -232,17 +242,13 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
         j = i + PREFETCH_AHEAD
         if j < n:
             vpn_j = np.int64(addrs[j]) >> 12
-            if vpn_j >> PTRS_PER_PMD_SHIFT != pf_pmd:
-                pf_pmd = vpn_j >> PTRS_PER_PMD_SHIFT
-                pf_blk = lookup_block(hkeys, hvals, asid, pf_pmd) if pf_pmd >> 26 == 0 else -1
+            pf_pmd, pf_blk = cached_block(hkeys, hvals, asid, vpn_j, pf_pmd, pf_blk)
             if pf_blk >= 0:
                 prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1)))
         j = i + PREFETCH_AHEAD // 2
         if j < n:
             vpn_j = np.int64(addrs[j]) >> 12
-            if vpn_j >> PTRS_PER_PMD_SHIFT != pf2_pmd:
-                pf2_pmd = vpn_j >> PTRS_PER_PMD_SHIFT
-                pf2_blk = lookup_block(hkeys, hvals, asid, pf2_pmd) if pf2_pmd >> 26 == 0 else -1
+            pf2_pmd, pf2_blk = cached_block(hkeys, hvals, asid, vpn_j, pf2_pmd, pf2_blk)
             if pf2_blk >= 0:
                 f = ptes[(pf2_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1))]["frame"]
                 if f >= 0:
