@@ -1,5 +1,5 @@
 """SimConfig: the simulator's kernel knobs, under their Linux names, checked once."""
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from .constants import DEFAULT_MAX_MAP_COUNT
 from .kernels.alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, DEFRAG_NEVER, THP_ALWAYS,
@@ -21,9 +21,18 @@ class SimConfig:
         /sys/kernel/mm/transparent_hugepage/defrag: whether a THP fault that cannot be
         served by its start node may reclaim and fall back to other nodes (always; the
         madvise forms only in MADV_HUGEPAGE areas) or uses base pages.
-    numa_balancing : 0 | 1 | 2 | 3
-        kernel.numa_balancing (the scanner arrives with the lazy-migration issue; here the
-        value is validated and stored).
+    numa_balancing : 0 | 1
+        kernel.numa_balancing: 1 runs the NUMA scanner in simulated time
+        (docs/lazy-migration.md §6). 2 and 3 (memory tiering) are not modelled: ValueError.
+    numa_balancing_scan_delay_ms, numa_balancing_scan_period_min_ms,
+    numa_balancing_scan_period_max_ms, numa_balancing_scan_size_mb : int
+        The scanner's knobs (sysctl kernel.numa_balancing_*), Linux's defaults.
+    profile : "mainline" | "seed"
+        The defaults of the switches below: today's kernel, or the 2012 lazy-migration
+        design (linux-semantics.md §7). A switch given explicitly wins over the profile.
+    noop_mode, pmd_numa_batching, shared_page_rule, pte_restore_timing, two_stage_filter,
+    migrate_rate_limit, thp_update_count, skip_local_single_thread, interleave_thp_index
+        The differences of spec §7, one switch each (docs/lazy-migration.md §1).
     interleave_weights : {node: weight}
         /sys/kernel/mm/mempolicy/weighted_interleave/nodeN (0 or absent = 1).
     linux_strict_flags : bool
@@ -45,15 +54,46 @@ class SimConfig:
     max_map_count: int = DEFAULT_MAX_MAP_COUNT
     zero_page: bool = True
     numa_stat: bool = True
+    numa_balancing_scan_delay_ms: int = 1000
+    numa_balancing_scan_period_min_ms: int = 1000
+    numa_balancing_scan_period_max_ms: int = 60000
+    numa_balancing_scan_size_mb: int = 256
+    profile: str = "mainline"
+    noop_mode: bool = None
+    pmd_numa_batching: bool = None
+    shared_page_rule: bool = None
+    pte_restore_timing: str = None
+    two_stage_filter: str = None
+    migrate_rate_limit: bool = None
+    thp_update_count: int = None
+    skip_local_single_thread: bool = None
+    interleave_thp_index: str = None
 
     def __post_init__(self):
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile={self.profile!r}: expected one of {sorted(PROFILES)}")
+        for name, value in PROFILES[self.profile].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+            elif getattr(self, name) not in _SWITCH_VALUES[name]:
+                raise ValueError(f"{name}={getattr(self, name)!r}: expected one of "
+                                 f"{_SWITCH_VALUES[name]}")
+        for f in fields(self):
+            if f.name.startswith("numa_balancing_"):
+                v = getattr(self, f.name)
+                low = 1 if "period" in f.name else 0
+                if not isinstance(v, int) or isinstance(v, bool) or not low <= v < 1 << 40:
+                    raise ValueError(f"{f.name}={v!r}: expected an int >= {low}")
         if self.thp not in _THP:
             raise ValueError(f"thp={self.thp!r}: expected one of {sorted(_THP)}")
         if self.thp_defrag not in _DEFRAG:
             raise ValueError(f"thp_defrag={self.thp_defrag!r}: expected one of "
                              f"{sorted(_DEFRAG)}")
-        if self.numa_balancing not in (0, 1, 2, 3):
-            raise ValueError(f"numa_balancing={self.numa_balancing!r}: expected 0, 1, 2 or 3")
+        if self.numa_balancing in (2, 3):
+            raise ValueError(f"numa_balancing={self.numa_balancing}: memory tiering "
+                             f"(NUMA_BALANCING_MEMORY_TIERING) is not modelled; use 0 or 1")
+        if self.numa_balancing not in (0, 1) or isinstance(self.numa_balancing, bool):
+            raise ValueError(f"numa_balancing={self.numa_balancing!r}: expected 0 or 1")
         if not isinstance(self.max_map_count, int) or self.max_map_count < 1:
             raise ValueError(f"max_map_count={self.max_map_count!r}: expected an int >= 1")
         if self.interleave_weights is not None:
@@ -74,4 +114,26 @@ class SimConfig:
     def kernel_opts(self):
         """The opts[] array of kernels.state.SimState, in slot order."""
         return [_THP[self.thp], _DEFRAG[self.thp_defrag], int(self.zero_page),
-                int(self.numa_stat)]
+                int(self.numa_stat), int(self.numa_balancing), int(self.pmd_numa_batching),
+                int(self.shared_page_rule), int(self.two_stage_filter == "last_node"),
+                int(self.migrate_rate_limit), int(self.thp_update_count),
+                int(self.skip_local_single_thread), int(self.interleave_thp_index == "base")]
+
+
+# linux-semantics.md §7: each difference between the 2012 design and today's kernel
+PROFILES = {
+    "mainline": dict(noop_mode=False, pmd_numa_batching=False, shared_page_rule=False,
+                     pte_restore_timing="after", two_stage_filter="last_cpupid",
+                     migrate_rate_limit=False, thp_update_count=512,
+                     skip_local_single_thread=True, interleave_thp_index="order"),
+    "seed": dict(noop_mode=True, pmd_numa_batching=True, shared_page_rule=True,
+                 pte_restore_timing="before", two_stage_filter="last_node",
+                 migrate_rate_limit=True, thp_update_count=1,
+                 skip_local_single_thread=False, interleave_thp_index="base"),
+}
+_SWITCH_VALUES = dict(noop_mode=(False, True), pmd_numa_batching=(False, True),
+                      shared_page_rule=(False, True), pte_restore_timing=("after", "before"),
+                      two_stage_filter=("last_cpupid", "last_node"),
+                      migrate_rate_limit=(False, True), thp_update_count=(512, 1),
+                      skip_local_single_thread=(False, True),
+                      interleave_thp_index=("order", "base"))

@@ -12,6 +12,11 @@ MPOL_LOCAL = 4
 MPOL_PREFERRED_MANY = 5
 MPOL_WEIGHTED_INTERLEAVE = 6
 MPOL_MAX = 7
+# fastnuma: the seed's "apply the flags, keep the policies" mode of mbind (MPOL_NOOP of the
+# 2012 lazy-migration series). 0x100 is neither a Linux mode (< MPOL_MAX) nor a mode flag
+# (bits 13-15), so it cannot collide; Linux itself rejects it with EINVAL.
+MPOL_NOOP = 0x100
+SEED_MPOL_NOOP = 5                  # the seed's value of MPOL_NOOP (option noop_mode)
 
 # Mode flags (or'ed into the mode argument)
 MPOL_F_STATIC_NODES = 1 << 15
@@ -35,6 +40,11 @@ MPOL_MF_VALID = MPOL_MF_STRICT | MPOL_MF_MOVE | MPOL_MF_MOVE_ALL
 MPOL_F_SHARED = 1 << 0
 MPOL_F_MOF = 1 << 3
 MPOL_F_MORON = 1 << 4
+
+# last_cpupid of a folio: (cpu & 0x1FFF) << 8 | (pid & 0xFF); all ones = never faulted
+LAST_CPUPID_PID_BITS = 8
+LAST_CPUPID_CPU_BITS = 13           # NR_CPUS_BITS of a distribution kernel (8192 CPUs)
+LAST_CPUPID_UNSET = (1 << (LAST_CPUPID_PID_BITS + LAST_CPUPID_CPU_BITS)) - 1
 
 # fastnuma: a move_pages status Linux would leave unwritten (its positive return count)
 MOVE_PAGES_UNWRITTEN = -(1 << 31)

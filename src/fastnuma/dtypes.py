@@ -28,10 +28,12 @@ FRAME_PTE_DIRTY = 1 << 3  # some mapping of the page was dirtied (a migration di
 FRAME_ISOLATED = 1 << 4   # queued for migration by the running move_pages
 ZERO_PAGE_NODE = 0        # the zero page lives in the kernel image, on node 0
 
-# --- VMAs as the kernels see them (one row per policy segment), 40 bytes ---------------
+# --- VMAs as the kernels see them (one row per policy segment), 48 bytes ---------------
+# pids: bits hash_32(tid, 6) of threads that took a NUMA hinting fault here since the view
+# was last read (vma_set_access_pid_bit); Python folds them into the VMA's scan state.
 VMA_DTYPE = np.dtype([("start", np.int64), ("end", np.int64), ("pgoff", np.int64),
                       ("flags", np.int32), ("policy", np.int32), ("shm", np.int32),
-                      ("pad", np.int32)], align=True)
+                      ("pad", np.int32), ("pids", np.uint64)], align=True)
 VM_SHARED = 1 << 0        # MAP_SHARED anonymous memory
 VM_HUGEPAGE = 1 << 1      # MADV_HUGEPAGE
 VM_NOHUGEPAGE = 1 << 2    # MADV_NOHUGEPAGE
@@ -54,11 +56,13 @@ VMSTAT_NAMES = (
     "thp_migration_success", "thp_migration_fail", "thp_migration_split",
     "thp_split_pmd", "thp_split_page",
     "oom_kill",
-)
+    "fastnuma_prot_numa_flushes",   # fastnuma's own: change_prot_numa calls that changed
+)                                   # something (one TLB flush of the range each)
 (C_PGFAULT, C_NUMA_PTE_UPDATES, C_NUMA_HUGE_PTE_UPDATES, C_NUMA_HINT_FAULTS,
  C_NUMA_HINT_FAULTS_LOCAL, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS, C_PGMIGRATE_FAIL,
  C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, C_THP_MIGRATION_SUCCESS, C_THP_MIGRATION_FAIL,
- C_THP_MIGRATION_SPLIT, C_THP_SPLIT_PMD, C_THP_SPLIT_PAGE, C_OOM_KILL) = range(len(VMSTAT_NAMES))
+ C_THP_MIGRATION_SPLIT, C_THP_SPLIT_PMD, C_THP_SPLIT_PAGE, C_OOM_KILL,
+ C_PROT_NUMA_FLUSHES) = range(len(VMSTAT_NAMES))
 N_VMSTAT = len(VMSTAT_NAMES)
 
 # per-node allocation counters (/sys/devices/system/node/nodeN/numastat names)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .balancing import BalancingMixin
 from .config import SimConfig
 from .constants import PAGE_SHIFT, TASK_SIZE
 from .dtypes import C_OOM_KILL, N_NUMASTAT, N_VMSTAT
@@ -38,6 +39,7 @@ class Thread:
     il_weight: int = 0
     local: int = 0              # accesses to memory on the thread's node / elsewhere
     remote: int = 0
+    slot: int = -1              # its row in the NUMA-balancing tables (balancing.py)
 
 
 @dataclass(eq=False, slots=True)
@@ -50,7 +52,7 @@ class Process:
     tids: list = field(default_factory=list)
 
 
-class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
+class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
     """A simulated Linux NUMA machine: processes, page tables, policies and counters.
 
     Parameters
@@ -86,11 +88,13 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         self.vm = np.zeros(N_VMSTAT, np.int64)               # VMSTAT_NAMES counters
         self.node_stats = np.zeros((n, N_NUMASTAT), np.int64)  # NUMASTAT_NAMES per node
         self._policy_array = self.policies.array
+        numa_tables = self._numa_init(n)
         self.st = SimState(cpu_node=ka["cpu_node"], fallback=ka["fallback"], free=self.free,
                            wmark_min=ka["wmark_min"], wmark_low=ka["wmark_low"],
                            wmark_high=ka["wmark_high"], il_weight=weights,
                            numastat=self.node_stats, vm=self.vm,
-                           policies=self._policy_array, opts=opts, **self.pt.arrays)
+                           policies=self._policy_array, opts=opts, **numa_tables,
+                           **self.pt.arrays)
         self.pt.st = self.st
         self.access_counts = np.zeros((n, n, 2), np.int64)   # cpu node x memory node x r/w
         self._scratch_counts = np.zeros((n, n, 2), np.int64)
@@ -100,7 +104,6 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         self.threads = {}
         self._next_id = 1
         self._next_asid = 1
-        self.now_ns = 0
         self._page_cache = []          # frames of page-cache pages (page_cache_read)
 
     # ----------------------------------------------------------------- internals
@@ -172,6 +175,8 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         self.procs[pid] = Process(pid, asid, uid, bool(cap_sys_nice), self._vma_list(asid),
                                   [pid])
         self.threads[pid] = Thread(pid, pid, cpu)
+        self._mm_init(asid)
+        self._task_init(self.threads[pid], asid)
         return pid
 
     def clone(self, pid, cpu=None):
@@ -183,6 +188,7 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         tid = self._new_id()
         self.threads[tid] = Thread(tid, proc.pid, cpu, leader.policy, leader.il_prev,
                                    leader.il_weight)
+        self._task_init(self.threads[tid], proc.asid, parent=leader)
         proc.tids.append(tid)
         return tid
 
@@ -204,6 +210,8 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         copy_page_range(self.st, self._kernel_vmas(proc), blocks, cproc.asid)
         self.procs[child] = cproc
         self.threads[child] = Thread(child, child, th.cpu, th.policy, th.il_prev, th.il_weight)
+        self._mm_init(asid)
+        self._task_init(self.threads[child], asid)
         return child
 
     def exit(self, pid):
@@ -263,13 +271,13 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin):
         vmas = self._kernel_vmas(proc)
         start = 0
         while True:
-            status = access_batch(self.st, vmas, proc.asid, th.cpu, task_pol, addrs, writes,
-                                  start, self._pos, counts)
+            status = access_batch(self.st, vmas, proc.asid, th.cpu, th.slot, task_pol, addrs,
+                                  writes, start, self._pos, counts)
             start = int(self._pos[0])
             if status != ACCESS_NEED_GROW:
                 break
             self.pt.grow()
-        proc.vmas.sync_anon()
+        proc.vmas.sync_from_view()
         if status == ACCESS_DONE:
             return counts
         if status == ACCESS_SEGV:

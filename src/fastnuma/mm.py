@@ -156,6 +156,7 @@ class MemoryMixin:
         edge = np.isin(pmds, gone)
         self.pt.blk_used[blocks[inner | edge]] = 0         # (no entry left: zapped above)
         self.pt.blk_table[blocks[inner | edge]] = 0
+        self.pt.blk_numa[blocks[inner | edge]] = 0
 
     def munmap(self, pid, addr, length):
         """Remove mappings in [addr, addr+length); holes are fine."""

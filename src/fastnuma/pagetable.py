@@ -26,6 +26,7 @@ class PageTable:
             blk_key=np.full(blocks, -1, np.int64),
             blk_used=np.zeros(blocks, np.int32),
             blk_table=np.zeros(blocks, np.int8),     # 1: the PMD points to a PTE table
+            blk_numa=np.zeros(blocks, np.int8),      # 1: the PMD is marked NUMA (seed)
             hkeys=np.full(4 * blocks, -1, np.int64),
             hvals=np.full(4 * blocks, -1, np.int32),
             frames=np.zeros(frames, FRAME_DTYPE),
@@ -55,6 +56,7 @@ class PageTable:
             changes["blk_key"] = _resized(m.blk_key, cap, -1)
             changes["blk_used"] = _resized(m.blk_used, cap, 0)
             changes["blk_table"] = _resized(m.blk_table, cap, 0)
+            changes["blk_numa"] = _resized(m.blk_numa, cap, 0)
         if 2 * (int(m.ctl[CTL_HCOUNT]) + blocks) > m.hkeys.size:
             cap = _grown(m.hkeys.size, 2 * (int(m.ctl[CTL_HCOUNT]) + blocks))
             keys = changes.get("blk_key", m.blk_key)
@@ -70,7 +72,8 @@ class PageTable:
             self.arrays.update(changes)
             a = self.arrays
             set_page_arrays(self.st, a["ptes"], a["blk_key"], a["blk_used"], a["blk_table"],
-                            a["hkeys"], a["hvals"], a["frames"], a["frame_free"])
+                            a["blk_numa"], a["hkeys"], a["hvals"], a["frames"],
+                            a["frame_free"])
 
     def grow(self):
         """Called when a kernel returned NEED_GROW: room for the next event."""

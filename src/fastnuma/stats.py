@@ -1,10 +1,9 @@
-"""Observation: vmstat, numastat, numa_maps, page nodes, free pages, simulated time."""
+"""Observation: vmstat, numastat, numa_maps, page nodes and flags, free pages."""
 import numpy as np
 
 from .constants import PAGE_SHIFT, PAGE_SIZE
 from .dtypes import NUMASTAT_NAMES, NUMASTAT_VMSTAT_NAMES, VMSTAT_NAMES
-from .kernels.range import numa_maps_stats, page_nodes
-from .policy import as_int
+from .kernels.range import numa_maps_stats, page_flags, page_nodes
 
 
 class ObservationMixin:
@@ -33,6 +32,16 @@ class ObservationMixin:
         lo, hi = self._range(addr, length, allow_zero=True)
         out = np.empty(hi - lo, np.int16)
         page_nodes(self.st, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
+        return out
+
+    def page_flags(self, pid, addr, length):
+        """PTE flag bits of every page in [addr, addr+length) (``fastnuma.dtypes.PTE_*``:
+        present, numa (PROT_NONE for a hinting fault), write, huge, zero, dirty); 0 where
+        nothing is mapped."""
+        proc = self._proc(pid)
+        lo, hi = self._range(addr, length, allow_zero=True)
+        out = np.empty(hi - lo, np.int64)
+        page_flags(self.st, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
         return out
 
     def numa_maps(self, pid):
@@ -73,10 +82,3 @@ class ObservationMixin:
                 line += f" kernelpagesize_kB={PAGE_SIZE >> 10}"
             lines.append(line)
         return "".join(line + "\n" for line in lines)
-
-    def advance(self, ns):
-        """Simulated time passes by ``ns`` nanoseconds."""
-        ns = as_int(ns, "ns")
-        if ns < 0:
-            raise ValueError(f"advance({ns}): time cannot go backwards")
-        self.now_ns += ns

@@ -7,7 +7,8 @@ from dataclasses import replace
 import numpy as np
 
 from .constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_MEMS_ALLOWED,
-                        MPOL_F_MOF, MPOL_F_NODE, MPOL_INTERLEAVE, MPOL_MF_LAZY,
+                        MPOL_F_MOF, MPOL_F_NODE, MPOL_INTERLEAVE, MPOL_MF_LAZY, MPOL_MODE_FLAGS,
+                        MPOL_NOOP, SEED_MPOL_NOOP,
                         MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT, MPOL_MF_VALID,
                         HPAGE_PMD_NR, MOVE_PAGES_UNWRITTEN, MPOL_WEIGHTED_INTERLEAVE,
                         PAGE_SHIFT, PAGE_SIZE)
@@ -68,7 +69,8 @@ class SyscallMixin:
         """
         proc = self._proc(pid)
         th = self._caller_thread(proc, tid)
-        mode, mode_flags = sanitize_mpol_flags(mode)
+        noop = self._is_noop(mode)
+        mode, mode_flags = (MPOL_NOOP, 0) if noop else sanitize_mpol_flags(mode)
         user_mask = get_nodes(nodemask, maxnode)
         flags = as_int(flags, "flags")
         valid = MPOL_MF_VALID if self.config.linux_strict_flags else MPOL_MF_VALID | MPOL_MF_LAZY
@@ -81,13 +83,18 @@ class SyscallMixin:
         lo, hi = self._range(addr, length, allow_zero=True)
         if lo == hi:
             return
-        new = mpol_new(mode, mode_flags, user_mask, self._memory_mask)
+        if noop:
+            if user_mask:
+                raise_errno(errno.EINVAL, "MPOL_NOOP with a non-empty node mask")
+            new = None
+        else:
+            new = mpol_new(mode, mode_flags, user_mask, self._memory_mask)
         lazy = bool(flags & MPOL_MF_LAZY)
         if lazy and new is not None:
             new = replace(new, flags=new.flags | MPOL_F_MOF)
         if not proc.vmas.overlapping(lo, hi):
             raise_errno(errno.EFAULT, f"no mapping in {addr:#x}-{hi << PAGE_SHIFT:#x}")
-        gap = None if mode == MPOL_DEFAULT else proc.vmas.first_gap(lo, hi)
+        gap = None if mode == MPOL_DEFAULT and not lazy else proc.vmas.first_gap(lo, hi)
         if not lazy and flags & MPOL_MF_STRICT and not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
             n, _, vpns = self._queue(proc, lo, hi, user_mask, flags)
             # queue_pages_test_walk checks the hole after each VMA before its pages
@@ -99,6 +106,10 @@ class SyscallMixin:
             raise_errno(errno.EFAULT, f"{addr:#x}-{hi << PAGE_SHIFT:#x} is not fully mapped: "
                                       f"nothing at "
                                       f"{gap << PAGE_SHIFT:#x}")
+        if lazy:                    # seed: mark the range, nothing is checked or moved now
+            self._change_prot_numa(proc, lo, hi, self.topology.cpu_node[th.cpu])
+        if noop:
+            return
         self._mbind_range(proc, lo, hi, new)
         if lazy or not flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL):
             return
@@ -113,6 +124,18 @@ class SyscallMixin:
         if rc and flags & MPOL_MF_STRICT:
             raise_errno(errno.EIO, "MPOL_MF_STRICT: some pages could not be moved (policy "
                                    "applied, the others moved)")
+
+    def _is_noop(self, mode):
+        """MPOL_NOOP (fastnuma's 0x100, or the seed's 5 with ``noop_mode``); a mode flag
+        with it is EINVAL. Never with ``linux_strict_flags``."""
+        mode = as_int(mode, "mode")
+        base = mode & ~MPOL_MODE_FLAGS
+        if self.config.linux_strict_flags or not (
+                base == MPOL_NOOP or (self.config.noop_mode and base == SEED_MPOL_NOOP)):
+            return False
+        if mode & MPOL_MODE_FLAGS:
+            raise_errno(errno.EINVAL, "MPOL_NOOP takes no mode flag")
+        return True
 
     def _mbind_range(self, proc, lo, hi, new):
         """mbind_range + vma_replace_policy: VMA by VMA, skip a VMA whose policy is equal,

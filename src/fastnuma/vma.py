@@ -6,6 +6,7 @@ anonymous VMA maps ``ShmObject`` pages from ``pgoff`` on.
 """
 import bisect
 import errno
+from copy import copy
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -55,6 +56,7 @@ class Vma:
     shm: ShmObject = None
     anon: bool = False             # has an anon_vma: a page other than the zero page was
                                    # faulted, or a THP fault ran (fork copies only these)
+    numab: object = None           # balancing.NumabState once the NUMA scanner saw it
 
     def pgoff_at(self, vpn):
         return self.pgoff + (vpn - self.start)
@@ -94,6 +96,7 @@ class VmaList:
         return iter(self.vmas)
 
     def changed(self):
+        self.sync_from_view()
         self.vmas.sort(key=lambda v: v.start)
         self._starts = [v.start for v in self.vmas]
         self._view = None
@@ -151,7 +154,7 @@ class VmaList:
     def split(self, v, at):
         """__split_vma: [start, at) stays ``v``, [at, end) is returned (no count check)."""
         self.split_pmd(at)
-        upper = replace(v, start=at, pgoff=v.pgoff_at(at))
+        upper = replace(v, start=at, pgoff=v.pgoff_at(at), numab=copy(v.numab))
         v.end = at
         self.insert(upper)
         return upper
@@ -220,7 +223,7 @@ class VmaList:
             anon = VM_ANON if v.anon else 0
             if v.shm is None:
                 rows.append((v.start, v.end, v.pgoff, v.flags | anon, policies.intern(v.policy),
-                             -1, 0))
+                             -1, 0, 0))
                 owners.append(v)
                 continue
             cuts = {v.start, v.end}
@@ -233,16 +236,23 @@ class VmaList:
             for s, e in zip(cuts, cuts[1:]):
                 pol = policies.intern(v.shm.policy_at(v.pgoff + s - v.start))
                 rows.append((s, e, v.pgoff + s - v.start, v.flags | VM_SHARED | anon, pol,
-                             v.shm.asid, 0))
+                             v.shm.asid, 0, 0))
                 owners.append(v)
         self._view = np.array(rows, dtype=VMA_DTYPE) if rows else np.zeros(0, VMA_DTYPE)
         self._view_vmas = owners
         return self._view
 
-    def sync_anon(self):
-        """Copy VM_ANON set by kernels in the current view back to the VMAs."""
-        if self._view is None:
+    def sync_from_view(self):
+        """Copy back what kernels wrote in the current view: VM_ANON (a page was faulted
+        in), and the threads' bits of NUMA hinting faults, into the scan state of VMAs
+        that have one (vma_set_access_pid_bit)."""
+        view = self._view
+        if view is None:
             return
-        for row, v in zip(self._view["flags"], self._view_vmas):
-            if row & VM_ANON:
-                v.anon = True
+        for k in np.flatnonzero(view["flags"] & VM_ANON):
+            self._view_vmas[k].anon = True
+        for k in np.flatnonzero(view["pids"]):
+            numab = self._view_vmas[k].numab
+            if numab is not None:
+                numab.pids1 |= int(view["pids"][k])
+            view["pids"][k] = 0

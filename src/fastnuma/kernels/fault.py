@@ -9,11 +9,14 @@ import numpy as np
 
 from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
-                      FRAME_DIRTY, FRAME_PTE_DIRTY, FRAME_SHM, NO_POLICY, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
+                      FRAME_DIRTY, FRAME_PTE_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_NUMA, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
                       PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_HUGEPAGE,
                       VM_ANON, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
-from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE,
+from .numa import do_numa_page, do_pmd_numa_page
+from .vma import find_vma, folio_ilx, ilx_of, vma_policy
+from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
+                    OPT_THP_DEFRAG, OPT_ZERO_PAGE,
                     THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
 from .state import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, ROOM_BLOCKS, ROOM_FRAMES,
                     find_block, get_block, lookup_block, new_frame, split_huge_pmd)
@@ -21,30 +24,6 @@ from .state import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, ROOM_BLOCKS, ROOM_FRAM
 # status codes of access_batch (the position reached is written to pos[0])
 ACCESS_DONE, ACCESS_NEED_GROW, ACCESS_SEGV, ACCESS_OOM = 0, 1, 2, 3
 FAULT_OK, FAULT_OOM = 0, -1
-
-
-@kernel(inline="always")
-def find_vma(vmas, vpn, hint):
-    """Index of the VMA row containing vpn (hint tried first), or -1 (a segfault)."""
-    if 0 <= hint < vmas.size and vmas[hint]["start"] <= vpn < vmas[hint]["end"]:
-        return hint
-    lo, hi = 0, vmas.size
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if vmas[mid]["end"] <= vpn:
-            lo = mid + 1
-        else:
-            hi = mid
-    if lo < vmas.size and vmas[lo]["start"] <= vpn:
-        return lo
-    return -1
-
-
-@kernel(inline="always")
-def vma_policy(vmas, v, task_pol):
-    """get_vma_policy: the VMA's (or shared object's) policy, else the task's, else none."""
-    p = vmas[v]["policy"]
-    return task_pol if p == NO_POLICY else p
 
 
 @kernel
@@ -64,12 +43,6 @@ def thp_eligible(st, vmas, v, pmd):
 def thp_may_reclaim(st, vmas, v):
     d = st.opts[OPT_THP_DEFRAG]
     return d == DEFRAG_ALWAYS or (d == DEFRAG_MADVISE and vmas[v]["flags"] & VM_HUGEPAGE)
-
-
-@kernel(inline="always")
-def ilx_of(vmas, v, vpn, order):
-    """Interleave index: (vm_pgoff >> order) + ((addr - vm_start) >> (PAGE_SHIFT + order))."""
-    return (vmas[v]["pgoff"] >> order) + ((vpn - vmas[v]["start"]) >> order)
 
 
 @kernel
@@ -94,7 +67,7 @@ def fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
     else:
         vpn0 = pmd << PTRS_PER_PMD_SHIFT
         n = alloc_pages_mpol(st, vma_policy(vmas, v, task_pol), cpu,
-                             ilx_of(vmas, v, vpn0, HPAGE_PMD_ORDER), HPAGE_PMD_ORDER,
+                             folio_ilx(st, vmas, v, vpn0, HPAGE_PMD_ORDER), HPAGE_PMD_ORDER,
                              thp_may_reclaim(st, vmas, v))
         if n < 0:
             st.vm[C_THP_FAULT_FALLBACK] += 1
@@ -166,14 +139,22 @@ def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
 
 
 @kernel
-def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, task_pol, write):
-    """One fault at vpn in VMA row v (``b``: its PTE block, or -1 when there is none yet).
-    Returns the block now holding vpn's present PTE, or FAULT_OOM."""
+def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
+    """One fault at vpn in VMA row v (``b``: its PTE block, or -1 when there is none yet)
+    by thread ``slot`` on ``cpu``. Returns the block now holding vpn's PTE, or FAULT_OOM;
+    the access is then retried (a hinting fault may be followed by a write fault)."""
     st.vm[C_PGFAULT] += 1
     pmd = vpn >> PTRS_PER_PMD_SHIFT
     if b >= 0:
+        if st.blk_numa[b] != 0 and st.opts[OPT_PMD_NUMA_BATCHING] != 0:
+            do_pmd_numa_page(st, vmas, v, b, vpn, cpu, slot, task_pol)
+            return b
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        if st.ptes[pi]["flags"] & PTE_PRESENT:
+        fl = st.ptes[pi]["flags"]
+        if fl & PTE_NUMA:
+            do_numa_page(st, vmas, v, pi, vpn, cpu, slot, task_pol)
+            return b
+        if fl & PTE_PRESENT:
             if do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol) != FAULT_OK:
                 return FAULT_OOM
             return b
@@ -220,24 +201,28 @@ def cached_block(hkeys, hvals, asid, vpn, pmd, blk):
 
 
 @kernel
-def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, counts):
-    """Replay addrs[start:] by one thread on ``cpu``; returns an ACCESS_* status.
+def access_batch(st, vmas, asid, cpu, slot, task_pol, addrs, writes, start, pos, counts):
+    """Replay addrs[start:] by thread ``slot`` (its tasks[] row) on ``cpu``; returns an
+    ACCESS_* status.
 
     ``writes``: uint8 per address (or one element for the whole batch). ``counts``: int64
     [n_nodes (cpu node), n_nodes (memory node), 2 (read, write)], accumulated. ``pos[0]``
-    receives the index reached (the faulting element on SEGV/OOM/NEED_GROW).
+    receives the index reached (the faulting element on SEGV/OOM/NEED_GROW). An access
+    that faults is retried after the fault, as the CPU does.
     """
     cn = np.int64(st.cpu_node[cpu])
-    ptes, frames, hkeys, hvals = st.ptes, st.frames, st.hkeys, st.hvals
+    ptes, frames, hkeys, hvals, blk_numa = st.ptes, st.frames, st.hkeys, st.hvals, st.blk_numa
     ctl = st.ctl
     blk_cap, frame_cap, hash_cap = st.blk_key.size, frames.size, hkeys.size
     one_w = writes.size == 1
     cur_pmd = np.int64(-1)
     cur_blk = np.int64(-1)
+    cur_numa = False                  # the seed's PMD-level mark on the current block
     hint = np.int64(0)
     n = addrs.size
     pf_pmd, pf_blk, pf2_pmd, pf2_blk = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
-    for i in range(start, n):
+    i = start
+    while i < n:
         # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
         j = i + PREFETCH_AHEAD
         if j < n:
@@ -262,16 +247,18 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
                 return ACCESS_SEGV
             cur_blk = lookup_block(hkeys, hvals, asid, pmd)
             cur_pmd = pmd
-        if cur_blk >= 0:
+            cur_numa = cur_blk >= 0 and blk_numa[cur_blk] != 0
+        if cur_blk >= 0 and not cur_numa:
             pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
             fl = ptes[pi]["flags"]
-            if fl & PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
+            if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
                 f = ptes[pi]["frame"]
                 node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
                 counts[cn, node, w] += 1
                 if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
                     ptes[pi]["flags"] = fl | PTE_DIRTY
                     frames[f]["flags"] |= FRAME_PTE_DIRTY
+                i += 1
                 continue
         v = find_vma(vmas, vpn, hint)
         if v < 0:
@@ -282,13 +269,10 @@ def access_batch(st, vmas, asid, cpu, task_pol, addrs, writes, start, pos, count
                 or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # room for one more fault
             pos[0] = i
             return ACCESS_NEED_GROW
-        cur_blk = handle_mm_fault(st, vmas, v, asid, vpn, cur_blk, cpu, task_pol, w != 0)
+        cur_blk = handle_mm_fault(st, vmas, v, asid, vpn, cur_blk, cpu, slot, task_pol, w != 0)
         if cur_blk < 0:
             pos[0] = i
             return ACCESS_OOM
-        pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        f = ptes[pi]["frame"]
-        node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
-        counts[cn, node, w] += 1
+        cur_numa = blk_numa[cur_blk] != 0
     pos[0] = addrs.size
     return ACCESS_DONE

@@ -18,7 +18,7 @@ from ..dtypes import (C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, C_THP_MIGRATION_FAI
                       PTRS_PER_PMD_SHIFT)
 from ._jit import kernel
 from .alloc import alloc_pages_mpol, alloc_thisnode
-from .fault import find_vma, ilx_of
+from .vma import find_vma, folio_ilx
 from .state import find_block, split_huge_pmd
 
 NR_MAX_BATCHED_MIGRATION = PTRS_PER_PMD
@@ -36,7 +36,7 @@ def new_folio_node(st, vmas, f, vpn, how, target, cpu):
     vpn = (vpn >> order) << order
     if how == TARGET_POLICY:
         v = find_vma(vmas, vpn, 0)
-        ilx = ilx_of(vmas, v, vpn, order) if v >= 0 else np.int64(-1)
+        ilx = folio_ilx(st, vmas, v, vpn, order) if v >= 0 else np.int64(-1)
         return alloc_pages_mpol(st, target, cpu, ilx, order, True)
     return alloc_thisnode(st, target, order, np.int64(st.cpu_node[cpu]))
 

@@ -8,9 +8,10 @@ import errno
 import numpy as np
 
 from ..dtypes import (FRAME_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
+                      PTE_ZERO,
                       PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_ANON, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel
-from .fault import find_vma
+from .vma import find_vma
 from .state import find_block, get_block, release_frame, split_huge_pmd
 
 
@@ -77,6 +78,33 @@ def page_nodes(st, blocks, lo, hi, out):
 
 
 @kernel
+def page_flags(st, blocks, lo, hi, out):
+    """out[vpn - lo] = the PTE flags at vpn (0 where nothing is mapped)."""
+    out[:] = 0
+    for k in range(blocks.size):
+        b = blocks[k]
+        base = b << PTRS_PER_PMD_SHIFT
+        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
+            if st.ptes[base + i]["flags"] & PTE_PRESENT:
+                out[first + i - lo] = st.ptes[base + i]["flags"]
+
+
+@kernel
+def rss_of(st, blocks):
+    """get_mm_rss: pages mapped in these blocks, the zero page aside (a THP counts 512)."""
+    n = 0
+    for k in range(blocks.size):
+        base = blocks[k] << PTRS_PER_PMD_SHIFT
+        if st.blk_used[blocks[k]] == 0:
+            continue
+        for i in range(PTRS_PER_PMD):
+            if st.ptes[base + i]["flags"] & (PTE_PRESENT | PTE_ZERO) == PTE_PRESENT:
+                n += 1
+    return n
+
+
+@kernel
 def anon_private_vma_in(vmas, lo, hi):
     """True when a private VMA with an anon_vma overlaps [lo, hi)."""
     for v in range(vmas.size):
@@ -104,6 +132,7 @@ def copy_page_range(st, vmas, parent_blocks, child_asid):
         base = b << PTRS_PER_PMD_SHIFT
         cb = get_block(st, child_asid, pmd)
         st.blk_table[cb] = st.blk_table[b]
+        st.blk_numa[cb] = st.blk_numa[b]
         for i in range(PTRS_PER_PMD):
             fl = st.ptes[base + i]["flags"]
             if not fl & PTE_PRESENT:

@@ -11,6 +11,7 @@ import numpy as np
 from numba.core import types
 from numba.experimental import structref
 
+from ..constants import LAST_CPUPID_UNSET
 from ..dtypes import (C_THP_SPLIT_PAGE, C_THP_SPLIT_PMD, FRAME_FREE, PTE_HUGE, PTE_ZERO,
                       PTRS_PER_PMD, PTRS_PER_PMD_SHIFT)
 from ._jit import kernel
@@ -24,11 +25,13 @@ N_CTL = 4
 
 STATE_FIELDS = (
     # page tables and frames (grown by pagetable.PageTable)
-    "ptes", "blk_key", "blk_used", "blk_table", "hkeys", "hvals", "frames", "frame_free",
-    "ctl",
+    "ptes", "blk_key", "blk_used", "blk_table", "blk_numa", "hkeys", "hvals", "frames",
+    "frame_free", "ctl",
     # the machine (engine.Simulator): topology, free pages, counters, policies, knobs
     "cpu_node", "fallback", "free", "wmark_min", "wmark_low", "wmark_high", "il_weight",
     "numastat", "vm", "policies", "opts",
+    # NUMA balancing (kernels/numa.py): threads, address spaces, nodes, the clock (ns)
+    "tasks", "task_faults", "mms", "numa_nodes", "clock",
 )
 
 
@@ -56,17 +59,26 @@ structref.define_proxy(SimState, SimStateType, list(STATE_FIELDS))
 
 
 @kernel
-def set_page_arrays(st, ptes, blk_key, blk_used, blk_table, hkeys, hvals, frames,
+def set_page_arrays(st, ptes, blk_key, blk_used, blk_table, blk_numa, hkeys, hvals, frames,
                     frame_free):
     """Hand the kernels the page-table arrays again (after PageTable grew some)."""
     st.ptes = ptes
     st.blk_key = blk_key
     st.blk_used = blk_used
     st.blk_table = blk_table
+    st.blk_numa = blk_numa
     st.hkeys = hkeys
     st.hvals = hvals
     st.frames = frames
     st.frame_free = frame_free
+
+
+@kernel
+def set_numa_arrays(st, tasks, task_faults, mms):
+    """Hand the kernels the thread and address-space tables again (after they grew)."""
+    st.tasks = tasks
+    st.task_faults = task_faults
+    st.mms = mms
 
 
 @kernel
@@ -119,6 +131,7 @@ def get_block(st, asid, pmd):
     st.blk_key[b] = key
     st.blk_used[b] = 0
     st.blk_table[b] = 0
+    st.blk_numa[b] = 0
     base = b << PTRS_PER_PMD_SHIFT
     for i in range(PTRS_PER_PMD):
         st.ptes[base + i]["frame"] = -1
@@ -147,7 +160,7 @@ def new_frame(st, node, order):
     st.frames[f]["order"] = order
     st.frames[f]["flags"] = 0
     st.frames[f]["mapcount"] = 0
-    st.frames[f]["last_cpupid"] = -1
+    st.frames[f]["last_cpupid"] = LAST_CPUPID_UNSET
     return f
 
 

@@ -1,0 +1,328 @@
+"""Lazy migration and automatic NUMA balancing, the Python side (docs/lazy-migration.md).
+
+``_change_prot_numa`` marks a range (kernels/numa.py does the per-entry work); the
+scanner (``advance`` → scheduler ticks → ``_task_numa_work``) walks VMAs as
+kernel/sched/fair.c task_numa_work does and marks them chunk by chunk. Per-thread and
+per-address-space NUMA state lives in numpy tables the fault kernels update
+(``tasks``, ``task_faults``, ``mms``); scans are rare, so their orchestration is Python.
+"""
+import heapq
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dtypes import C_NUMA_HUGE_PTE_UPDATES, C_NUMA_PTE_UPDATES, C_PROT_NUMA_FLUSHES, PTRS_PER_PMD
+from .kernels.numa import (M_NEXT_SCAN, M_SCAN_MAX, M_SCAN_MIN, M_SCAN_OFFSET, M_SCAN_SEQ,
+                           N_MM, N_NEAREST_CPU_NODE, N_NODE, N_TASK, NSEC_PER_MSEC,
+                           T_ASID, T_LOC_FAILED, T_LOC_LOCAL, T_LOC_REMOTE, T_MIGRATE_RETRY,
+                           T_NODE_STAMP, T_PAGES_MIGRATED, T_PREFERRED, T_SCAN_PERIOD,
+                           T_SCAN_PERIOD_MAX, T_SCAN_SEQ, T_START, T_TID,
+                           change_prot_numa_range, change_prot_numa_range_parallel)
+from .kernels.range import rss_of
+from .kernels.state import set_numa_arrays
+from .constants import MPOL_F_MOF
+from .policy import as_int
+
+TICK_NS = NSEC_PER_MSEC            # scheduler tick, HZ = 1000
+MAX_SCAN_WINDOW = 2560             # MB
+PARALLEL_MIN_BLOCKS = 4096         # ranges this large are marked on every core
+_N_CHUNKS = 8
+
+
+@dataclass(slots=True)
+class NumabState:
+    """vma->numab_state: when the scanner first saw the VMA and which threads fault there."""
+    start_scan_seq: int
+    next_scan: int                 # ns
+    pids_active_reset: int         # ns
+    prev_scan_seq: int
+    pids0: int = 0                 # pids_active[0], [1]: bits hash_32(tid, 6)
+    pids1: int = 0
+
+
+def pid_bit(tid):
+    """hash_32(tid, 6): the thread's bit in a VMA's pids_active."""
+    return ((tid * 0x61C88647) & 0xFFFFFFFF) >> 26
+
+
+class BalancingMixin:
+    """Marking, the scanner and the task statistics of :class:`~fastnuma.Simulator`."""
+
+    # ------------------------------------------------------------------ tables
+    def _numa_init(self, n_nodes):
+        self._clock = np.zeros(1, np.int64)
+        self._tasks = np.zeros((16, N_TASK), np.int64)
+        self._task_faults = np.zeros((16, n_nodes, 4), np.int64)
+        self._mms = np.zeros((16, N_MM), np.int64)
+        self._n_slots = 0
+        nodes = np.zeros((n_nodes, N_NODE), np.int64)
+        topo = self.topology
+        cpu_nodes = [n for n in range(n_nodes) if topo.has_cpus(n)]
+        for n in range(n_nodes):               # numa_nearest_node(n, N_CPU)
+            nodes[n, N_NEAREST_CPU_NODE] = n if topo.has_cpus(n) else min(
+                cpu_nodes, key=lambda c: (topo.distance[n][c], c)) if cpu_nodes else n
+        self._numa_nodes = nodes
+        return dict(tasks=self._tasks, task_faults=self._task_faults, mms=self._mms,
+                    numa_nodes=nodes, clock=self._clock)
+
+    @property
+    def now_ns(self):
+        """Simulated time, in nanoseconds."""
+        return int(self._clock[0])
+
+    @now_ns.setter
+    def now_ns(self, value):
+        self._clock[0] = value
+
+    def _grow_numa_tables(self, slots, asids):
+        changed = False
+        if slots > self._tasks.shape[0]:
+            cap = max(slots, 2 * self._tasks.shape[0])
+            self._tasks = np.concatenate([self._tasks, np.zeros(
+                (cap - self._tasks.shape[0], N_TASK), np.int64)])
+            self._task_faults = np.concatenate([self._task_faults, np.zeros(
+                (cap - self._task_faults.shape[0],) + self._task_faults.shape[1:], np.int64)])
+            changed = True
+        if asids > self._mms.shape[0]:
+            cap = max(asids, 2 * self._mms.shape[0])
+            self._mms = np.concatenate([self._mms, np.zeros(
+                (cap - self._mms.shape[0], N_MM), np.int64)])
+            changed = True
+        if changed:
+            set_numa_arrays(self.st, self._tasks, self._task_faults, self._mms)
+
+    def _mm_init(self, asid):
+        """init_numa_balancing for a new address space."""
+        self._grow_numa_tables(self._n_slots, asid + 1)
+        mm = self._mms[asid]
+        mm[:] = 0
+        mm[M_NEXT_SCAN] = self.now_ns + self.config.numa_balancing_scan_delay_ms * NSEC_PER_MSEC
+        mm[M_SCAN_MIN], mm[M_SCAN_MAX] = self._scan_bounds(1)
+
+    def _task_init(self, th, asid, parent=None):
+        """init_numa_balancing for a new thread; ``parent``: the thread cloning it (same
+        address space), whose preferred node and period bound it inherits."""
+        slot = self._n_slots
+        self._n_slots += 1
+        self._grow_numa_tables(slot + 1, asid + 1)
+        th.slot = slot
+        t = self._tasks[slot]
+        t[:] = 0
+        self._task_faults[slot] = 0
+        t[T_TID], t[T_ASID], t[T_START] = th.tid, asid, self.now_ns
+        t[T_SCAN_PERIOD] = self.config.numa_balancing_scan_delay_ms
+        t[T_PREFERRED] = -1
+        if parent is not None:
+            p = self._tasks[parent.slot]
+            users = len(self.procs[th.pid].tids)
+            t[T_SCAN_SEQ] = self._mms[asid, M_SCAN_SEQ]
+            t[T_PREFERRED] = p[T_PREFERRED]
+            t[T_SCAN_PERIOD_MAX] = p[T_SCAN_PERIOD_MAX]
+            # Linux takes the min of task_scan_max (ms) and a value in ns: reproduced
+            t[T_NODE_STAMP] = min(self._mms[asid, M_SCAN_MAX],
+                                  p[T_SCAN_PERIOD] * users * NSEC_PER_MSEC) + 2 * TICK_NS
+
+    # ------------------------------------------------------------------ marking
+    def _change_prot_numa(self, proc, lo, hi, node):
+        """change_prot_numa over the VMAs in [lo, hi) (vpns), by a thread on ``node``.
+        Returns the number of updates."""
+        cfg = self.config
+        for edge in (lo, hi):                      # a THP the range cuts is split first
+            if proc.vmas.find(edge) is not None:
+                self._split_pmd_at(proc.asid, edge)
+        single = len(proc.tids) == 1
+        total = 0
+        for v in proc.vmas.overlapping(lo, hi):
+            a, b = max(lo, v.start), min(hi, v.end)
+            blocks = self.pt.blocks_of(proc.asid, a, b)
+            if not len(blocks):
+                continue
+            shared = v.shm is not None
+            skip_node = node if cfg.skip_local_single_thread and single and not shared else -1
+            args = (self.st, blocks, a, b, shared, skip_node, cfg.pmd_numa_batching,
+                    cfg.shared_page_rule, cfg.thp_update_count)
+            if len(blocks) >= PARALLEL_MIN_BLOCKS:
+                upd, huge = change_prot_numa_range_parallel(*args, _N_CHUNKS)
+            else:
+                upd, huge = change_prot_numa_range(*args)
+            if upd:                                # one TLB flush per VMA that changed
+                self.vm[C_NUMA_PTE_UPDATES] += upd
+                self.vm[C_NUMA_HUGE_PTE_UPDATES] += huge
+                self.vm[C_PROT_NUMA_FLUSHES] += 1
+                total += int(upd)
+        return total
+
+    def change_prot_numa(self, pid, addr, length, tid=None):
+        """Mark [addr, addr+length) of process ``pid`` for NUMA hinting faults, as the
+        scanner and mbind(MPOL_MF_LAZY) do (a fastnuma extension). ``tid``: the thread
+        doing it (its node matters to single-threaded processes), default the leader.
+        Returns the number of entries updated (a THP counts per ``thp_update_count``)."""
+        proc = self._proc(pid)
+        th = self._caller_thread(proc, tid)
+        lo, hi = self._range(addr, length, allow_zero=True)
+        return self._change_prot_numa(proc, lo, hi, self.topology.cpu_node[th.cpu])
+
+    # ------------------------------------------------------------------ scan bounds
+    def _scan_bounds(self, windows):
+        """(task_scan_min, task_scan_max) in ms for an address space of ``windows``."""
+        cfg = self.config
+        size = cfg.numa_balancing_scan_size_mb
+        floor = 1000 // (MAX_SCAN_WINDOW // size) if 0 < size < MAX_SCAN_WINDOW else 1000
+        smin = max(floor, cfg.numa_balancing_scan_period_min_ms // windows)
+        return smin, max(smin, cfg.numa_balancing_scan_period_max_ms // windows)
+
+    def _refresh_scan_bounds(self, proc):
+        """task_nr_scan_windows from the process's RSS now; stored for the fault kernels."""
+        scan_pages = self.config.numa_balancing_scan_size_mb << 8
+        rss = int(rss_of(self.st, self.pt.blocks_of(proc.asid)))
+        windows = max(1, -(-rss // scan_pages)) if scan_pages else 1
+        mm = self._mms[proc.asid]
+        mm[M_SCAN_MIN], mm[M_SCAN_MAX] = self._scan_bounds(windows)
+
+    # ------------------------------------------------------------------ time
+    def advance(self, ns):
+        """Simulated time passes by ``ns`` nanoseconds; with ``numa_balancing=1`` the
+        scheduler ticks of every thread run, and NUMA scans with them."""
+        ns = as_int(ns, "ns")
+        if ns < 0:
+            raise ValueError(f"advance({ns}): time cannot go backwards")
+        self._run_until(self.now_ns + ns)
+
+    def _run_until(self, target):
+        """Run the scheduler ticks in (now, target], then set the clock to target."""
+        if self.config.numa_balancing:
+            heap = [(self._next_tick(th), tid) for tid, th in self.threads.items()]
+            heapq.heapify(heap)
+            while heap and heap[0][0] <= target:
+                t, tid = heapq.heappop(heap)
+                self.now_ns = t
+                th = self.threads[tid]
+                self._task_tick_numa(th)
+                heapq.heappush(heap, (self._next_tick(th), tid))
+        self.now_ns = target
+
+    def _next_tick(self, th):
+        """The first tick after now at which the thread's runtime passes node_stamp +
+        period (every thread runs all the time)."""
+        t = self._tasks[th.slot]
+        due = int(t[T_START] + t[T_NODE_STAMP] + t[T_SCAN_PERIOD] * NSEC_PER_MSEC) + 1
+        return max(-(-due // TICK_NS), self.now_ns // TICK_NS + 1) * TICK_NS
+
+    def _task_tick_numa(self, th):
+        t = self._tasks[th.slot]
+        period = t[T_SCAN_PERIOD] * NSEC_PER_MSEC
+        if t[T_NODE_STAMP] == 0:
+            proc = self.procs[th.pid]
+            self._refresh_scan_bounds(proc)
+            t[T_SCAN_PERIOD] = self._mms[proc.asid, M_SCAN_MIN]          # task_scan_start
+        t[T_NODE_STAMP] += period
+        if self.now_ns >= self._mms[t[T_ASID], M_NEXT_SCAN]:
+            self._task_numa_work(th)
+
+    # ------------------------------------------------------------------ the scan
+    def _vma_policy_mof(self, v, th):
+        """vma_policy_mof: does the policy governing v migrate on fault?"""
+        if v.shm is not None:
+            pol = v.shm.policy_at(v.pgoff)
+            return pol is not None and bool(pol.flags & MPOL_F_MOF)
+        pol = v.policy if v.policy is not None else th.policy
+        return pol is None or bool(pol.flags & MPOL_F_MOF)
+
+    def _task_numa_work(self, th):
+        """task_numa_work: one scan pass of the thread's address space (spec §5.3)."""
+        cfg = self.config
+        now = self.now_ns
+        proc = self.procs[th.pid]
+        mm = self._mms[proc.asid]
+        t = self._tasks[th.slot]
+        if now < mm[M_NEXT_SCAN]:
+            return
+        if t[T_SCAN_PERIOD] == 0:
+            self._refresh_scan_bounds(proc)
+            t[T_SCAN_PERIOD_MAX] = mm[M_SCAN_MAX]
+            t[T_SCAN_PERIOD] = mm[M_SCAN_MIN]
+        mm[M_NEXT_SCAN] = now + t[T_SCAN_PERIOD] * NSEC_PER_MSEC
+        t[T_NODE_STAMP] += 2 * TICK_NS
+        self._refresh_scan_bounds(proc)
+        pages = cfg.numa_balancing_scan_size_mb << 8
+        virtpages = 8 * pages
+        if not pages:
+            return
+        proc.vmas.sync_from_view()
+        delay = cfg.numa_balancing_scan_delay_ms * NSEC_PER_MSEC
+        node = self.topology.cpu_node[th.cpu]
+        bit = 1 << pid_bit(th.tid)
+        vmas = list(proc.vmas)
+        start = int(mm[M_SCAN_OFFSET])
+        i = next((k for k, v in enumerate(vmas) if v.end > start), None)
+        if i is None:                                    # reset_ptenuma_scan
+            mm[M_SCAN_SEQ] += 1
+            mm[M_SCAN_OFFSET] = 0
+            start, i = 0, 0
+        seq = int(mm[M_SCAN_SEQ])
+        forced = skipped_pid = False
+        while True:
+            while i < len(vmas):
+                v = vmas[i]
+                i += 1
+                if not self._vma_policy_mof(v, th):
+                    continue
+                ns = v.numab
+                if ns is None:
+                    ns = v.numab = NumabState(seq, now + delay, now + 5 * delay, seq - 1)
+                if seq and now < ns.next_scan:
+                    continue
+                if seq and now > ns.pids_active_reset:
+                    ns.pids_active_reset += 4 * delay
+                    ns.pids0, ns.pids1 = ns.pids1, 0
+                if ns.prev_scan_seq == seq:
+                    mm[M_SCAN_OFFSET] = v.end
+                    continue
+                if not forced and not (seq - ns.start_scan_seq < 2
+                                       or (ns.pids0 | ns.pids1) & bit
+                                       or mm[M_SCAN_OFFSET] > v.start
+                                       or seq > ns.prev_scan_seq + len(proc.tids)):
+                    skipped_pid = True
+                    continue
+                start = max(start, v.start)
+                while True:
+                    end = min(-(-(start + pages) // PTRS_PER_PMD) * PTRS_PER_PMD, v.end)
+                    if self._change_prot_numa(proc, start, end, node):
+                        pages -= end - start
+                    virtpages -= end - start
+                    start = end
+                    if pages <= 0 or virtpages <= 0:
+                        mm[M_SCAN_OFFSET] = start
+                        return
+                    if end == v.end:
+                        break
+                ns.prev_scan_seq = seq
+                if forced:
+                    mm[M_SCAN_OFFSET] = start
+                    return
+            if forced or not skipped_pid:
+                break
+            forced = True                                # retry once, ignoring the pids
+            i = next((k for k, v in enumerate(vmas) if v.end > start), len(vmas))
+        mm[M_SCAN_SEQ] += 1                              # the end of the list: wrap
+        mm[M_SCAN_OFFSET] = 0
+
+    # ------------------------------------------------------------------ observation
+    def task_numa_stats(self, tid):
+        """A thread's NUMA-balancing state (docs/lazy-migration.md §2) as a dict."""
+        th = self._thread(tid)
+        t = self._tasks[th.slot]
+        f = self._task_faults[th.slot]
+        return {
+            "numa_scan_period": int(t[T_SCAN_PERIOD]),
+            "numa_scan_period_max": int(t[T_SCAN_PERIOD_MAX]),
+            "node_stamp": int(t[T_NODE_STAMP]),
+            "numa_scan_seq": int(t[T_SCAN_SEQ]),
+            "numa_preferred_nid": int(t[T_PREFERRED]),
+            "numa_migrate_retry": int(t[T_MIGRATE_RETRY]),
+            "numa_pages_migrated": int(t[T_PAGES_MIGRATED]),
+            "numa_faults_locality": [int(t[T_LOC_REMOTE]), int(t[T_LOC_LOCAL]),
+                                     int(t[T_LOC_FAILED])],
+            "faults": f[:, 0:2].tolist(),
+            "faults_buffer": f[:, 2:4].tolist(),
+        }

@@ -1,0 +1,377 @@
+"""NUMA hinting: change_prot_numa (marking) and do_numa_page (the hinting fault).
+
+The rules are docs/lazy-migration.md §3 and §5 (linux-semantics.md §2.5, §4, §7):
+``change_prot_numa_range`` marks present entries PROT_NONE/NUMA (``PTE_NUMA``) block by
+block; a later access to a marked entry calls ``do_numa_page`` (or, with the seed's PMD
+batching, ``do_pmd_numa_page`` for the whole PMD), which counts the hinting fault, asks
+``mpol_misplaced`` for a target and migrates the folio there (``migrate_misplaced``), then
+feeds the task's NUMA-balancing statistics (``task_numa_fault``, ``task_numa_placement``).
+"""
+import numpy as np
+from numba import prange
+
+from ..constants import (LAST_CPUPID_UNSET, MPOL_BIND, MPOL_F_MOF, MPOL_F_MORON,
+                         MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
+                         MPOL_WEIGHTED_INTERLEAVE)
+from ..dtypes import (C_NUMA_HINT_FAULTS, C_NUMA_HINT_FAULTS_LOCAL, C_NUMA_PAGES_MIGRATED,
+                      C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, C_THP_MIGRATION_FAIL,
+                      C_THP_MIGRATION_SUCCESS, FRAME_DIRTY, FRAME_PTE_DIRTY, NO_POLICY,
+                      PTE_HUGE, PTE_NUMA, PTE_PRESENT, PTE_ZERO, PTRS_PER_PMD,
+                      PTRS_PER_PMD_SHIFT)
+from ._jit import kernel
+from .alloc import (OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT,
+                    OPT_NUMA_BALANCING, OPT_SHARED_PAGE_RULE, alloc_thisnode,
+                    interleave_nid, nth_node, weighted_interleave_nid)
+from .vma import find_vma, folio_ilx, vma_policy
+
+# tasks[slot, T_*]: a thread's NUMA-balancing state (times in ns, periods in ms)
+(T_TID, T_ASID, T_START, T_NODE_STAMP, T_SCAN_PERIOD, T_SCAN_PERIOD_MAX, T_SCAN_SEQ,
+ T_PREFERRED, T_MIGRATE_RETRY, T_PAGES_MIGRATED, T_LOC_REMOTE, T_LOC_LOCAL,
+ T_LOC_FAILED) = range(13)
+N_TASK = 13
+# task_faults[slot, node, F_*]: memory faults (decayed) and the buffer since placement
+F_MEM_SHARED, F_MEM_PRIVATE, F_BUF_SHARED, F_BUF_PRIVATE = range(4)
+# mms[asid, M_*]: an address space's scan state; scan_min/max are the latest snapshot
+M_NEXT_SCAN, M_SCAN_SEQ, M_SCAN_OFFSET, M_SCAN_MIN, M_SCAN_MAX = range(5)
+N_MM = 5
+# numa_nodes[node, N_*]: the seed's migration rate-limit window, and the nearest CPU node
+N_RATE_END, N_RATE_PAGES, N_NEAREST_CPU_NODE = range(3)
+N_NODE = 3
+
+TNF_MIGRATED, TNF_MIGRATE_FAIL = 1, 2
+NSEC_PER_MSEC = 1_000_000
+RATELIMIT_PAGES = 32768                  # seed: 128 MiB per destination per window
+RATELIMIT_WINDOW_NS = 100 * NSEC_PER_MSEC
+PID_BITS_SHIFT = 26                      # hash_32(pid, ilog2(BITS_PER_LONG)) = >> (32 - 6)
+
+
+# ------------------------------------------------------------------ change_prot_numa
+@kernel(inline="always")
+def mark_block(ptes, frames, blk_numa, b, first, lo, hi, shared, local_skip_node,
+               shared_page_rule, thp_update_count):
+    """change_pmd_range for one PMD: (updates, huge updates) of entries [lo, hi) of block
+    b (first = its first vpn). A THP here is wholly covered (the caller split the edges)."""
+    base = b << PTRS_PER_PMD_SHIFT
+    i0 = max(lo - first, 0)
+    i1 = min(hi - first, PTRS_PER_PMD)
+    fl = ptes[base]["flags"]
+    if fl & PTE_HUGE:                                   # change_huge_pmd
+        if not fl & PTE_PRESENT or fl & (PTE_ZERO | PTE_NUMA):
+            return 0, 0
+        if shared_page_rule and frames[ptes[base]["frame"]]["mapcount"] != 1:
+            return 0, 0
+        for i in range(PTRS_PER_PMD):
+            ptes[base + i]["flags"] |= PTE_NUMA
+        return thp_update_count, (1 if thp_update_count == PTRS_PER_PMD else 0)
+    upd = 0
+    for i in range(i0, i1):                             # change_pte_range
+        fl = ptes[base + i]["flags"]
+        if fl & (PTE_PRESENT | PTE_NUMA | PTE_ZERO) != PTE_PRESENT:
+            continue
+        if not shared or shared_page_rule:
+            fr = frames[ptes[base + i]["frame"]]
+            mc = fr["mapcount"]
+            if shared_page_rule and mc != 1:
+                continue
+            if not shared and (mc > 1 or fr["node"] == local_skip_node):
+                continue
+        ptes[base + i]["flags"] = fl | PTE_NUMA
+        upd += 1
+    return upd, 0
+
+
+@kernel(inline="always")
+def mark_blocks(st, blocks, k0, k1, lo, hi, shared, local_skip_node, pmd_batching,
+                shared_page_rule, thp_update_count):
+    ptes, frames, blk_numa, blk_key = st.ptes, st.frames, st.blk_numa, st.blk_key
+    upd = 0
+    huge = 0
+    for k in range(k0, k1):
+        b = blocks[k]
+        first = (blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        u, h = mark_block(ptes, frames, blk_numa, b, first, lo, hi, shared, local_skip_node,
+                          shared_page_rule, thp_update_count)
+        if u and pmd_batching and not ptes[b << PTRS_PER_PMD_SHIFT]["flags"] & PTE_HUGE:
+            blk_numa[b] = 1                 # seed: the PMD itself is marked too
+        upd += u
+        huge += h
+    return upd, huge
+
+
+@kernel
+def change_prot_numa_range(st, blocks, lo, hi, shared, local_skip_node, pmd_batching,
+                           shared_page_rule, thp_update_count):
+    """Mark [lo, hi) of one VMA (``blocks``: its blocks there). ``shared``: a MAP_SHARED
+    VMA; ``local_skip_node``: skip private pages on this node (§4.1 rule 5), -1 for none.
+    Returns (updates, huge updates)."""
+    return mark_blocks(st, blocks, 0, blocks.size, lo, hi, shared, local_skip_node,
+                       pmd_batching, shared_page_rule, thp_update_count)
+
+
+@kernel(parallel=True)
+def change_prot_numa_range_parallel(st, blocks, lo, hi, shared, local_skip_node,
+                                    pmd_batching, shared_page_rule, thp_update_count,
+                                    n_chunks):
+    """change_prot_numa_range with the blocks split in ``n_chunks`` parts run in parallel
+    (blocks are distinct PMDs, so the parts never touch the same entry)."""
+    upd = 0
+    huge = 0
+    step = (blocks.size + n_chunks - 1) // n_chunks
+    for c in prange(n_chunks):
+        u, h = mark_blocks(st, blocks, c * step, min((c + 1) * step, blocks.size), lo, hi,
+                           shared, local_skip_node, pmd_batching, shared_page_rule,
+                           thp_update_count)
+        upd += u
+        huge += h
+    return upd, huge
+
+
+# ------------------------------------------------------------------ the hinting fault
+@kernel(inline="always")
+def node_in(mask, n):
+    return n >= 0 and (np.uint64(mask) >> np.uint64(n)) & np.uint64(1) != 0
+
+
+@kernel
+def should_numa_migrate_memory(st, f, cpu, slot, this):
+    """The two-stage filter of a MORON policy (kernel/sched/fair.c), with no NUMA groups."""
+    if st.fallback[this, 0] != this:                     # the CPU's node has no memory
+        return False
+    tid = st.tasks[slot, T_TID]
+    old = np.int64(st.frames[f]["last_cpupid"])
+    st.frames[f]["last_cpupid"] = ((cpu & 0x1FFF) << 8) | (tid & 0xFF)
+    pid_unset = (old & 0xFF) == 0xFF
+    same_pid = (old & 0xFF) == (tid & 0xFF)
+    if (st.tasks[slot, T_PREFERRED] == -1 or st.tasks[slot, T_SCAN_SEQ] <= 4) and \
+            (pid_unset or same_pid):
+        return True                                     # early in the task's life
+    if not pid_unset and st.cpu_node[old >> 8] != this:
+        return False                                    # two faults from different nodes
+    return True                                         # private, or a group-less task
+
+
+@kernel
+def mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol):
+    """The node the folio should move to under its policy, or -1 (§5.2)."""
+    pol = vma_policy(vmas, v, task_pol)
+    if pol == NO_POLICY:                                # the system default policy
+        mode, pflags, nodes = MPOL_LOCAL, MPOL_F_MOF | MPOL_F_MORON, np.uint64(0)
+    else:
+        row = st.policies[pol]
+        mode, pflags, nodes = row["mode"], row["flags"], row["nodes"]
+    if not pflags & MPOL_F_MOF:
+        return np.int64(-1)
+    cur = np.int64(st.frames[f]["node"])
+    this = np.int64(st.cpu_node[cpu])
+    order = np.int64(st.frames[f]["order"])
+    polnid = np.int64(-1)
+    if mode == MPOL_INTERLEAVE:
+        polnid = interleave_nid(nodes, folio_ilx(st, vmas, v, vpn, order))
+    elif mode == MPOL_WEIGHTED_INTERLEAVE:
+        polnid = weighted_interleave_nid(st, nodes, folio_ilx(st, vmas, v, vpn, order))
+    elif mode == MPOL_PREFERRED:
+        if node_in(nodes, cur):
+            return np.int64(-1)
+        polnid = nth_node(nodes, 0)
+    elif mode == MPOL_LOCAL:
+        polnid = this
+    elif mode == MPOL_BIND or mode == MPOL_PREFERRED_MANY:
+        if pflags & MPOL_F_MORON:
+            if not node_in(nodes, this):
+                return np.int64(-1)
+        else:
+            if node_in(nodes, cur):
+                return np.int64(-1)
+            lst = st.fallback[this]
+            for j in range(lst.size):
+                if lst[j] < 0:
+                    break
+                if node_in(nodes, np.int64(lst[j])):
+                    polnid = np.int64(lst[j])
+                    break
+    if pflags & MPOL_F_MORON:
+        polnid = this
+        if st.opts[OPT_LAST_NODE_FILTER] != 0:          # seed: the page's last node
+            last = st.frames[f]["last_cpupid"]
+            st.frames[f]["last_cpupid"] = this
+            if last != this:
+                return np.int64(-1)
+        elif cur == this or not should_numa_migrate_memory(st, f, cpu, slot, this):
+            return np.int64(-1)
+    return polnid if polnid != cur else np.int64(-1)
+
+
+@kernel
+def migrate_misplaced(st, f, target, cpu):
+    """migrate_misplaced_folio_prepare + migrate_misplaced_folio: TNF_* flags (0: the seed's
+    mapcount rule declined without trying)."""
+    order = np.int64(st.frames[f]["order"])
+    nr = np.int64(1) << order
+    if st.opts[OPT_SHARED_PAGE_RULE] != 0 and st.frames[f]["mapcount"] != 1:
+        return 0
+    if st.opts[OPT_MIGRATE_RATE_LIMIT] != 0:            # numamigrate_update_ratelimit
+        now = st.clock[0]
+        if now > st.numa_nodes[target, N_RATE_END]:
+            st.numa_nodes[target, N_RATE_PAGES] = 0
+            st.numa_nodes[target, N_RATE_END] = now + RATELIMIT_WINDOW_NS
+        if st.numa_nodes[target, N_RATE_PAGES] > RATELIMIT_PAGES:
+            return TNF_MIGRATE_FAIL
+        st.numa_nodes[target, N_RATE_PAGES] += nr
+    if st.free[target] <= st.wmark_high[target] + nr:   # migrate_balanced_pgdat
+        return TNF_MIGRATE_FAIL
+    if alloc_thisnode(st, target, order, np.int64(st.cpu_node[cpu])) < 0:
+        st.vm[C_PGMIGRATE_FAIL] += nr
+        if order > 0:
+            st.vm[C_THP_MIGRATION_FAIL] += 1
+        return TNF_MIGRATE_FAIL
+    st.free[st.frames[f]["node"]] += nr
+    st.frames[f]["node"] = target
+    if st.frames[f]["flags"] & FRAME_PTE_DIRTY:        # try_to_migrate: a dirty PTE dirties it
+        st.frames[f]["flags"] |= FRAME_DIRTY
+    st.vm[C_PGMIGRATE_SUCCESS] += nr
+    st.vm[C_NUMA_PAGES_MIGRATED] += nr
+    if order > 0:
+        st.vm[C_THP_MIGRATION_SUCCESS] += 1
+    return TNF_MIGRATED
+
+
+@kernel
+def update_task_scan_period(st, slot, shared, private):
+    """update_task_scan_period (kernel/sched/fair.c), NUMA_PERIOD_SLOTS 10, threshold 7."""
+    t = st.tasks[slot]
+    mm = st.mms[t[T_ASID]]
+    remote, local, failed = t[T_LOC_REMOTE], t[T_LOC_LOCAL], t[T_LOC_FAILED]
+    if local + shared == 0 or failed > 0:
+        t[T_SCAN_PERIOD] = min(t[T_SCAN_PERIOD_MAX], t[T_SCAN_PERIOD] << 1)
+        mm[M_NEXT_SCAN] = st.clock[0] + t[T_SCAN_PERIOD] * NSEC_PER_MSEC
+        return
+    slot_ms = (t[T_SCAN_PERIOD] + 9) // 10
+    lr = (local * 10) // (local + remote) if local + remote else 0
+    ps = (private * 10) // (private + shared) if private + shared else 0
+    if ps >= 7:
+        diff = max(1, ps - 7) * slot_ms
+    elif lr >= 7:
+        diff = max(1, lr - 7) * slot_ms
+    else:
+        diff = -(7 - max(lr, ps)) * slot_ms
+    t[T_SCAN_PERIOD] = min(max(t[T_SCAN_PERIOD] + diff, mm[M_SCAN_MIN]), mm[M_SCAN_MAX])
+    t[T_LOC_REMOTE] = 0
+    t[T_LOC_LOCAL] = 0
+    t[T_LOC_FAILED] = 0
+
+
+@kernel
+def task_numa_placement(st, slot):
+    """task_numa_placement without NUMA groups: decay the memory faults, take in the
+    buffer, pick the preferred node, adapt the scan period."""
+    t = st.tasks[slot]
+    mm = st.mms[t[T_ASID]]
+    if t[T_SCAN_SEQ] == mm[M_SCAN_SEQ]:
+        return
+    t[T_SCAN_SEQ] = mm[M_SCAN_SEQ]
+    t[T_SCAN_PERIOD_MAX] = mm[M_SCAN_MAX]
+    faults = st.task_faults[slot]
+    shared = 0
+    private = 0
+    max_faults = 0
+    max_nid = -1
+    for n in range(faults.shape[0]):
+        total = 0
+        for p in range(2):
+            buf = faults[n, F_BUF_SHARED + p]
+            faults[n, F_MEM_SHARED + p] += buf - faults[n, F_MEM_SHARED + p] // 2
+            faults[n, F_BUF_SHARED + p] = 0
+            if p == 0:
+                shared += buf
+            else:
+                private += buf
+            total += faults[n, F_MEM_SHARED + p]
+        if total > max_faults:
+            max_faults = total
+            max_nid = n
+    if max_faults:
+        t[T_PREFERRED] = st.numa_nodes[max_nid, N_NEAREST_CPU_NODE]
+    update_task_scan_period(st, slot, shared, private)
+
+
+@kernel
+def task_numa_fault(st, slot, old_cpupid, mem_node, nr, flags, cpu):
+    """task_numa_fault (only with kernel.numa_balancing on): the task's fault buffers,
+    locality, and a placement when its retry time passed."""
+    if st.opts[OPT_NUMA_BALANCING] == 0:
+        return
+    t = st.tasks[slot]
+    if old_cpupid == LAST_CPUPID_UNSET or st.opts[OPT_LAST_NODE_FILTER] != 0:
+        priv = 1
+    else:
+        priv = 1 if (old_cpupid & 0xFF) == (t[T_TID] & 0xFF) else 0
+    now = st.clock[0]
+    if now > t[T_MIGRATE_RETRY]:
+        task_numa_placement(st, slot)
+        if t[T_PREFERRED] != -1:                        # numa_migrate_preferred
+            t[T_MIGRATE_RETRY] = now + min(1000, t[T_SCAN_PERIOD] // 16) * NSEC_PER_MSEC
+    if flags & TNF_MIGRATED:
+        t[T_PAGES_MIGRATED] += nr
+    if flags & TNF_MIGRATE_FAIL:
+        t[T_LOC_FAILED] += nr
+    st.task_faults[slot, mem_node, F_BUF_SHARED + priv] += nr
+    if st.cpu_node[cpu] == mem_node:
+        t[T_LOC_LOCAL] += nr
+    else:
+        t[T_LOC_REMOTE] += nr
+
+
+@kernel
+def numa_fault_folio(st, vmas, v, f, vpn, cpu, slot, task_pol):
+    """numa_migrate_check + the migration + task_numa_fault for one folio."""
+    node = np.int64(st.frames[f]["node"])
+    st.vm[C_NUMA_HINT_FAULTS] += 1
+    if node == st.cpu_node[cpu]:
+        st.vm[C_NUMA_HINT_FAULTS_LOCAL] += 1
+    tid = np.uint32(st.tasks[slot, T_TID])
+    vmas[v]["pids"] |= np.uint64(1) << np.uint64((tid * np.uint32(0x61C88647)) >> PID_BITS_SHIFT)
+    old = np.int64(st.frames[f]["last_cpupid"])
+    target = mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol)
+    flags = 0
+    if target >= 0:
+        flags = migrate_misplaced(st, f, target, cpu)
+        if flags == TNF_MIGRATED:
+            node = target
+    task_numa_fault(st, slot, old, node, np.int64(1) << st.frames[f]["order"], flags, cpu)
+
+
+@kernel
+def do_numa_page(st, vmas, v, pi, vpn, cpu, slot, task_pol):
+    """do_numa_page / do_huge_pmd_numa_page: the entry at pi (a THP: its whole PMD) is
+    made accessible again, then the fault is decided."""
+    if st.ptes[pi]["flags"] & PTE_HUGE:
+        base = (pi >> PTRS_PER_PMD_SHIFT) << PTRS_PER_PMD_SHIFT
+        for i in range(PTRS_PER_PMD):
+            st.ptes[base + i]["flags"] &= ~np.uint32(PTE_NUMA)
+    else:
+        st.ptes[pi]["flags"] &= ~np.uint32(PTE_NUMA)
+    numa_fault_folio(st, vmas, v, np.int64(st.ptes[pi]["frame"]), vpn, cpu, slot, task_pol)
+
+
+@kernel
+def do_pmd_numa_page(st, vmas, v, b, vpn, cpu, slot, task_pol):
+    """Seed PMD batching: every marked entry of block b from max(PMD start, VMA start) on
+    is handled as if this CPU touched it (entries mapped more than once are only
+    unmarked)."""
+    st.blk_numa[b] = 0
+    first = (vpn >> PTRS_PER_PMD_SHIFT) << PTRS_PER_PMD_SHIFT
+    base = b << PTRS_PER_PMD_SHIFT
+    hint = v
+    for i in range(max(first, vmas[v]["start"]) - first, PTRS_PER_PMD):
+        fl = st.ptes[base + i]["flags"]
+        if fl & (PTE_PRESENT | PTE_NUMA) != PTE_PRESENT | PTE_NUMA:
+            continue
+        st.ptes[base + i]["flags"] = fl & ~np.uint32(PTE_NUMA)
+        f = np.int64(st.ptes[base + i]["frame"])
+        if st.frames[f]["mapcount"] != 1:
+            continue
+        w = find_vma(vmas, first + i, hint)
+        if w < 0:
+            continue
+        hint = w
+        numa_fault_folio(st, vmas, w, f, first + i, cpu, slot, task_pol)

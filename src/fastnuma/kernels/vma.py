@@ -1,0 +1,44 @@
+"""VMA rows as kernels see them (dtypes.VMA_DTYPE): lookup, governing policy, interleave
+index."""
+from ..dtypes import NO_POLICY
+from ._jit import kernel
+from .alloc import OPT_IL_THP_BASE
+
+
+@kernel(inline="always")
+def find_vma(vmas, vpn, hint):
+    """Index of the VMA row containing vpn (hint tried first), or -1 (a segfault)."""
+    if 0 <= hint < vmas.size and vmas[hint]["start"] <= vpn < vmas[hint]["end"]:
+        return hint
+    lo, hi = 0, vmas.size
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if vmas[mid]["end"] <= vpn:
+            lo = mid + 1
+        else:
+            hi = mid
+    if lo < vmas.size and vmas[lo]["start"] <= vpn:
+        return lo
+    return -1
+
+
+@kernel(inline="always")
+def vma_policy(vmas, v, task_pol):
+    """get_vma_policy: the VMA's (or shared object's) policy, else the task's, else none."""
+    p = vmas[v]["policy"]
+    return task_pol if p == NO_POLICY else p
+
+
+@kernel(inline="always")
+def ilx_of(vmas, v, vpn, order):
+    """Interleave index: (vm_pgoff >> order) + ((addr - vm_start) >> (PAGE_SHIFT + order))."""
+    return (vmas[v]["pgoff"] >> order) + ((vpn - vmas[v]["start"]) >> order)
+
+
+@kernel
+def folio_ilx(st, vmas, v, vpn, order):
+    """The interleave index of a folio of ``order`` at vpn (seed: in base pages)."""
+    vpn = (vpn >> order) << order
+    if order > 0 and st.opts[OPT_IL_THP_BASE] != 0:
+        return ilx_of(vmas, v, vpn, 0)
+    return ilx_of(vmas, v, vpn, order)
