@@ -17,7 +17,8 @@ def test_frame_layout_is_frozen():
 
 
 def test_vma_and_policy_layouts_are_frozen():
-    assert d.VMA_DTYPE.itemsize == 40
+    assert d.VMA_DTYPE.itemsize == 48
+    assert d.VMA_DTYPE.names[-1] == "pids" and d.VMA_DTYPE.fields["pids"][1] == 40
     assert d.POLICY_DTYPE.itemsize == 32
 
 
