@@ -16,7 +16,7 @@ from .kernels.numa import (M_NEXT_SCAN, M_SCAN_MAX, M_SCAN_MIN, M_SCAN_OFFSET, M
                            N_MM, N_NEAREST_CPU_NODE, N_NODE, N_TASK, NSEC_PER_MSEC,
                            T_ASID, T_LOC_FAILED, T_LOC_LOCAL, T_LOC_REMOTE, T_MIGRATE_RETRY,
                            T_NODE_STAMP, T_PAGES_MIGRATED, T_PREFERRED, T_SCAN_PERIOD,
-                           T_SCAN_PERIOD_MAX, T_SCAN_SEQ, T_START, T_TID,
+                           T_CPU, T_PID, T_SCAN_PERIOD_MAX, T_SCAN_SEQ, T_START, T_TID,
                            change_prot_numa_range, change_prot_numa_range_parallel)
 from .kernels.range import rss_of
 from .kernels.state import set_numa_arrays
@@ -55,6 +55,8 @@ class BalancingMixin:
         self._task_faults = np.zeros((16, n_nodes, 4), np.int64)
         self._mms = np.zeros((16, N_MM), np.int64)
         self._n_slots = 0
+        self._vma_lo = np.zeros(16, np.int64)
+        self._vma_hi = np.zeros(16, np.int64)
         nodes = np.zeros((n_nodes, N_NODE), np.int64)
         topo = self.topology
         cpu_nodes = [n for n in range(n_nodes) if topo.has_cpus(n)]
@@ -90,6 +92,8 @@ class BalancingMixin:
             changed = True
         if changed:
             set_numa_arrays(self.st, self._tasks, self._task_faults, self._mms)
+            self._vma_lo = np.zeros(self._mms.shape[0], np.int64)    # event-loop VMA spans
+            self._vma_hi = np.zeros(self._mms.shape[0], np.int64)
 
     def _mm_init(self, asid):
         """init_numa_balancing for a new address space."""
@@ -99,22 +103,23 @@ class BalancingMixin:
         mm[M_NEXT_SCAN] = self.now_ns + self.config.numa_balancing_scan_delay_ms * NSEC_PER_MSEC
         mm[M_SCAN_MIN], mm[M_SCAN_MAX] = self._scan_bounds(1)
 
-    def _task_init(self, th, asid, parent=None):
-        """init_numa_balancing for a new thread; ``parent``: the thread cloning it (same
-        address space), whose preferred node and period bound it inherits."""
-        slot = self._n_slots
+    def _task_init(self, th, asid, pid, cpu, parent=None):
+        """The thread table row of a new thread (init_numa_balancing); ``parent``: the
+        thread cloning it (same address space), whose preferred node and period bound it
+        inherits."""
+        slot = th.slot
         self._n_slots += 1
         self._grow_numa_tables(slot + 1, asid + 1)
-        th.slot = slot
         t = self._tasks[slot]
         t[:] = 0
         self._task_faults[slot] = 0
         t[T_TID], t[T_ASID], t[T_START] = th.tid, asid, self.now_ns
+        t[T_PID], t[T_CPU] = pid, cpu
         t[T_SCAN_PERIOD] = self.config.numa_balancing_scan_delay_ms
         t[T_PREFERRED] = -1
         if parent is not None:
             p = self._tasks[parent.slot]
-            users = len(self.procs[th.pid].tids)
+            users = len(self.procs[pid].tids)
             t[T_SCAN_SEQ] = self._mms[asid, M_SCAN_SEQ]
             t[T_PREFERRED] = p[T_PREFERRED]
             t[T_SCAN_PERIOD_MAX] = p[T_SCAN_PERIOD_MAX]

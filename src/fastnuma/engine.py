@@ -16,7 +16,8 @@ from .constants import PAGE_SHIFT, TASK_SIZE
 from .dtypes import C_OOM_KILL, N_NUMASTAT, N_VMSTAT
 from .errors import OutOfMemory, SegmentationFault, raise_errno
 from .kernels.alloc import N_OPTS
-from .kernels.fault import ACCESS_DONE, ACCESS_NEED_GROW, ACCESS_SEGV, access_batch
+from .kernels.events import EV_DONE, EV_NEED_GROW, EV_SEGV, run_events
+from .kernels.numa import T_ACC_LOCAL, T_ACC_REMOTE, T_CPU, T_POLICY
 from .kernels.range import copy_page_range, split_pmd_at
 from .kernels.state import SimState, set_policies
 from .pagetable import PageTable
@@ -29,17 +30,45 @@ from .vma import Vma, VmaList
 
 
 
-@dataclass(eq=False, slots=True)
 class Thread:
-    tid: int
-    pid: int
-    cpu: int
-    policy: object = None       # task policy (Policy or None)
-    il_prev: int = -1           # last interleave node (MAX_NUMNODES-1 after set_mempolicy)
-    il_weight: int = 0
-    local: int = 0              # accesses to memory on the thread's node / elsewhere
-    remote: int = 0
-    slot: int = -1              # its row in the NUMA-balancing tables (balancing.py)
+    """A thread. Its CPU, task policy row and access counts live in the simulator's thread
+    table (``Simulator._tasks``, row ``slot``), where the kernels read and update them."""
+    __slots__ = ("tid", "pid", "slot", "il_prev", "il_weight", "_policy", "_sim")
+
+    def __init__(self, sim, tid, pid, slot, il_prev=-1, il_weight=0):
+        self._sim = sim
+        self.tid, self.pid, self.slot = tid, pid, slot
+        self.il_prev = il_prev       # last interleave node (MAX_NUMNODES-1 after set_mempolicy)
+        self.il_weight = il_weight
+        self._policy = None
+
+    @property
+    def cpu(self):
+        return int(self._sim._tasks[self.slot, T_CPU])
+
+    @cpu.setter
+    def cpu(self, cpu):
+        self._sim._tasks[self.slot, T_CPU] = cpu
+
+    @property
+    def policy(self):
+        """The task policy (a Policy, or None for the default)."""
+        return self._policy
+
+    @policy.setter
+    def policy(self, pol):
+        self._policy = pol
+        self._sim._tasks[self.slot, T_POLICY] = self._sim.policies.intern(pol)
+
+    @property
+    def local(self):
+        """Accesses to memory on the node of the CPU the thread ran on."""
+        return int(self._sim._tasks[self.slot, T_ACC_LOCAL])
+
+    @property
+    def remote(self):
+        """Accesses to memory on another node."""
+        return int(self._sim._tasks[self.slot, T_ACC_REMOTE])
 
 
 @dataclass(eq=False, slots=True)
@@ -99,6 +128,9 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         self.access_counts = np.zeros((n, n, 2), np.int64)   # cpu node x memory node x r/w
         self._scratch_counts = np.zeros((n, n, 2), np.int64)
         self._pos = np.zeros(1, np.int64)
+        self._one = {k: np.zeros(1, np.int64) for k in ("tid", "pid", "cpu", "ts")}
+        self._tid_keys = np.full(64, -1, np.int64)           # tid -> thread table row
+        self._tid_vals = np.full(64, -1, np.int64)
         self._memory_mask = sum(1 << i for i in topology.memory_nodes())
         self.procs = {}
         self.threads = {}
@@ -174,9 +206,8 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         asid = self._new_asid()
         self.procs[pid] = Process(pid, asid, uid, bool(cap_sys_nice), self._vma_list(asid),
                                   [pid])
-        self.threads[pid] = Thread(pid, pid, cpu)
         self._mm_init(asid)
-        self._task_init(self.threads[pid], asid)
+        self._new_thread(pid, pid, asid, cpu)
         return pid
 
     def clone(self, pid, cpu=None):
@@ -186,9 +217,8 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         leader = self._main_thread(proc)
         cpu = leader.cpu if cpu is None else self._check_cpu(cpu)
         tid = self._new_id()
-        self.threads[tid] = Thread(tid, proc.pid, cpu, leader.policy, leader.il_prev,
-                                   leader.il_weight)
-        self._task_init(self.threads[tid], proc.asid, parent=leader)
+        self._new_thread(tid, proc.pid, proc.asid, cpu, leader.policy, leader.il_prev,
+                         leader.il_weight, parent=leader)
         proc.tids.append(tid)
         return tid
 
@@ -209,9 +239,8 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         self.pt.reserve(blocks=len(blocks) + 1, frames=0)
         copy_page_range(self.st, self._kernel_vmas(proc), blocks, cproc.asid)
         self.procs[child] = cproc
-        self.threads[child] = Thread(child, child, th.cpu, th.policy, th.il_prev, th.il_weight)
         self._mm_init(asid)
-        self._task_init(self.threads[child], asid)
+        self._new_thread(child, child, asid, th.cpu, th.policy, th.il_prev, th.il_weight)
         return child
 
     def exit(self, pid):
@@ -221,6 +250,7 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         for t in proc.tids:
             del self.threads[t]
         del self.procs[proc.pid]
+        self._rebuild_tid_hash()
 
     def _oom_kill(self, proc):
         self.vm[C_OOM_KILL] += 1
@@ -240,6 +270,37 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         return list(self._proc(pid).tids)
 
     # ----------------------------------------------------------------- access
+    def _new_thread(self, tid, pid, asid, cpu, policy=None, il_prev=-1, il_weight=0,
+                    parent=None):
+        """A thread with its row in the thread table (``parent``: the thread cloning it)."""
+        th = Thread(self, tid, pid, self._n_slots, il_prev, il_weight)
+        self._task_init(th, asid, pid, cpu, parent)
+        th.policy = policy
+        self.threads[tid] = th
+        self._tid_hash_insert(tid, th.slot)
+        return th
+
+    def _tid_hash_insert(self, tid, slot):
+        keys = self._tid_keys
+        if 2 * (len(self.threads) + 1) > keys.size:
+            self._rebuild_tid_hash(2 * keys.size)
+            keys = self._tid_keys
+        mask = keys.size - 1
+        s = (((tid * 0x9E3779B97F4A7C15) & _U64) >> 40) & mask   # as kernels/events.tid_slot
+        while keys[s] != -1 and keys[s] != tid:
+            s = (s + 1) & mask
+        keys[s] = tid
+        self._tid_vals[s] = slot
+
+    def _rebuild_tid_hash(self, size=None):
+        """The tid -> thread-table-row hash the event loop reads, over the live threads."""
+        size = size or max(64, self._tid_keys.size)
+        self._tid_keys = np.full(size, -1, np.int64)
+        self._tid_vals = np.full(size, -1, np.int64)
+        for tid, th in self.threads.items():
+            self._tid_hash_insert(tid, th.slot)
+
+    # ----------------------------------------------------------------- access
     def access(self, tid, addrs, write=False):
         """Loads (or stores) by thread ``tid`` on its current CPU; faults as Linux takes them.
 
@@ -249,42 +310,46 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         """
         th = self._thread(tid)
         addrs = _as_addr_array(addrs)
-        writes = _as_write_array(write, addrs.size)
-        cn = self.topology.cpu_node[th.cpu]
-        self._scratch_counts[:] = 0
-        try:
-            self._touch(th, addrs, writes)
-        finally:                            # accesses before a fault that failed took place
-            counts = self._scratch_counts
-            self.access_counts += counts
-            local = int(counts[cn, cn].sum())
-            th.local += local
-            th.remote += int(counts.sum()) - local
-
-    def _touch(self, th, addrs, writes):
-        """Run the access kernel for thread ``th``; returns the batch's access counts
-        [cpu node, memory node, read/write]. Raises as :meth:`access` does."""
-        proc = self.procs[th.pid]
+        ops = _as_write_array(write, addrs.size)
         counts = self._scratch_counts
         counts[:] = 0
-        task_pol = self.policies.intern(th.policy)
+        try:
+            self._touch(th, addrs, ops)
+        finally:                            # accesses before a fault that failed took place
+            self.access_counts += counts
+
+    def _touch(self, th, addrs, ops):
+        """Run the event loop for thread ``th`` on its CPU at the current time (``ops``: 0
+        read, 1 write, per address or one for all); counts go to _scratch_counts. Raises as
+        :meth:`access` does."""
+        proc = self.procs[th.pid]
         vmas = self._kernel_vmas(proc)
+        self._vma_lo[proc.asid], self._vma_hi[proc.asid] = 0, len(vmas)
+        one = self._one
+        one["tid"][0], one["pid"][0], one["cpu"][0] = th.tid, th.pid, th.cpu
+        one["ts"][0] = self.now_ns
         start = 0
         while True:
-            status = access_batch(self.st, vmas, proc.asid, th.cpu, th.slot, task_pol, addrs,
-                                  writes, start, self._pos, counts)
+            status = run_events(self.st, vmas, self._vma_lo, self._vma_hi, self._tid_keys,
+                                self._tid_vals, addrs, ops, one["cpu"], one["tid"], one["pid"],
+                                one["ts"], start, addrs.size, _NEVER, self._pos,
+                                self._scratch_counts)
             start = int(self._pos[0])
-            if status != ACCESS_NEED_GROW:
+            if status != EV_NEED_GROW:
                 break
             self.pt.grow()
         proc.vmas.sync_from_view()
-        if status == ACCESS_DONE:
-            return counts
-        if status == ACCESS_SEGV:
+        if status == EV_DONE:
+            return
+        if status == EV_SEGV:
             raise SegmentationFault(proc.pid, start, int(addrs[start]))
         self._oom_kill(proc)
         raise OutOfMemory(proc.pid, f"out of memory at address {int(addrs[start]):#x} "
                                     f"(element {start}): process {proc.pid} was OOM-killed")
+
+
+_U64 = (1 << 64) - 1
+_NEVER = np.iinfo(np.int64).max
 
 
 def _as_addr_array(addrs):

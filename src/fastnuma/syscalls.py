@@ -17,6 +17,7 @@ from .kernels.migrate import (TARGET_NODE, TARGET_POLICY, do_pages_move,
                               queue_node_folios, queue_pages_range)
 from .kernels.migrate import migrate_pages as migrate_folios
 from .kernels.alloc import alloc_pages_task
+from .kernels.numa import T_ACC_LOCAL, T_ACC_REMOTE
 from .kernels.state import CTL_NFRAMES
 from .kernels.range import pages_stat, release_frames
 from .policy import as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
@@ -210,8 +211,7 @@ class SyscallMixin:
             raise_errno(errno.EINVAL, f"address {addr:#x} given without MPOL_F_ADDR")
         if flags & MPOL_F_NODE:
             if flags & MPOL_F_ADDR:
-                self._touch(th, np.array([addr], np.int64), np.zeros(1, np.uint8))  # lookup_node
-                return int(self.page_nodes(th.pid, addr & ~(PAGE_SIZE - 1), PAGE_SIZE)[0])
+                return self._lookup_node(th, addr)
             if pol is not None and pol is th.policy and pol.mode == MPOL_INTERLEAVE:
                 return _next_node_in(th.il_prev, pol.nodes)
             if pol is not None and pol is th.policy and pol.mode == MPOL_WEIGHTED_INTERLEAVE:
@@ -221,6 +221,17 @@ class SyscallMixin:
         if pol is None:
             return MPOL_DEFAULT, frozenset()
         return pol.user_mode(), frozenset(mask_nodes(pol.user_mask()))
+
+    def _lookup_node(self, th, addr):
+        """lookup_node: get_user_pages of one page (a read fault when nothing is mapped;
+        a page marked for NUMA hinting is followed without a fault), then its node."""
+        page = addr & ~(PAGE_SIZE - 1)
+        if not self.page_flags(th.pid, page, PAGE_SIZE)[0]:
+            acc = self._tasks[th.slot, T_ACC_LOCAL:T_ACC_REMOTE + 1].copy()
+            self._scratch_counts[:] = 0
+            self._touch(th, np.array([addr], np.int64), np.zeros(1, np.uint8))
+            self._tasks[th.slot, T_ACC_LOCAL:T_ACC_REMOTE + 1] = acc   # not an access
+        return int(self.page_nodes(th.pid, page, PAGE_SIZE)[0])
 
     # ------------------------------------------------------------------ page cache
     def page_cache_read(self, tid, n_pages=1):

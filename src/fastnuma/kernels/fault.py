@@ -1,6 +1,5 @@
-"""The access path: present pages are counted, anything else takes a fault as Linux would.
-
-``access_batch`` is the hot loop (one call per batch, no Python per address). Faults:
+"""Page faults, as Linux takes them, for the event loop (events.py) when an access cannot
+complete. Faults:
 do_anonymous_page (zero page on read, allocation on write), do_huge_pmd_anonymous_page
 (THP), do_wp_page (COW after fork, write to the zero page), shmem_fault (shared anonymous
 memory found by page offset in its object).
@@ -8,21 +7,17 @@ memory found by page offset in its object).
 import numpy as np
 
 from ..constants import HPAGE_PMD_ORDER
-from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK,
-                      FRAME_DIRTY, FRAME_PTE_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_NUMA, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
-                      PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_HUGEPAGE,
-                      VM_ANON, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
-from ._jit import kernel, prefetch
-from .numa import do_numa_page, do_pmd_numa_page
-from .vma import find_vma, folio_ilx, ilx_of, vma_policy
+from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_DIRTY,
+                      FRAME_PTE_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_NUMA, PTE_PRESENT,
+                      PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_ANON,
+                      VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED)
+from ._jit import kernel
 from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
-                    OPT_THP_DEFRAG, OPT_ZERO_PAGE,
-                    THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
-from .state import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, ROOM_BLOCKS, ROOM_FRAMES,
-                    find_block, get_block, lookup_block, new_frame, split_huge_pmd)
+                    OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
+from .numa import do_numa_page, do_pmd_numa_page
+from .state import find_block, get_block, new_frame, split_huge_pmd
+from .vma import folio_ilx, ilx_of, vma_policy
 
-# status codes of access_batch (the position reached is written to pos[0])
-ACCESS_DONE, ACCESS_NEED_GROW, ACCESS_SEGV, ACCESS_OOM = 0, 1, 2, 3
 FAULT_OK, FAULT_OOM = 0, -1
 
 
@@ -185,94 +180,3 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
     st.blk_used[b] += 1
     st.blk_table[b] = 1
     return b
-
-
-PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
-
-
-@kernel(inline="always")
-def cached_block(hkeys, hvals, asid, vpn, pmd, blk):
-    """(pmd, block) of vpn, looked up only when its PMD differs from the cached ``pmd``;
-    block -1 when there is none (or vpn is beyond 47 bits)."""
-    if vpn >> PTRS_PER_PMD_SHIFT == pmd:
-        return pmd, blk
-    pmd = vpn >> PTRS_PER_PMD_SHIFT
-    return pmd, (lookup_block(hkeys, hvals, asid, pmd) if pmd >> 26 == 0 else np.int64(-1))
-
-
-@kernel
-def access_batch(st, vmas, asid, cpu, slot, task_pol, addrs, writes, start, pos, counts):
-    """Replay addrs[start:] by thread ``slot`` (its tasks[] row) on ``cpu``; returns an
-    ACCESS_* status.
-
-    ``writes``: uint8 per address (or one element for the whole batch). ``counts``: int64
-    [n_nodes (cpu node), n_nodes (memory node), 2 (read, write)], accumulated. ``pos[0]``
-    receives the index reached (the faulting element on SEGV/OOM/NEED_GROW). An access
-    that faults is retried after the fault, as the CPU does.
-    """
-    cn = np.int64(st.cpu_node[cpu])
-    ptes, frames, hkeys, hvals, blk_numa = st.ptes, st.frames, st.hkeys, st.hvals, st.blk_numa
-    ctl = st.ctl
-    blk_cap, frame_cap, hash_cap = st.blk_key.size, frames.size, hkeys.size
-    one_w = writes.size == 1
-    cur_pmd = np.int64(-1)
-    cur_blk = np.int64(-1)
-    cur_numa = False                  # the seed's PMD-level mark on the current block
-    hint = np.int64(0)
-    n = addrs.size
-    pf_pmd, pf_blk, pf2_pmd, pf2_blk = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
-    i = start
-    while i < n:
-        # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
-        j = i + PREFETCH_AHEAD
-        if j < n:
-            vpn_j = np.int64(addrs[j]) >> 12
-            pf_pmd, pf_blk = cached_block(hkeys, hvals, asid, vpn_j, pf_pmd, pf_blk)
-            if pf_blk >= 0:
-                prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1)))
-        j = i + PREFETCH_AHEAD // 2
-        if j < n:
-            vpn_j = np.int64(addrs[j]) >> 12
-            pf2_pmd, pf2_blk = cached_block(hkeys, hvals, asid, vpn_j, pf2_pmd, pf2_blk)
-            if pf2_blk >= 0:
-                f = ptes[(pf2_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1))]["frame"]
-                if f >= 0:
-                    prefetch(frames, f)
-        vpn = np.int64(addrs[i]) >> 12
-        w = writes[0] if one_w else writes[i]
-        pmd = vpn >> PTRS_PER_PMD_SHIFT
-        if pmd != cur_pmd:
-            if pmd >> (47 - 21) != 0:                # negative, or beyond 47 bits
-                pos[0] = i
-                return ACCESS_SEGV
-            cur_blk = lookup_block(hkeys, hvals, asid, pmd)
-            cur_pmd = pmd
-            cur_numa = cur_blk >= 0 and blk_numa[cur_blk] != 0
-        if cur_blk >= 0 and not cur_numa:
-            pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-            fl = ptes[pi]["flags"]
-            if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
-                f = ptes[pi]["frame"]
-                node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
-                counts[cn, node, w] += 1
-                if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
-                    ptes[pi]["flags"] = fl | PTE_DIRTY
-                    frames[f]["flags"] |= FRAME_PTE_DIRTY
-                i += 1
-                continue
-        v = find_vma(vmas, vpn, hint)
-        if v < 0:
-            pos[0] = i
-            return ACCESS_SEGV
-        hint = v
-        if (ctl[CTL_NBLOCKS] + ROOM_BLOCKS > blk_cap or ctl[CTL_NFRAMES] + ROOM_FRAMES > frame_cap
-                or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # room for one more fault
-            pos[0] = i
-            return ACCESS_NEED_GROW
-        cur_blk = handle_mm_fault(st, vmas, v, asid, vpn, cur_blk, cpu, slot, task_pol, w != 0)
-        if cur_blk < 0:
-            pos[0] = i
-            return ACCESS_OOM
-        cur_numa = blk_numa[cur_blk] != 0
-    pos[0] = addrs.size
-    return ACCESS_DONE

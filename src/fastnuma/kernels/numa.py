@@ -28,7 +28,10 @@ from .vma import find_vma, folio_ilx, vma_policy
 (T_TID, T_ASID, T_START, T_NODE_STAMP, T_SCAN_PERIOD, T_SCAN_PERIOD_MAX, T_SCAN_SEQ,
  T_PREFERRED, T_MIGRATE_RETRY, T_PAGES_MIGRATED, T_LOC_REMOTE, T_LOC_LOCAL,
  T_LOC_FAILED) = range(13)
-N_TASK = 13
+# ... and what the event loop reads and writes: the thread's process, CPU, policy row, and
+# its accesses to memory on its CPU's node / elsewhere (T_ACC_REMOTE = T_ACC_LOCAL + 1)
+T_PID, T_CPU, T_POLICY, T_ACC_LOCAL, T_ACC_REMOTE = range(13, 18)
+N_TASK = 18
 # task_faults[slot, node, F_*]: memory faults (decayed) and the buffer since placement
 F_MEM_SHARED, F_MEM_PRIVATE, F_BUF_SHARED, F_BUF_PRIVATE = range(4)
 # mms[asid, M_*]: an address space's scan state; scan_min/max are the latest snapshot

@@ -51,7 +51,7 @@ def format_of(path, format=None):
             raise ValueError(f"unknown trace format {format!r} (expected file, stream, "
                              "parquet or one of .arrow, .feather, .arrows, .parquet)")
         return kind
-    ext = os.path.splitext(os.fspath(path))[1].lower()
+    ext = os.path.splitext(os.fspath(path))[1]
     if ext not in FORMATS:
         raise ValueError(f"cannot tell the trace format of {os.fspath(path)!r} from its "
                          "extension (expected .arrow, .feather, .arrows or .parquet)")

@@ -1,0 +1,162 @@
+"""The hot loop: a stream of events (loads and stores, by threads on CPUs, at times) run
+against the page tables. ``sim.access`` and trace replay both use it.
+
+Present, accessible pages are counted inline; anything else takes a fault (fault.py,
+numa.py) and the access is retried, as the CPU does. The loop returns to Python for what
+Python owns: a control event (op > WRITE), a thread seen for the first time, a time at
+which NUMA-balancing ticks are due, a segfault, an OOM, or a table that needs room.
+"""
+import numpy as np
+
+from ..constants import OP_WRITE
+from ..dtypes import (FRAME_PTE_DIRTY, PTE_DIRTY, PTE_NUMA, PTE_PRESENT, PTE_WRITE,
+                      PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
+from ._jit import kernel, prefetch
+from .fault import handle_mm_fault
+from .numa import T_ACC_LOCAL, T_ASID, T_CPU, T_PID, T_POLICY
+from .state import CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, ROOM_BLOCKS, ROOM_FRAMES, lookup_block
+from .vma import find_vma
+
+# status codes (the index reached is written to pos[0])
+(EV_DONE, EV_NEED_GROW, EV_SEGV, EV_OOM, EV_CONTROL, EV_NEW_THREAD, EV_TIME, EV_BAD_PID,
+ EV_BAD_CPU) = range(9)
+PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
+
+
+@kernel(inline="always")
+def cached_block(hkeys, hvals, asid, vpn, pmd, blk):
+    """(pmd, block) of vpn, looked up only when its PMD differs from the cached ``pmd``;
+    block -1 when there is none (or vpn is beyond 47 bits)."""
+    if vpn >> PTRS_PER_PMD_SHIFT == pmd:
+        return pmd, blk
+    pmd = vpn >> PTRS_PER_PMD_SHIFT
+    return pmd, (lookup_block(hkeys, hvals, asid, pmd) if pmd >> 26 == 0 else np.int64(-1))
+
+
+@kernel(inline="always")
+def tid_slot(keys, vals, tid):
+    """The thread table slot of ``tid`` (open addressing, keys -1 = empty), or -1."""
+    mask = keys.size - 1
+    s = np.int64((np.uint64(tid) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & mask
+    while True:
+        k = keys[s]
+        if k == tid:
+            return np.int64(vals[s])
+        if k == -1:
+            return np.int64(-1)
+        s = (s + 1) & mask
+
+
+@kernel
+def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid, pid, ts,
+               start, stop, stop_ts, pos, counts):
+    """Run events [start, stop); returns an EV_* status, the index reached in pos[0].
+
+    Every per-event column may have one element, which then holds for all (``sim.access``
+    passes one thread, CPU, time and often one op). ``vmas`` holds the VMA rows of every
+    address space, those of asid a being vmas[vma_lo[a]:vma_hi[a]]. ``counts``: int64
+    [cpu node, memory node, read/write], accumulated; the thread table (st.tasks) gets the
+    thread's CPU and its local/remote counts. Events with ts >= stop_ts are not run.
+    """
+    ptes, frames, hkeys, hvals, blk_numa = st.ptes, st.frames, st.hkeys, st.hvals, st.blk_numa
+    tasks, cpu_node, clock, ctl = st.tasks, st.cpu_node, st.clock, st.ctl
+    blk_cap, frame_cap, hash_cap = st.blk_key.size, frames.size, hkeys.size
+    n_cpus = cpu_node.size
+    one_op, one_cpu, one_tid, one_pid, one_ts = (op.size == 1, cpu.size == 1, tid.size == 1,
+                                                 pid.size == 1, ts.size == 1)
+    last_tid, last_pid, slot, asid = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
+    task_pol = np.int64(-1)
+    pvmas = vmas[0:0]
+    c, cn = np.int64(-1), np.int64(-1)
+    cur_pmd, cur_blk, cur_numa = np.int64(-1), np.int64(-1), False
+    hint = np.int64(0)
+    pf_pmd, pf_blk, pf2_pmd, pf2_blk = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
+    i = start
+    while i < stop:
+        t = np.int64(ts[0] if one_ts else ts[i])
+        if t >= stop_ts:
+            pos[0] = i
+            return EV_TIME
+        w = np.int64(op[0] if one_op else op[i])
+        if w > OP_WRITE:
+            pos[0] = i
+            return EV_CONTROL
+        tt = np.int64(tid[0] if one_tid else tid[i])
+        pp = np.int64(pid[0] if one_pid else pid[i])
+        if tt != last_tid or pp != last_pid:
+            s = tid_slot(tid_keys, tid_vals, tt)
+            if s < 0:
+                pos[0] = i
+                return EV_NEW_THREAD
+            if tasks[s, T_PID] != pp:
+                pos[0] = i
+                return EV_BAD_PID
+            slot, last_tid, last_pid = s, tt, pp
+            task_pol = tasks[s, T_POLICY]
+            if tasks[s, T_ASID] != asid:
+                asid = tasks[s, T_ASID]
+                pvmas = vmas[vma_lo[asid]:vma_hi[asid]]
+                cur_pmd, cur_blk, cur_numa, hint = np.int64(-1), np.int64(-1), False, 0
+                pf_pmd, pf2_pmd = np.int64(-1), np.int64(-1)
+        cc = np.int64(cpu[0] if one_cpu else cpu[i])
+        if cc != c:
+            if cc < 0 or cc >= n_cpus or cpu_node[cc] < 0:
+                pos[0] = i
+                return EV_BAD_CPU
+            c = cc
+            cn = np.int64(cpu_node[cc])
+        tasks[slot, T_CPU] = c
+        clock[0] = t
+        # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
+        j = i + PREFETCH_AHEAD
+        if j < stop:
+            vpn_j = np.int64(addr[j]) >> 12
+            pf_pmd, pf_blk = cached_block(hkeys, hvals, asid, vpn_j, pf_pmd, pf_blk)
+            if pf_blk >= 0:
+                prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1)))
+        j = i + PREFETCH_AHEAD // 2
+        if j < stop:
+            vpn_j = np.int64(addr[j]) >> 12
+            pf2_pmd, pf2_blk = cached_block(hkeys, hvals, asid, vpn_j, pf2_pmd, pf2_blk)
+            if pf2_blk >= 0:
+                f = ptes[(pf2_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1))]["frame"]
+                if f >= 0:
+                    prefetch(frames, f)
+        vpn = np.int64(addr[i]) >> 12
+        pmd = vpn >> PTRS_PER_PMD_SHIFT
+        if pmd != cur_pmd:
+            if pmd >> (47 - 21) != 0:                # negative, or beyond 47 bits
+                pos[0] = i
+                return EV_SEGV
+            cur_blk = lookup_block(hkeys, hvals, asid, pmd)
+            cur_pmd = pmd
+            cur_numa = cur_blk >= 0 and blk_numa[cur_blk] != 0
+        if cur_blk >= 0 and not cur_numa:
+            pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
+            fl = ptes[pi]["flags"]
+            if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
+                f = ptes[pi]["frame"]
+                node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
+                counts[cn, node, w] += 1
+                tasks[slot, T_ACC_LOCAL + (node != cn)] += 1
+                if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
+                    ptes[pi]["flags"] = fl | PTE_DIRTY
+                    frames[f]["flags"] |= FRAME_PTE_DIRTY
+                i += 1
+                continue
+        v = find_vma(pvmas, vpn, hint)
+        if v < 0:
+            pos[0] = i
+            return EV_SEGV
+        hint = v
+        if (ctl[CTL_NBLOCKS] + ROOM_BLOCKS > blk_cap or ctl[CTL_NFRAMES] + ROOM_FRAMES > frame_cap
+                or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # room for one more fault
+            pos[0] = i
+            return EV_NEED_GROW
+        cur_blk = handle_mm_fault(st, pvmas, v, asid, vpn, cur_blk, c, slot, task_pol, w != 0)
+        if cur_blk < 0:
+            pos[0] = i
+            return EV_OOM
+        cur_numa = blk_numa[cur_blk] != 0
+    pos[0] = stop
+    return EV_DONE
