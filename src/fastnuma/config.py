@@ -104,6 +104,10 @@ class SimConfig:
                     raise ValueError(f"interleave_weights[{node!r}]={w!r}: weights are ints "
                                      f"0..255 keyed by node id")
 
+    def describe(self):
+        """Every knob and its value (a dict, JSON-ready)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
     def check_against(self, topology):
         """Knobs that name nodes must name nodes of the topology."""
         for node in (self.interleave_weights or {}):

@@ -23,6 +23,7 @@ from .kernels.state import SimState, set_policies
 from .pagetable import PageTable
 from .policy import PolicyTable, as_int
 from .mm import MemoryMixin
+from .replay import ReplayMixin
 from .stats import ObservationMixin
 from .syscalls import SyscallMixin
 from .topology import Topology
@@ -81,7 +82,7 @@ class Process:
     tids: list = field(default_factory=list)
 
 
-class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
+class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin, ReplayMixin):
     """A simulated Linux NUMA machine: processes, page tables, policies and counters.
 
     Parameters
@@ -113,6 +114,7 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         # needs more than one entry per page of the machine (PageTable.max_frames)
         n_pages = sum(topology.node_pages)
         self.pt = PageTable(frames=min(n_pages + 1024, 1 << 20), max_frames=n_pages + 1024)
+        self.topology_pages = ka["node_pages"]               # capacity per node
         self.free = ka["node_pages"].copy()                 # free pages per node
         self.vm = np.zeros(N_VMSTAT, np.int64)               # VMSTAT_NAMES counters
         self.node_stats = np.zeros((n, N_NUMASTAT), np.int64)  # NUMASTAT_NAMES per node
@@ -252,6 +254,24 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
         del self.procs[proc.pid]
         self._rebuild_tid_hash()
 
+    def _adopt_thread(self, pid, tid, cpu):
+        """A thread with the given ids (a trace's): it joins process ``pid``, or starts it
+        (as the process's first thread, whatever its tid). Later ids from spawn/clone/fork
+        do not collide with these."""
+        self._next_id = max(self._next_id, pid + 1, tid + 1)
+        proc = self.procs.get(pid)
+        if proc is None:
+            asid = self._new_asid()
+            proc = Process(pid, asid, 0, True, self._vma_list(asid), [tid])
+            self.procs[pid] = proc
+            self._mm_init(asid)
+            return self._new_thread(tid, pid, asid, cpu)
+        leader = self._main_thread(proc)
+        th = self._new_thread(tid, pid, proc.asid, cpu, leader.policy, leader.il_prev,
+                              leader.il_weight, parent=leader)
+        proc.tids.append(tid)
+        return th
+
     def _oom_kill(self, proc):
         self.vm[C_OOM_KILL] += 1
         self.exit(proc.pid)
@@ -333,7 +353,7 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin):
             status = run_events(self.st, vmas, self._vma_lo, self._vma_hi, self._tid_keys,
                                 self._tid_vals, addrs, ops, one["cpu"], one["tid"], one["pid"],
                                 one["ts"], start, addrs.size, _NEVER, self._pos,
-                                self._scratch_counts)
+                                self._scratch_counts, 0)
             start = int(self._pos[0])
             if status != EV_NEED_GROW:
                 break

@@ -269,6 +269,12 @@ class Topology:
         """Ids of the nodes with memory, ascending (N_MEMORY)."""
         return tuple(i for i, p in enumerate(self.node_pages) if p > 0)
 
+    def describe(self):
+        """One line: nodes, their memory and CPUs, e.g. "2 nodes: N0 1.0 GiB 2 CPUs, ..."."""
+        parts = [f"N{n} {self.node_pages[n] * 4096 / 2**30:.1f} GiB {len(self.node_cpus[n])} CPUs"
+                 for n in range(self.n_nodes)]
+        return f"{self.n_nodes} nodes: " + ", ".join(parts)
+
     def to_kernel_args(self):
         """Fresh numpy arrays for the Numba kernels.
 

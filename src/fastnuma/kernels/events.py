@@ -49,14 +49,15 @@ def tid_slot(keys, vals, tid):
 
 @kernel
 def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid, pid, ts,
-               start, stop, stop_ts, pos, counts):
+               start, stop, stop_ts, pos, counts, ts_offset):
     """Run events [start, stop); returns an EV_* status, the index reached in pos[0].
 
     Every per-event column may have one element, which then holds for all (``sim.access``
     passes one thread, CPU, time and often one op). ``vmas`` holds the VMA rows of every
     address space, those of asid a being vmas[vma_lo[a]:vma_hi[a]]. ``counts``: int64
     [cpu node, memory node, read/write], accumulated; the thread table (st.tasks) gets the
-    thread's CPU and its local/remote counts. Events with ts >= stop_ts are not run.
+    thread's CPU and its local/remote counts. Events with ts >= stop_ts are not run; an
+    event runs at simulated time ts + ts_offset.
     """
     ptes, frames, hkeys, hvals, blk_numa = st.ptes, st.frames, st.hkeys, st.hvals, st.blk_numa
     tasks, cpu_node, clock, ctl = st.tasks, st.cpu_node, st.clock, st.ctl
@@ -106,7 +107,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             c = cc
             cn = np.int64(cpu_node[cc])
         tasks[slot, T_CPU] = c
-        clock[0] = t
+        clock[0] = t + ts_offset
         # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
         j = i + PREFETCH_AHEAD
         if j < stop:

@@ -38,6 +38,7 @@ class TraceBatch:
     mode: np.ndarray
     nodemask: np.ndarray
     flags: np.ndarray
+    path: str = None          # the file it came from (None for an in-memory source)
 
     def __len__(self):
         return self.addr.size
@@ -168,5 +169,5 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS):
                 raise TraceError(f"unknown op (version 1 defines 0..{MAX_OP})", path=path,
                                  column="op", row=row0 + k, value=int(cols["op"][k]))
             last_ts = int(ts[-1])
-        yield TraceBatch(row=row0, **cols)
+        yield TraceBatch(row=row0, path=path, **cols)
         row0 += n

@@ -1,0 +1,272 @@
+"""Trace replay: trace batches (trace/reader.py) through the event loop (kernels/events.py).
+
+Accesses run in the Numba loop; it comes back here only for what Python owns: a control
+event (MMAP, MUNMAP, MBIND, SET_MEMPOLICY, MOVE_PAGES, SCHED, MADVISE, applied through the
+public calls), a thread or process seen for the first time (created with the trace's ids),
+NUMA-balancing ticks that are due before the next event, the end of an epoch, an access
+outside every mapping (an implicit mapping, or a segfault event in strict mode), an
+out-of-memory kill, or a table that must grow. Results do not depend on the batch size
+or the file format: the loop stops at the same events whatever the batches are.
+"""
+import errno
+
+import numpy as np
+
+from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, OP_MADVISE, OP_MBIND, OP_MMAP,
+                        OP_MOVE_PAGES, OP_MUNMAP, OP_SCHED, OP_SET_MEMPOLICY, PAGE_SHIFT)
+from .dtypes import VMA_DTYPE
+from .errors import TraceError
+from .kernels.events import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW,
+                             EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME, run_events)
+from .report import Report, ReportBuilder
+from .trace.reader import DEFAULT_BATCH_ROWS, open_trace
+
+IMPLICIT_REGION_PAGES = 512          # an implicit mapping covers the access's 2 MiB region
+_NEVER = np.iinfo(np.int64).max
+_NO_VMAS = np.zeros(0, VMA_DTYPE)
+_OP_NAMES = {OP_MMAP: "MMAP", OP_MUNMAP: "MUNMAP", OP_MBIND: "MBIND",
+             OP_SET_MEMPOLICY: "SET_MEMPOLICY", OP_MOVE_PAGES: "MOVE_PAGES",
+             OP_SCHED: "SCHED", OP_MADVISE: "MADVISE"}
+
+
+class ReplayMixin:
+    """``Simulator.replay``."""
+
+    def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=1_000_000,
+               epoch_ns=None, strict=False, progress=None):
+        """Replay a trace (a path, directory or glob of .arrow/.feather/.arrows/.parquet
+        files, a pyarrow Table or RecordBatchReader) and return its :class:`Report`.
+
+        Times: an event at ``ts`` runs at ``now_ns + (ts - ts of the first event)``; NUMA
+        balancing ticks due before an event run first. ``epoch_events`` / ``epoch_ns``:
+        the report's time series gets one row per that many events / nanoseconds (give
+        one). ``strict``: an access outside every mapping is a segmentation-fault event
+        (the access is dropped) instead of an implicit private anonymous mapping of its
+        2 MiB region. ``progress(rows_done)`` is called after every batch.
+        """
+        if (epoch_events is None) == (epoch_ns is None):
+            if epoch_ns is not None:
+                raise ValueError("give epoch_events or epoch_ns, not both")
+            raise ValueError("give epoch_events or epoch_ns")
+        for name, value in (("epoch_events", epoch_events), ("epoch_ns", epoch_ns)):
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive int, not {value!r}")
+        run = _Replay(self, epoch_events, epoch_ns, strict)
+        for batch in open_trace(source, batch_rows):
+            run.batch(batch)
+            if progress is not None:
+                progress(batch.row + len(batch))
+        return run.finish()
+
+
+class _Replay:
+    """The state of one replay: the time base, the epoch clock and the report."""
+
+    def __init__(self, sim, epoch_events, epoch_ns, strict):
+        self.sim = sim
+        self.strict = strict
+        self.epoch_events = epoch_events
+        self.epoch_ns = epoch_ns
+        self.t0 = sim.now_ns
+        self.ts_base = None              # ts of the first event
+        self.rows = 0
+        self.next_epoch_row = epoch_events or _NEVER
+        self.next_epoch_ts = _NEVER      # in trace ts units, once the base is known
+        self.report = ReportBuilder(sim)
+        self.pos = np.zeros(1, np.int64)
+
+    # ---------------------------------------------------------------- one batch
+    def batch(self, b):
+        sim = self.sim
+        n = len(b)
+        if not n:
+            return
+        if self.ts_base is None:
+            self.ts_base = int(b.ts[0])
+            if self.epoch_ns:
+                self.next_epoch_ts = self.ts_base + self.epoch_ns
+        ts = b.ts.view(np.int64)
+        offset = self.t0 - self.ts_base
+        i = 0
+        while i < n:
+            stop = min(n, self.next_epoch_row - b.row)
+            stop_ts = min(self._next_tick_ts(offset), self.next_epoch_ts)
+            vmas, lo, hi, procs = self._vma_spans()
+            status = run_events(sim.st, vmas, lo, hi, sim._tid_keys, sim._tid_vals, b.addr,
+                                b.op, b.cpu, b.tid, b.pid, ts, i, stop, stop_ts, self.pos,
+                                sim.access_counts, offset)
+            self._sync_views(vmas, procs)
+            i = int(self.pos[0])
+            row = b.row + i
+            if status == EV_DONE:
+                if b.row + i == self.next_epoch_row:
+                    self.report.epoch(row, sim.now_ns)
+                    self.next_epoch_row += self.epoch_events
+            elif status == EV_TIME:
+                t = int(ts[i])
+                if t >= self.next_epoch_ts:
+                    sim._run_until(self.next_epoch_ts + offset)
+                    self.report.epoch(row, sim.now_ns)
+                    self.next_epoch_ts += self.epoch_ns
+                else:
+                    sim._run_until(t + offset)
+            elif status == EV_NEED_GROW:
+                sim.pt.grow()
+            elif status == EV_NEW_THREAD:
+                self._new_thread(b, i)
+            elif status == EV_CONTROL:
+                sim.now_ns = int(ts[i]) + offset
+                self._control(b, i)
+                i += 1
+                self._after_event(b.row + i)
+            elif status == EV_SEGV:
+                if self._implicit_mmap(b, i):
+                    continue
+                self.report.fault_event(row, "segfault", int(b.pid[i]), int(b.tid[i]),
+                                        int(b.addr[i]))
+                i += 1
+                self._after_event(b.row + i)
+            elif status == EV_OOM:
+                pid = int(b.pid[i])
+                self.report.fault_event(row, "oom_kill", pid, int(b.tid[i]), int(b.addr[i]))
+                sim._oom_kill(sim.procs[pid])
+                i += 1
+                self._after_event(b.row + i)
+            elif status == EV_BAD_PID:
+                tid = int(b.tid[i])
+                raise TraceError(f"thread {tid} belongs to process {sim.threads[tid].pid}",
+                                 path=b.path, column="pid", row=row, value=int(b.pid[i]))
+            else:
+                assert status == EV_BAD_CPU
+                raise TraceError(f"no such CPU in the topology (CPUs 0.."
+                                 f"{sim.topology.n_cpus - 1})", path=b.path, column="cpu",
+                                 row=row, value=int(b.cpu[i]))
+        self.rows = b.row + n
+
+    def _after_event(self, rows_done):
+        if rows_done == self.next_epoch_row:
+            self.report.epoch(rows_done, self.sim.now_ns)
+            self.next_epoch_row += self.epoch_events
+
+    def _next_tick_ts(self, offset):
+        """The first time (trace units) at which NUMA-balancing ticks are due."""
+        sim = self.sim
+        if not sim.config.numa_balancing or not sim.threads:
+            return _NEVER
+        return min(sim._next_tick(th) for th in sim.threads.values()) - offset
+
+    def _vma_spans(self):
+        """The VMA rows of every process in one array, and each address space's span."""
+        sim = self.sim
+        procs = list(sim.procs.values())
+        views = [sim._kernel_vmas(p) for p in procs]
+        lo, hi = sim._vma_lo, sim._vma_hi
+        k = 0
+        for p, v in zip(procs, views):
+            lo[p.asid], hi[p.asid] = k, k + len(v)
+            k += len(v)
+        if len(views) == 1:
+            return views[0], lo, hi, procs
+        return (np.concatenate(views) if views else _NO_VMAS), lo, hi, procs
+
+    def _sync_views(self, vmas, procs):
+        """Copy back what the loop wrote in the joined rows, then into the VMAs."""
+        sim = self.sim
+        for p in procs:
+            view = p.vmas._view
+            if view is not None and view is not vmas:
+                view[:] = vmas[sim._vma_lo[p.asid]:sim._vma_hi[p.asid]]
+            p.vmas.sync_from_view()
+
+    # ---------------------------------------------------------------- events
+    def _thread_of(self, b, i):
+        """The event's thread, created (with the trace's ids) if this is its first event;
+        its CPU becomes the event's."""
+        sim = self.sim
+        tid, pid, cpu = int(b.tid[i]), int(b.pid[i]), int(b.cpu[i])
+        if not 0 <= cpu < sim.topology.n_cpus or sim.topology.cpu_node[cpu] < 0:
+            raise TraceError(f"no such CPU in the topology (CPUs 0..{sim.topology.n_cpus - 1})",
+                             path=b.path, column="cpu", row=b.row + i, value=cpu)
+        th = sim.threads.get(tid)
+        if th is None:
+            th = sim._adopt_thread(pid, tid, cpu)
+        elif th.pid != pid:
+            raise TraceError(f"thread {tid} belongs to process {th.pid}", path=b.path,
+                             column="pid", row=b.row + i, value=pid)
+        th.cpu = cpu
+        return th
+
+    def _new_thread(self, b, i):
+        self.sim.now_ns = int(b.ts[i]) + self.t0 - self.ts_base
+        self._thread_of(b, i)
+
+    def _control(self, b, i):
+        """Apply control event i through the public calls; a failing call is recorded in
+        the report (with its errno), as a program would see it fail."""
+        sim = self.sim
+        th = self._thread_of(b, i)
+        op = int(b.op[i])
+        addr, length = int(b.addr[i]), int(b.len[i])
+        try:
+            if op == OP_MMAP:
+                sim.mmap(th.pid, length, int(b.flags[i]), addr=addr)
+            elif op == OP_MUNMAP:
+                sim.munmap(th.pid, addr, length)
+            elif op == OP_MBIND:
+                sim.mbind(th.pid, addr, length, int(b.mode[i]), int(b.nodemask[i]),
+                          int(b.flags[i]), tid=th.tid)
+            elif op == OP_SET_MEMPOLICY:
+                sim.set_mempolicy(th.tid, int(b.mode[i]), int(b.nodemask[i]))
+            elif op == OP_MOVE_PAGES:
+                mask = int(b.nodemask[i])
+                if mask & (mask - 1) or not mask:
+                    raise TraceError("MOVE_PAGES needs exactly one node in nodemask",
+                                     path=b.path, column="nodemask", row=b.row + i, value=mask)
+                first = addr >> PAGE_SHIFT
+                last = (addr + max(length, 1) - 1) >> PAGE_SHIFT
+                pages = np.arange(first, last + 1, dtype=np.int64) << PAGE_SHIFT
+                sim.move_pages(th.pid, pages, np.full(pages.size, mask.bit_length() - 1))
+            elif op == OP_SCHED:
+                pass                                  # _thread_of moved it
+            elif op == OP_MADVISE:
+                sim.madvise(th.pid, addr, length, int(b.flags[i]))
+        except OSError as e:
+            self.report.failed_call(b.row + i, _OP_NAMES[op], th.pid, th.tid, e.errno,
+                                    str(e))
+
+    def _implicit_mmap(self, b, i):
+        """A bare access trace maps what it touches: the free parts of the access's 2 MiB
+        region become private anonymous memory. False in strict mode or when the address
+        cannot be mapped (beyond the user address space)."""
+        sim = self.sim
+        if self.strict:
+            return False
+        proc = sim.procs[int(b.pid[i])]
+        addr = int(b.addr[i])
+        lo = (addr >> PAGE_SHIFT) & ~(IMPLICIT_REGION_PAGES - 1)
+        hi = lo + IMPLICIT_REGION_PAGES
+        pos = lo
+        gaps = []
+        for v in proc.vmas.overlapping(lo, hi) + [None]:
+            end = hi if v is None else v.start
+            if end > pos:
+                gaps.append((pos, end))
+            if v is not None:
+                pos = max(pos, v.end)
+        try:
+            for a, e in gaps:
+                sim.mmap(proc.pid, (e - a) << PAGE_SHIFT, MAP_PRIVATE | MAP_ANONYMOUS,
+                         addr=a << PAGE_SHIFT)
+        except OSError as e:
+            if e.errno in (errno.ENOMEM, errno.EINVAL):
+                return False
+            raise
+        self.report.implicit_mapping()
+        return True
+
+    def finish(self):
+        if self.epoch_events and self.rows != self.next_epoch_row - self.epoch_events:
+            self.report.epoch(self.rows, self.sim.now_ns)        # the last, partial epoch
+        elif self.epoch_ns:
+            self.report.epoch(self.rows, self.sim.now_ns)
+        return Report(self.report.build(self.rows))
