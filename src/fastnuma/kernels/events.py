@@ -13,7 +13,7 @@ from ..dtypes import (FRAME_PTE_DIRTY, PTE_DIRTY, PTE_NUMA, PTE_PRESENT, PTE_WRI
                       PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
-from .numa import T_ACC_LOCAL, T_ASID, T_CPU, T_PID, T_POLICY
+from .numa import T_ACC_LOCAL, T_ACC_REMOTE, T_ASID, T_CPU, T_PID, T_POLICY
 from .state import CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, ROOM_BLOCKS, ROOM_FRAMES, lookup_block
 from .vma import find_vma
 
@@ -21,6 +21,8 @@ from .vma import find_vma
 (EV_DONE, EV_NEED_GROW, EV_SEGV, EV_OOM, EV_CONTROL, EV_NEW_THREAD, EV_TIME, EV_BAD_PID,
  EV_BAD_CPU) = range(9)
 PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
+RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
+                              # overwrite event i's entry before it is used)
 
 
 @kernel(inline="always")
@@ -69,67 +71,81 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     task_pol = np.int64(-1)
     pvmas = vmas[0:0]
     c, cn = np.int64(-1), np.int64(-1)
+    acc_local, acc_remote = np.int64(0), np.int64(0)   # the current thread's, flushed on switch
     cur_pmd, cur_blk, cur_numa = np.int64(-1), np.int64(-1), False
     hint = np.int64(0)
-    pf_pmd, pf_blk, pf2_pmd, pf2_blk = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
+    # blocks of the next PREFETCH_AHEAD events, looked up once, in the address space of
+    # the thread current at look-up time (ring_asid): used only when it is the event's
+    ring = np.full(RING, -1, np.int64)
+    ring_asid = np.full(RING, -1, np.int64)
+    pf_pmd, pf_blk = np.int64(-1), np.int64(-1)
+    status = EV_DONE
     i = start
     while i < stop:
         t = np.int64(ts[0] if one_ts else ts[i])
         if t >= stop_ts:
-            pos[0] = i
-            return EV_TIME
+            status = EV_TIME
+            break
         w = np.int64(op[0] if one_op else op[i])
         if w > OP_WRITE:
-            pos[0] = i
-            return EV_CONTROL
+            status = EV_CONTROL
+            break
         tt = np.int64(tid[0] if one_tid else tid[i])
         pp = np.int64(pid[0] if one_pid else pid[i])
         if tt != last_tid or pp != last_pid:
             s = tid_slot(tid_keys, tid_vals, tt)
             if s < 0:
-                pos[0] = i
-                return EV_NEW_THREAD
+                status = EV_NEW_THREAD
+                break
             if tasks[s, T_PID] != pp:
-                pos[0] = i
-                return EV_BAD_PID
+                status = EV_BAD_PID
+                break
+            if slot >= 0:
+                tasks[slot, T_CPU] = c
+                tasks[slot, T_ACC_LOCAL] += acc_local
+                tasks[slot, T_ACC_REMOTE] += acc_remote
+            acc_local, acc_remote = np.int64(0), np.int64(0)
             slot, last_tid, last_pid = s, tt, pp
             task_pol = tasks[s, T_POLICY]
             if tasks[s, T_ASID] != asid:
                 asid = tasks[s, T_ASID]
                 pvmas = vmas[vma_lo[asid]:vma_hi[asid]]
                 cur_pmd, cur_blk, cur_numa, hint = np.int64(-1), np.int64(-1), False, 0
-                pf_pmd, pf2_pmd = np.int64(-1), np.int64(-1)
+                pf_pmd = np.int64(-1)
         cc = np.int64(cpu[0] if one_cpu else cpu[i])
         if cc != c:
             if cc < 0 or cc >= n_cpus or cpu_node[cc] < 0:
-                pos[0] = i
-                return EV_BAD_CPU
+                status = EV_BAD_CPU
+                break
             c = cc
             cn = np.int64(cpu_node[cc])
-        tasks[slot, T_CPU] = c
-        clock[0] = t + ts_offset
         # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
         j = i + PREFETCH_AHEAD
         if j < stop:
             vpn_j = np.int64(addr[j]) >> 12
             pf_pmd, pf_blk = cached_block(hkeys, hvals, asid, vpn_j, pf_pmd, pf_blk)
+            ring[j & (RING - 1)] = pf_blk
+            ring_asid[j & (RING - 1)] = asid
             if pf_blk >= 0:
                 prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1)))
         j = i + PREFETCH_AHEAD // 2
         if j < stop:
-            vpn_j = np.int64(addr[j]) >> 12
-            pf2_pmd, pf2_blk = cached_block(hkeys, hvals, asid, vpn_j, pf2_pmd, pf2_blk)
-            if pf2_blk >= 0:
-                f = ptes[(pf2_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1))]["frame"]
+            b2 = ring[j & (RING - 1)]
+            if b2 >= 0:
+                f = ptes[(b2 << PTRS_PER_PMD_SHIFT) + ((np.int64(addr[j]) >> 12) & (PTRS_PER_PMD - 1))]["frame"]
                 if f >= 0:
                     prefetch(frames, f)
         vpn = np.int64(addr[i]) >> 12
         pmd = vpn >> PTRS_PER_PMD_SHIFT
         if pmd != cur_pmd:
             if pmd >> (47 - 21) != 0:                # negative, or beyond 47 bits
-                pos[0] = i
-                return EV_SEGV
-            cur_blk = lookup_block(hkeys, hvals, asid, pmd)
+                status = EV_SEGV
+                break
+            k = i & (RING - 1)
+            if ring_asid[k] == asid and ring[k] >= 0:
+                cur_blk = ring[k]
+            else:
+                cur_blk = lookup_block(hkeys, hvals, asid, pmd)
             cur_pmd = pmd
             cur_numa = cur_blk >= 0 and blk_numa[cur_blk] != 0
         if cur_blk >= 0 and not cur_numa:
@@ -139,7 +155,10 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 f = ptes[pi]["frame"]
                 node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
                 counts[cn, node, w] += 1
-                tasks[slot, T_ACC_LOCAL + (node != cn)] += 1
+                if node == cn:
+                    acc_local += 1
+                else:
+                    acc_remote += 1
                 if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
                     ptes[pi]["flags"] = fl | PTE_DIRTY
                     frames[f]["flags"] |= FRAME_PTE_DIRTY
@@ -147,17 +166,24 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 continue
         v = find_vma(pvmas, vpn, hint)
         if v < 0:
-            pos[0] = i
-            return EV_SEGV
+            status = EV_SEGV
+            break
         hint = v
         if (ctl[CTL_NBLOCKS] + ROOM_BLOCKS > blk_cap or ctl[CTL_NFRAMES] + ROOM_FRAMES > frame_cap
                 or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # room for one more fault
-            pos[0] = i
-            return EV_NEED_GROW
+            status = EV_NEED_GROW
+            break
+        clock[0] = t + ts_offset
+        tasks[slot, T_CPU] = c
         cur_blk = handle_mm_fault(st, pvmas, v, asid, vpn, cur_blk, c, slot, task_pol, w != 0)
         if cur_blk < 0:
-            pos[0] = i
-            return EV_OOM
+            status = EV_OOM
+            break
         cur_numa = blk_numa[cur_blk] != 0
-    pos[0] = stop
-    return EV_DONE
+        pf_pmd = np.int64(-1)          # the fault may have created the look-ahead's block
+    if slot >= 0:
+        tasks[slot, T_CPU] = c
+        tasks[slot, T_ACC_LOCAL] += acc_local
+        tasks[slot, T_ACC_REMOTE] += acc_remote
+    pos[0] = i
+    return status
