@@ -21,6 +21,7 @@ from .kernels.events import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEE
 from .report import Report, ReportBuilder
 from .trace.reader import DEFAULT_BATCH_ROWS, open_trace
 
+DEFAULT_EPOCH_EVENTS = 1_000_000
 IMPLICIT_REGION_PAGES = 512          # an implicit mapping covers the access's 2 MiB region
 _NEVER = np.iinfo(np.int64).max
 _NO_VMAS = np.zeros(0, VMA_DTYPE)
@@ -32,22 +33,22 @@ _OP_NAMES = {OP_MMAP: "MMAP", OP_MUNMAP: "MUNMAP", OP_MBIND: "MBIND",
 class ReplayMixin:
     """``Simulator.replay``."""
 
-    def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=1_000_000,
+    def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=None,
                epoch_ns=None, strict=False, progress=None):
         """Replay a trace (a path, directory or glob of .arrow/.feather/.arrows/.parquet
         files, a pyarrow Table or RecordBatchReader) and return its :class:`Report`.
 
         Times: an event at ``ts`` runs at ``now_ns + (ts - ts of the first event)``; NUMA
         balancing ticks due before an event run first. ``epoch_events`` / ``epoch_ns``:
-        the report's time series gets one row per that many events / nanoseconds (give
-        one). ``strict``: an access outside every mapping is a segmentation-fault event
+        the report's time series gets one row per that many events / nanoseconds (one of
+        them; default 1,000,000 events). ``strict``: an access outside every mapping is a segmentation-fault event
         (the access is dropped) instead of an implicit private anonymous mapping of its
         2 MiB region. ``progress(rows_done)`` is called after every batch.
         """
-        if (epoch_events is None) == (epoch_ns is None):
-            if epoch_ns is not None:
-                raise ValueError("give epoch_events or epoch_ns, not both")
-            raise ValueError("give epoch_events or epoch_ns")
+        if epoch_events is not None and epoch_ns is not None:
+            raise ValueError("give epoch_events or epoch_ns, not both")
+        if epoch_ns is None and epoch_events is None:
+            epoch_events = DEFAULT_EPOCH_EVENTS
         for name, value in (("epoch_events", epoch_events), ("epoch_ns", epoch_ns)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
