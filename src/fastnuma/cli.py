@@ -8,9 +8,6 @@ import argparse
 import os
 import sys
 
-SCENARIO_NAMES = ("lazy", "uniform", "zipf", "phase", "prodcons", "sequential", "numa01",
-                  "numa02")                 # fastnuma.trace.generate.SCENARIOS (test checks)
-
 
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block): ``fastnuma ...: error: ...``."""
@@ -20,6 +17,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser():
+    from .trace.generate import SCENARIOS
     parser = _Parser(prog="fastnuma", description="Simulate Linux NUMA memory placement.")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the bundled example and print its counters")
@@ -31,7 +29,7 @@ def _parser():
                          "format comes from the extension (.arrow/.feather: Arrow IPC file, "
                          ".arrows: IPC stream, .parquet). Scenarios are documented in "
                          "fastnuma.trace.generate.")
-    gen.add_argument("scenario", choices=SCENARIO_NAMES)
+    gen.add_argument("scenario", choices=tuple(SCENARIOS))
     gen.add_argument("--events", type=int, required=True, help="rows of the trace")
     gen.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     gen.add_argument("-o", "--output", required=True, help="trace file to write")
@@ -107,6 +105,11 @@ def _run(args):
     except BrokenPipeError:
         raise
     except (OSError, ValueError, TypeError, NotImplementedError, MemoryError) as e:
+        print(f"fastnuma: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:                  # noqa: BLE001 - pyarrow's own error classes
+        if not type(e).__module__.startswith("pyarrow"):
+            raise
         print(f"fastnuma: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

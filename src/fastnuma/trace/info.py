@@ -85,7 +85,8 @@ class PageSet:
     def __len__(self):
         total = 0
         for lo in range(0, self._n, 1 << 16):
-            total += int(_POPCOUNT[self._bits[lo:min(self._n, lo + (1 << 16))]].sum(dtype=np.int64))
+            rows = self._bits[lo:min(self._n, lo + (1 << 16))]
+            total += int(_POPCOUNT[rows].sum(dtype=np.int64))
         return total
 
     @property
@@ -135,7 +136,8 @@ class TraceInfo:
         for key, label in ((META_GENERATOR, "generator"), (META_TOPOLOGY, "topology")):
             if key in meta:
                 lines.append(f"{label + ':':<15} {_compact_json(meta[key])}")
-        lines.append("schema:         " + ", ".join(f"{f.name}: {f.type}" for f in self.schema))
+        fields = ", ".join(f"{f.name}: {f.type}" for f in self.schema)
+        lines.append(f"schema:         {fields}")
         others = sorted(k for k in meta if not k.startswith(("fastnuma.trace.", "ARROW:")))
         if others:
             lines.append("metadata keys:  " + ", ".join(others))
@@ -152,8 +154,9 @@ class TraceInfo:
             span = self.addr_max - self.addr_min + 1
             lines.append(f"address span:   {self.addr_min:#x} .. {self.addr_max:#x} "
                          f"({_size(span)}) over {self.accesses} accesses")
+            per = ", counted per process" if len(self.pids) > 1 else ""
             lines.append(f"distinct pages: {self.distinct_pages} "
-                         f"({_size(self.distinct_pages * PAGE_SIZE)}) accessed")
+                         f"({_size(self.distinct_pages * PAGE_SIZE)}) accessed{per}")
         else:
             lines.append("address span:   no accesses")
         lines.append(f"processes:      {len(self.pids)}, threads: {len(self.tids)}, "
@@ -198,7 +201,8 @@ def trace_info(source, batch_rows=DEFAULT_BATCH_ROWS):
     """Summarise a trace (file, directory or glob) in one streaming pass."""
     files = trace_files(source)
     kinds = {FORMATS.get(os.path.splitext(f)[1]) for f in files}
-    info = TraceInfo(path=os.fspath(source), files=files, bytes=sum(map(os.path.getsize, files)),
+    info = TraceInfo(path=os.fspath(source), files=files,
+                     bytes=sum(map(os.path.getsize, files)),
                      format=" + ".join(sorted(_FORMAT_NAMES.get(k, "?") for k in kinds)),
                      schema=read_schema(files[0]))
     pages = {}                                     # pid -> PageSet

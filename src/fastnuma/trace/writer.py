@@ -78,6 +78,21 @@ def _metadata(generator, topology, metadata):
     return meta
 
 
+def _check_compression(kind, compression):
+    """The codec to use for container ``kind`` (ValueError for one pyarrow lacks)."""
+    if compression is None:
+        return DEFAULT_PARQUET_COMPRESSION if kind == "parquet" else None
+    allowed = (("none", "snappy", "gzip", "brotli", "lz4", "zstd") if kind == "parquet"
+               else ("lz4", "zstd"))
+    name = str(compression).lower()
+    if name not in allowed or (name != "none" and not pa.Codec.is_available(
+            "lz4_frame" if name == "lz4" and kind != "parquet" else name)):
+        raise ValueError(f"compression {compression!r} is not available for "
+                         f"{'Parquet' if kind == 'parquet' else 'Arrow IPC'} (expected one "
+                         f"of {', '.join(allowed)})")
+    return name
+
+
 def _as_column(name, values, path, row0):
     """``values`` as a numpy array of the column's v1 type (checked when cast)."""
     dtype = np.dtype(COLUMNS[name][0])
@@ -141,9 +156,7 @@ class TraceWriter:
             if unknown:
                 raise ValueError(f"trace format v1 has no column {unknown[0]!r}")
         self._columns = columns
-        if compression is None and self.format == "parquet":
-            compression = DEFAULT_PARQUET_COMPRESSION
-        self._compression = compression
+        self._compression = _check_compression(self.format, compression)
         self.rows = 0
         self._last_ts = 0
         self._writer = None
@@ -165,6 +178,8 @@ class TraceWriter:
                 return tmp
             except FileExistsError:
                 continue
+            except OSError as e:                  # name the file asked for, not the temp
+                raise OSError(e.errno, f"cannot write {self.path!r}: {e.strerror}") from None
 
     @property
     def schema(self):
