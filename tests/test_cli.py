@@ -100,3 +100,64 @@ def test_failed_generate_keeps_the_existing_file(tmp_path, capsys):
                  "--compression", "nosuchcodec"]) == 1
     assert out.read_bytes() == before and os.listdir(tmp_path) == ["t.arrow"]
     assert capsys.readouterr().err.count("\n") == 1
+
+
+# ------------------------------------------------------------------ replay and convert
+TRACES = os.path.join(os.path.dirname(__file__), os.pardir, "traces")
+
+
+def test_replay_bundled_lazy_trace_prints_and_writes(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["replay", os.path.join(TRACES, "lazy_4node.arrow"), "--out", str(out),
+                 "--epoch", "1000"]) == 0
+    text = capsys.readouterr().out
+    assert "uniform (from the trace): 4 nodes" in text
+    assert "numa_pages_migrated  384" in text and "N0=128  N1=128  N2=128  N3=128" in text
+    assert (out / "summary.json").exists() and (out / "epochs.parquet").exists()
+
+
+def test_replay_epoch_in_time_and_balancing(tmp_path, capsys):
+    assert main(["replay", os.path.join(TRACES, "numa01_2node.arrows"), "--epoch", "250ms",
+                 "--numa-balancing", "1", "--topology", "two_socket"]) == 0
+    text = capsys.readouterr().out
+    assert "two_socket: 2 nodes" in text and "numa_hint_faults" in text
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--epoch", "soon"], "--epoch 'soon'"),
+    (["--topology", "nowhere"], "--topology 'nowhere'"),
+])
+def test_replay_bad_options_one_line(tmp_path, capsys, argv, message):
+    out = tmp_path / "never"
+    assert main(["replay", os.path.join(TRACES, "lazy_4node.arrow"), "--out", str(out)]
+                + argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastnuma: error: ") and message in err and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_replay_bad_trace_names_the_place_and_writes_nothing(tmp_path, capsys):
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    bad = tmp_path / "bad.arrow"
+    t = pa.table({"addr": pa.array([4096, 8192], pa.uint64()),
+                  "cpu": pa.array([0, 999], pa.uint16())})
+    with ipc.new_file(bad, t.schema) as w:
+        w.write_table(t)
+    out = tmp_path / "out"
+    assert main(["replay", str(bad), "--out", str(out), "--topology", "uniform"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "column 'cpu', row 1, value 999" in err
+    assert str(bad) in err and not out.exists()
+
+
+def test_convert_then_replay(tmp_path, capsys):
+    src = tmp_path / "lackey.txt"
+    src.write_text("I  04016830,3\n S 7ff000398,8\n L 7ff000390,4\n")
+    out = tmp_path / "l.parquet"
+    assert main(["convert", "lackey", str(src), "-o", str(out)]) == 0
+    assert capsys.readouterr().out == f"wrote {out}: 2 events (from lackey {src})\n"
+    assert main(["replay", str(out), "--topology", "uniform"]) == 0
+    assert "implicit mappings    1" in capsys.readouterr().out
+    assert main(["convert", "csv", str(tmp_path / "missing.csv"), "-o", str(out)]) == 1
+    assert capsys.readouterr().err.startswith("fastnuma: error: ")

@@ -3,6 +3,8 @@
     fastnuma demo [--pages N]
     fastnuma generate SCENARIO --events N [--seed S] -o FILE [--nodes ...] [--pages ...]
     fastnuma info TRACE
+    fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0|1] [--profile ...]
+    fastnuma convert lackey|perf|csv INPUT -o FILE
 """
 import argparse
 import os
@@ -59,6 +61,41 @@ def _parser():
     info.add_argument("trace", help="trace file, directory or glob")
     info.add_argument("--batch-rows", type=int, default=1 << 20,
                       help="rows read per batch (default 1048576)")
+
+    rep = sub.add_parser("replay", help="replay a trace and print what Linux would do",
+                         description="Replay TRACE (a file, directory or glob) against a "
+                         "simulated machine; print a summary, and with --out write the "
+                         "report's tables (Parquet) and summary.json.")
+    rep.add_argument("trace", help="trace file, directory or glob")
+    rep.add_argument("--topology", help="preset (uniform, two_socket, four_socket, cxl), a "
+                     "file of `numactl --hardware` output, or a sysfs node directory "
+                     "(default: the trace's suggested machine, else four_socket)")
+    rep.add_argument("--numa-balancing", type=int, choices=(0, 1), default=0,
+                     help="kernel.numa_balancing (default 0)")
+    rep.add_argument("--profile", choices=("mainline", "seed"), default="mainline",
+                     help="the kernel's rules: today's, or the 2012 lazy-migration design")
+    rep.add_argument("--thp", choices=("never", "madvise", "always"), default="never",
+                     help="transparent_hugepage/enabled (default never)")
+    rep.add_argument("--epoch", default="1000000", help="time-series step: a number of "
+                     "events, or a time such as 100ms, 1s, 500us, 2000ns (default 1000000)")
+    rep.add_argument("--strict", action="store_true", help="an access outside every "
+                     "mapping is a segfault event (default: map its 2 MiB region)")
+    rep.add_argument("--batch-rows", type=int, default=1 << 20,
+                     help="rows read per batch (default 1048576)")
+    rep.add_argument("--out", help="directory for the report (Parquet tables + summary.json)")
+    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    conv = sub.add_parser("convert", help="convert a memory trace to trace format v1",
+                          description="Convert Valgrind lackey output (--trace-mem=yes), "
+                          "`perf script -F comm,pid,tid,cpu,time,event,addr` output of "
+                          "`perf mem record`, or a CSV with named trace columns; the field "
+                          "mapping is documented in fastnuma.trace.convert.")
+    conv.add_argument("format", choices=("lackey", "perf", "csv"))
+    conv.add_argument("input", help="the file to convert")
+    conv.add_argument("-o", "--output", required=True, help="trace file to write")
+    conv.add_argument("--cpu", type=int, default=0, help="lackey: the CPU of every event")
+    conv.add_argument("--instructions", action="store_true",
+                      help="lackey: keep instruction fetches (as reads)")
     return parser
 
 
@@ -91,6 +128,152 @@ def _info(args):
     print(trace_info(args.trace, batch_rows=args.batch_rows))
 
 
+_TIME_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
+
+
+def parse_epoch(text):
+    """--epoch: ("events", n) for a plain number, ("ns", n) for a time with a unit."""
+    text = text.strip().lower()
+    for unit in sorted(_TIME_UNITS, key=len, reverse=True):
+        if text.endswith(unit) and text[:-len(unit)].strip():
+            number = text[:-len(unit)].strip()
+            try:
+                value = round(float(number) * _TIME_UNITS[unit])
+            except ValueError:
+                break
+            if value < 1:
+                break
+            return "ns", value
+    else:
+        if text.isdigit() and int(text) > 0:
+            return "events", int(text)
+    raise ValueError(f"--epoch {text!r}: expected a number of events or a time such as "
+                     f"100ms")
+
+
+def _topology(spec, trace):
+    from .topology import Topology
+    from .trace.writer import META_TOPOLOGY
+    if spec is None:
+        import json
+        meta = _trace_metadata(trace)
+        if META_TOPOLOGY in meta:
+            kw = json.loads(meta[META_TOPOLOGY])
+            preset = kw.pop("preset", "uniform")
+            return getattr(Topology, preset)(**kw), f"{preset} (from the trace)"
+        return Topology.four_socket(), "four_socket (default: the trace names none)"
+    presets = ("uniform", "two_socket", "four_socket", "cxl")
+    if spec in presets:
+        return getattr(Topology, spec)(), spec
+    if os.path.isdir(spec):
+        return Topology.from_sysfs(spec), spec
+    if not os.path.exists(spec):
+        raise ValueError(f"--topology {spec!r}: not a preset ({', '.join(presets)}) nor a "
+                         f"file")
+    with open(spec) as f:
+        return Topology.from_numactl(f.read()), spec
+
+
+def _trace_metadata(trace):
+    """Schema metadata of the trace's first file ({} when there is none)."""
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+    from .trace.reader import trace_files
+    first = trace_files(trace)[0]
+    ext = os.path.splitext(first)[1]
+    if ext == ".parquet":
+        schema = pq.read_schema(first)
+    elif ext == ".arrows":
+        with open(first, "rb") as f:
+            schema = ipc.open_stream(f).schema
+    else:
+        with open(first, "rb") as f:
+            schema = ipc.open_file(f).schema
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+
+
+def _trace_rows(trace):
+    """Rows of the trace when its files say so cheaply (IPC files, Parquet), else None."""
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    import pyarrow.parquet as pq
+    from .trace.reader import trace_files
+    total = 0
+    for path in trace_files(trace):
+        ext = os.path.splitext(path)[1]
+        if ext == ".parquet":
+            total += pq.ParquetFile(path).metadata.num_rows
+        elif ext in (".arrow", ".feather"):
+            with pa.memory_map(path) as src:
+                r = ipc.open_file(src)
+                total += sum(r.get_batch(i).num_rows for i in range(r.num_record_batches))
+        else:
+            return None
+    return total
+
+
+class _Progress:
+    """A one-line progress bar on stderr: events/s and percent of the trace."""
+
+    def __init__(self, total):
+        import time
+        self.total, self.time, self.t0, self.last = total, time.perf_counter, None, 0.0
+
+    def __call__(self, rows):
+        now = self.time()
+        if self.t0 is None:
+            self.t0 = now
+        if now - self.last < 0.2 and rows != self.total:
+            return
+        self.last = now
+        rate = rows / max(now - self.t0, 1e-9)
+        if self.total:
+            done = rows / self.total
+            bar = "#" * int(30 * done)
+            line = f"[{bar:<30}] {100 * done:5.1f}%  {rows:,} events  {rate / 1e6:.1f} M/s"
+        else:
+            line = f"{rows:,} events  {rate / 1e6:.1f} M/s"
+        sys.stderr.write("\r" + line)
+        sys.stderr.flush()
+
+    def close(self):
+        sys.stderr.write("\n")
+
+
+def _replay(args):
+    import fastnuma as fn
+    if args.batch_rows < 1:
+        raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
+    kind, step = parse_epoch(args.epoch)
+    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
+        raise ValueError(f"--out {args.out!r} exists and is not a directory")
+    topo, named = _topology(args.topology, args.trace)
+    sim = fn.Simulator(topo, numa_balancing=args.numa_balancing, profile=args.profile,
+                       thp=args.thp)
+    progress = None
+    if not args.no_progress and sys.stderr.isatty():
+        progress = _Progress(_trace_rows(args.trace))
+    try:
+        report = sim.replay(args.trace, batch_rows=args.batch_rows, strict=args.strict,
+                            progress=progress,
+                            **({"epoch_events": step} if kind == "events" else {"epoch_ns": step}))
+    finally:
+        if progress is not None:
+            progress.close()
+    report.topology = f"{named}: {report.topology}"
+    print(report.summary())
+    if args.out is not None:
+        report.write(args.out)
+        print(f"report written to {args.out}")
+
+
+def _convert(args):
+    from .trace import convert
+    kw = {"cpu": args.cpu, "instructions": args.instructions} if args.format == "lackey" else {}
+    n = convert.CONVERTERS[args.format](args.input, args.output, **kw)
+    print(f"wrote {args.output}: {n} events (from {args.format} {args.input})")
+
+
 def _run(args):
     try:
         if args.command == "demo":
@@ -102,6 +285,10 @@ def _run(args):
             _generate(args)
         elif args.command == "info":
             _info(args)
+        elif args.command == "replay":
+            _replay(args)
+        elif args.command == "convert":
+            _convert(args)
     except BrokenPipeError:
         raise
     except (OSError, ValueError, TypeError, NotImplementedError, MemoryError) as e:
