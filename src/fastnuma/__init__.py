@@ -4,8 +4,16 @@ The API mirrors Linux's: the same call names and constants (with their Linux val
 failed system calls raise OSError with Linux's errno. See README.md and docs/api.md.
 """
 from .constants import *  # noqa: F401,F403  (MPOL_*, MAP_*, MADV_*, ... as in Linux)
-from .engine import Simulator
-from .errors import OutOfMemory, SegmentationFault, TraceError
-from .topology import Topology
+from .errors import OutOfMemory, SegmentationFault, TraceError  # noqa: F401
+from .topology import Topology  # noqa: F401
+
+
+def __getattr__(name):
+    """``Simulator`` (and with it Numba and the kernels) is imported on first use, so that
+    ``import fastnuma`` and the command line's non-simulating commands start fast."""
+    if name == "Simulator":
+        from .engine import Simulator
+        return Simulator
+    raise AttributeError(f"module 'fastnuma' has no attribute {name!r}")
 
 __version__ = "0.1.0"
