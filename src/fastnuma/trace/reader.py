@@ -7,6 +7,7 @@ a batch is valid until the next one is read. Bad input raises TraceError naming 
 column, global row and value; a trace is never loaded whole.
 """
 import glob
+import mmap
 import os
 from dataclasses import dataclass
 
@@ -68,10 +69,7 @@ def _record_batches(path, batch_rows):
                          ".parquet)", path=path)
     try:
         if kind == "file":
-            with pa.memory_map(path) as source:
-                reader = ipc.open_file(source)
-                for i in range(reader.num_record_batches):
-                    yield from _split(reader.get_batch(i), batch_rows)
+            yield from _mapped_file_batches(path, batch_rows)
         elif kind == "stream":
             with pa.memory_map(path) as source:
                 for batch in ipc.open_stream(source):
@@ -81,6 +79,27 @@ def _record_batches(path, batch_rows):
                 yield batch
     except (pa.ArrowInvalid, OSError) as e:
         raise TraceError(f"truncated or corrupt trace file: {e}", path=path) from None
+
+
+def _mapped_file_batches(path, batch_rows):
+    """An IPC file's batches, read from a memory mapping (no copy). The pages of a batch
+    are dropped from the process once the next one is asked for (MADV_DONTNEED: they
+    stay in the page cache), so resident memory does not grow with the file."""
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size == 0:
+            raise pa.ArrowInvalid("empty file")
+        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        reader = ipc.open_file(pa.BufferReader(pa.py_buffer(m)))
+        for i in range(reader.num_record_batches):
+            yield from _split(reader.get_batch(i), batch_rows)
+            if hasattr(m, "madvise"):
+                m.madvise(mmap.MADV_DONTNEED)
+    finally:
+        try:
+            m.close()
+        except BufferError:          # a batch still in use keeps the mapping alive
+            pass
 
 
 def _split(batch, batch_rows):
