@@ -1,0 +1,141 @@
+"""End-to-end trace replay: ``Simulator.replay`` of an Arrow IPC file, per access pattern,
+as events/s and as a ratio to bench-ref's C replay loop on the same event stream; peak
+memory at two trace lengths (it must not grow with the trace); import + first replay.
+
+Traces are made once by ``setup_cache`` with ``fastnuma.trace.generate.write_trace`` into
+``$FASTNUMA_ASV_CACHE/traces`` (renamed into place whole) and reused across runs.
+"""
+import time
+
+import numpy as np
+
+import fastnuma as fn
+from fastnuma.trace.generate import write_trace
+
+from .common import CACHE_ROOT, QUICK, load_bench_ref, sizes
+
+EVENTS = 100_000 if QUICK else 10_000_000
+PAGES = 1 << 14 if QUICK else 1 << 20          # working set of every pattern
+NODES, CPUS_PER_NODE = 4, 4
+PATTERNS = ["sequential", "uniform", "zipf", "lazy"]
+LENGTHS = sizes([10_000_000, 40_000_000], [100_000, 400_000])
+TRACE_DIR = CACHE_ROOT / "traces"
+
+
+def trace_path(pattern, events):
+    return TRACE_DIR / f"replay_{pattern}_{events}_{PAGES}.arrow"
+
+
+def make_traces():
+    TRACE_DIR.mkdir(parents=True, exist_ok=True)
+    wanted = [(p, EVENTS) for p in PATTERNS] + [("uniform", n) for n in LENGTHS]
+    for pattern, events in wanted:
+        path = trace_path(pattern, events)
+        if not path.exists():
+            write_trace(path, pattern, events, seed=1, nodes=NODES,
+                        cpus_per_node=CPUS_PER_NODE, pages=PAGES)
+
+
+def machine():
+    return fn.Simulator(fn.Topology.uniform(nodes=NODES, cpus_per_node=CPUS_PER_NODE,
+                                            pages_per_node=2 * PAGES))
+
+
+def replay(path):
+    sim = machine()
+    t0 = time.perf_counter()
+    report = sim.replay(path)
+    return time.perf_counter() - t0, report
+
+
+class ReplayEndToEnd:
+    """Replay of a whole trace file on a fresh machine (faults included)."""
+    params = PATTERNS
+    param_names = ["pattern"]
+    timeout = 600
+
+    def setup_cache(self):
+        make_traces()
+
+    def setup(self, pattern):
+        self.path = trace_path(pattern, EVENTS)
+        replay(self.path)                         # JIT warm-up, page cache warm-up
+
+    def time_replay(self, pattern):
+        replay(self.path)
+
+    def track_events_per_s(self, pattern):
+        rates = [EVENTS / replay(self.path)[0] for _ in range(3)]
+        return float(np.median(rates))
+    track_events_per_s.unit = "events/s"
+
+
+class ReplayVsC:
+    """Ours / C: bench-ref's ``ref_replay`` on the same (page, cpu) stream, same process.
+    The C loop does less per event (first touch on the CPU's node, no policies, no zero
+    page, a flat page table), so the ratio is a bound on our per-event overhead."""
+    params = ["sequential", "uniform", "zipf"]
+    param_names = ["pattern"]
+    timeout = 600
+
+    def setup_cache(self):
+        make_traces()
+
+    def setup(self, pattern):
+        self.ref = load_bench_ref()
+        self.path = trace_path(pattern, EVENTS)
+        replay(self.path)
+        import pyarrow.ipc as ipc
+        import pyarrow as pa
+        with pa.memory_map(str(self.path)) as src:
+            t = ipc.open_file(src).read_all()
+        access = np.asarray(t.column("op")) <= 1
+        addr = np.asarray(t.column("addr"))[access]
+        self.page = ((addr - addr.min()) >> 12).astype(np.int64)
+        self.cpu = np.asarray(t.column("cpu"))[access].astype(np.uint16)
+        self.n_pages = int(self.page.max()) + 1
+
+    def track_ratio_to_c(self, pattern):
+        c = self.ref.measure_replay(pattern, self.n_pages, self.page.size, nnodes=NODES,
+                                    cpus_per_node=CPUS_PER_NODE, repeat=3,
+                                    events=(self.page, self.cpu))["events_per_s"]
+        ours = float(np.median([EVENTS / replay(self.path)[0] for _ in range(3)]))
+        return ours / c
+    track_ratio_to_c.unit = "x C"
+
+
+class ReplayMemory:
+    """Peak memory of a replay at two trace lengths (4x apart): equal when memory does not
+    grow with the trace (the page tables are the same: same working set)."""
+    params = LENGTHS
+    param_names = ["events"]
+    timeout = 900
+
+    def setup_cache(self):
+        make_traces()
+
+    def setup(self, events):
+        replay(trace_path("uniform", LENGTHS[0]))     # JIT warm-up before measuring
+
+    def peakmem_replay(self, events):
+        replay(trace_path("uniform", events))
+
+
+def _warm_first_replay():
+    make_traces()
+    replay(trace_path("lazy", EVENTS))        # compiles into the on-disk Numba cache
+
+
+def timeraw_import_and_first_replay():
+    """import fastnuma + a machine + the first replay of a small trace in a fresh
+    interpreter, with a warm Numba cache (target: under 2 s)."""
+    path = trace_path("lazy", EVENTS)
+    return f"""
+import fastnuma as fn
+sim = fn.Simulator(fn.Topology.uniform(nodes=4, cpus_per_node=4, pages_per_node={2 * PAGES}))
+sim.replay({str(path)!r})
+"""
+
+
+timeraw_import_and_first_replay.setup = _warm_first_replay
+timeraw_import_and_first_replay.timeout = 300
