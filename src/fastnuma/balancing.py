@@ -142,9 +142,11 @@ class BalancingMixin:
             blocks = self.pt.blocks_of(proc.asid, a, b)
             if not len(blocks):
                 continue
-            shared = v.shm is not None
-            skip_node = node if cfg.skip_local_single_thread and single and not shared else -1
-            args = (self.st, blocks, a, b, shared, skip_node, cfg.pmd_numa_batching,
+            private = v.shm is None
+            skip_node = node if cfg.skip_local_single_thread and single and private else -1
+            # a private page is mapped more than once only after a fork (COW)
+            args = (self.st, blocks, a, b, private and proc.forked, skip_node,
+                    cfg.pmd_numa_batching,
                     cfg.shared_page_rule, cfg.thp_update_count)
             if len(blocks) >= PARALLEL_MIN_BLOCKS:
                 upd, huge = change_prot_numa_range_parallel(*args, _N_CHUNKS)

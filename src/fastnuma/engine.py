@@ -80,6 +80,7 @@ class Process:
     cap_sys_nice: bool
     vmas: VmaList
     tids: list = field(default_factory=list)
+    forked: bool = False        # took part in a fork: private pages may be mapped twice
 
 
 class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin, ReplayMixin):
@@ -236,7 +237,8 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin, Rep
         vmas = self._vma_list(asid)
         for v in proc.vmas:
             vmas.insert(Vma(v.start, v.end, v.flags, v.pgoff, v.policy, v.shm, v.anon))
-        cproc = Process(child, asid, proc.uid, proc.cap_sys_nice, vmas, [child])
+        cproc = Process(child, asid, proc.uid, proc.cap_sys_nice, vmas, [child], forked=True)
+        proc.forked = True
         blocks = self.pt.blocks_of(proc.asid)
         self.pt.reserve(blocks=len(blocks) + 1, frames=0)
         copy_page_range(self.st, self._kernel_vmas(proc), blocks, cproc.asid)

@@ -50,10 +50,14 @@ PID_BITS_SHIFT = 26                      # hash_32(pid, ilog2(BITS_PER_LONG)) = 
 
 # ------------------------------------------------------------------ change_prot_numa
 @kernel(inline="always")
-def mark_block(ptes, frames, blk_numa, b, first, lo, hi, shared, local_skip_node,
+def mark_block(ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_node,
                shared_page_rule, thp_update_count):
     """change_pmd_range for one PMD: (updates, huge updates) of entries [lo, hi) of block
-    b (first = its first vpn). A THP here is wholly covered (the caller split the edges)."""
+    b (first = its first vpn). A THP here is wholly covered (the caller split the edges).
+    The folio is read only when a rule needs it: ``cow_check`` (a private VMA of a process
+    that took part in a fork: skip folios mapped more than once), ``local_skip_node``
+    (skip folios on this node; -1: no such rule), ``shared_page_rule`` (seed: mapcount 1
+    only)."""
     base = b << PTRS_PER_PMD_SHIFT
     i0 = max(lo - first, 0)
     i1 = min(hi - first, PTRS_PER_PMD)
@@ -66,17 +70,17 @@ def mark_block(ptes, frames, blk_numa, b, first, lo, hi, shared, local_skip_node
         for i in range(PTRS_PER_PMD):
             ptes[base + i]["flags"] |= PTE_NUMA
         return thp_update_count, (1 if thp_update_count == PTRS_PER_PMD else 0)
+    need_folio = cow_check or shared_page_rule or local_skip_node >= 0
     upd = 0
     for i in range(i0, i1):                             # change_pte_range
         fl = ptes[base + i]["flags"]
         if fl & (PTE_PRESENT | PTE_NUMA | PTE_ZERO) != PTE_PRESENT:
             continue
-        if not shared or shared_page_rule:
+        if need_folio:
             fr = frames[ptes[base + i]["frame"]]
             mc = fr["mapcount"]
-            if shared_page_rule and mc != 1:
-                continue
-            if not shared and (mc > 1 or fr["node"] == local_skip_node):
+            if (shared_page_rule and mc != 1) or (cow_check and mc > 1) \
+                    or fr["node"] == local_skip_node:
                 continue
         ptes[base + i]["flags"] = fl | PTE_NUMA
         upd += 1
@@ -84,7 +88,7 @@ def mark_block(ptes, frames, blk_numa, b, first, lo, hi, shared, local_skip_node
 
 
 @kernel(inline="always")
-def mark_blocks(st, blocks, k0, k1, lo, hi, shared, local_skip_node, pmd_batching,
+def mark_blocks(st, blocks, k0, k1, lo, hi, cow_check, local_skip_node, pmd_batching,
                 shared_page_rule, thp_update_count):
     ptes, frames, blk_numa, blk_key = st.ptes, st.frames, st.blk_numa, st.blk_key
     upd = 0
@@ -92,7 +96,7 @@ def mark_blocks(st, blocks, k0, k1, lo, hi, shared, local_skip_node, pmd_batchin
     for k in range(k0, k1):
         b = blocks[k]
         first = (blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
-        u, h = mark_block(ptes, frames, blk_numa, b, first, lo, hi, shared, local_skip_node,
+        u, h = mark_block(ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_node,
                           shared_page_rule, thp_update_count)
         if u and pmd_batching and not ptes[b << PTRS_PER_PMD_SHIFT]["flags"] & PTE_HUGE:
             blk_numa[b] = 1                 # seed: the PMD itself is marked too
@@ -102,17 +106,16 @@ def mark_blocks(st, blocks, k0, k1, lo, hi, shared, local_skip_node, pmd_batchin
 
 
 @kernel
-def change_prot_numa_range(st, blocks, lo, hi, shared, local_skip_node, pmd_batching,
+def change_prot_numa_range(st, blocks, lo, hi, cow_check, local_skip_node, pmd_batching,
                            shared_page_rule, thp_update_count):
-    """Mark [lo, hi) of one VMA (``blocks``: its blocks there). ``shared``: a MAP_SHARED
-    VMA; ``local_skip_node``: skip private pages on this node (§4.1 rule 5), -1 for none.
-    Returns (updates, huge updates)."""
-    return mark_blocks(st, blocks, 0, blocks.size, lo, hi, shared, local_skip_node,
+    """Mark [lo, hi) of one VMA (``blocks``: its blocks there); see mark_block for the
+    rules' arguments. Returns (updates, huge updates)."""
+    return mark_blocks(st, blocks, 0, blocks.size, lo, hi, cow_check, local_skip_node,
                        pmd_batching, shared_page_rule, thp_update_count)
 
 
 @kernel(parallel=True)
-def change_prot_numa_range_parallel(st, blocks, lo, hi, shared, local_skip_node,
+def change_prot_numa_range_parallel(st, blocks, lo, hi, cow_check, local_skip_node,
                                     pmd_batching, shared_page_rule, thp_update_count,
                                     n_chunks):
     """change_prot_numa_range with the blocks split in ``n_chunks`` parts run in parallel
@@ -122,7 +125,7 @@ def change_prot_numa_range_parallel(st, blocks, lo, hi, shared, local_skip_node,
     step = (blocks.size + n_chunks - 1) // n_chunks
     for c in prange(n_chunks):
         u, h = mark_blocks(st, blocks, c * step, min((c + 1) * step, blocks.size), lo, hi,
-                           shared, local_skip_node, pmd_batching, shared_page_rule,
+                           cow_check, local_skip_node, pmd_batching, shared_page_rule,
                            thp_update_count)
         upd += u
         huge += h
