@@ -39,3 +39,29 @@ def knobs():
         "max_map_count": st.sampled_from([5, 8, 65530]),
         "interleave_weights": st.sampled_from([None, {0: 3}, {0: 1, 1: 2}]),
     })
+
+
+def lazy_knobs():
+    """Lazy-migration keyword arguments (docs/lazy-migration.md §1): a profile, each switch
+    left to it (None) or given, NUMA balancing on or off, scan knobs small enough that
+    scans happen within a few simulated seconds (and the 0 edge cases)."""
+    def switch(*values):
+        return st.one_of(st.none(), st.sampled_from(values))
+
+    return st.fixed_dictionaries({
+        "profile": st.sampled_from(["mainline", "seed"]),
+        "noop_mode": switch(False, True),
+        "pmd_numa_batching": switch(False, True),
+        "shared_page_rule": switch(False, True),
+        "pte_restore_timing": switch("after", "before"),
+        "two_stage_filter": switch("last_cpupid", "last_node"),
+        "migrate_rate_limit": switch(False, True),
+        "thp_update_count": switch(512, 1),
+        "skip_local_single_thread": switch(False, True),
+        "interleave_thp_index": switch("order", "base"),
+        "numa_balancing": st.sampled_from([0, 1, 1]),
+        "numa_balancing_scan_delay_ms": st.sampled_from([0, 10, 100, 1000]),
+        "numa_balancing_scan_period_min_ms": st.sampled_from([20, 100, 1000]),
+        "numa_balancing_scan_period_max_ms": st.sampled_from([50, 1000, 60000]),
+        "numa_balancing_scan_size_mb": st.sampled_from([0, 4, 16, 256]),
+    })

@@ -1,8 +1,11 @@
 """Engine versus the plain-Python reference model on random programs (hypothesis).
 
 Every call is made on both; return values and errnos must agree call by call, and after
-every step the counters, free pages, numa_maps of every process and the node of every page
-of the arena must agree too."""
+every step the counters, free pages, numa_maps of every process, the node and the PTE flags
+(PRESENT|NUMA|HUGE|ZERO) of every page of the arena and the NUMA-balancing state of every
+thread must agree too. Programs include lazy migration (docs/lazy-migration.md): LAZY and
+MPOL_NOOP mbinds, change_prot_numa, simulated time (scheduler ticks and the NUMA scanner)
+and random profiles, switches and scan knobs."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -13,7 +16,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 import fastnuma as fn
 from fastnuma.constants import PAGE_SIZE
 from tests.reference.model import RefMachine, RefTopology
-from tests.strategies import knobs, topology_args
+from tests.strategies import knobs, lazy_knobs, topology_args
 
 ARENA = 1 << 30                      # fixed mappings land in [ARENA, ARENA + ARENA_PAGES)
 ARENA_PAGES = 3 * 512                # three PMDs: THP cases included
@@ -21,6 +24,13 @@ MODES = [fn.MPOL_DEFAULT, fn.MPOL_PREFERRED, fn.MPOL_BIND, fn.MPOL_INTERLEAVE, f
          fn.MPOL_PREFERRED_MANY, fn.MPOL_WEIGHTED_INTERLEAVE, 7]
 MODE_FLAGS = [0, 0, 0, fn.MPOL_F_STATIC_NODES, fn.MPOL_F_RELATIVE_NODES,
               fn.MPOL_F_NUMA_BALANCING]
+MPOL_NOOP = getattr(fn, "MPOL_NOOP", 0x100)
+LAZY_MODES = MODES + [MPOL_NOOP] * 3
+LAZY_FLAGS = [fn.MPOL_MF_LAZY, fn.MPOL_MF_LAZY | fn.MPOL_MF_MOVE,
+              fn.MPOL_MF_LAZY | fn.MPOL_MF_STRICT, fn.MPOL_MF_LAZY | fn.MPOL_MF_MOVE_ALL,
+              fn.MPOL_MF_MOVE, 0]
+PTE_MASK = 1 | 2 | 8 | 16            # PRESENT | NUMA | HUGE | ZERO (WRITE/DIRTY: model-only)
+MS = 1_000_000
 
 
 def outcome(call):
@@ -40,17 +50,26 @@ masks = st.integers(0, 31)
 
 
 class Differential(RuleBasedStateMachine):
-    @initialize(targs=topology_args(), opts=knobs())
-    def build(self, targs, opts):
+    @initialize(targs=topology_args(), opts=knobs(), lazy=lazy_knobs(),
+                workers=st.lists(st.integers(0, 7), min_size=1, max_size=2),
+                fill=st.sampled_from([0, 1, 64, 600, ARENA_PAGES]))
+    def build(self, targs, opts, lazy, workers, fill):
         if opts["interleave_weights"] and max(opts["interleave_weights"]) >= len(
                 targs["node_pages"]):
             opts = {**opts, "interleave_weights": None}
+        opts = {**opts, **lazy}
         self.sim = fn.Simulator(fn.Topology(**targs), **opts)
         self.model = RefMachine(RefTopology(**targs), **opts)
         self.n_cpus = 1 + max(c for cpus in targs["node_cpus"] for c in cpus)
         self.pids, self.tids = [], []
         self.both("spawn", cpu=0)                      # a process with the arena mapped
         self.both("mmap", self.pids[0], ARENA_PAGES * PAGE_SIZE, addr=ARENA)
+        fill = min(fill, sum(targs["node_pages"]) // 2)   # the leader writes part of it
+        if fill:
+            self.both("access", self.pids[0],
+                      ARENA + np.arange(fill, dtype=np.int64) * PAGE_SIZE, True)
+        for cpu in workers:                            # threads elsewhere: pages to pull
+            self.both("clone", self.pids[0], cpu=cpu % self.n_cpus)
 
     def both(self, name, *args, **kwargs):
         a = outcome(lambda: getattr(self.sim, name)(*args, **kwargs))
@@ -122,6 +141,18 @@ class Differential(RuleBasedStateMachine):
             out.extend(range(lo - (ARENA >> 12), hi - (ARENA >> 12)))
         return out
 
+    def arena_range(self, data, pid):
+        """(first page, pages) in the arena: mostly inside one mapped VMA of ``pid``,
+        sometimes anywhere (holes, unmapped: EFAULT)."""
+        vmas = [(max(v.start, ARENA >> 12), min(v.end, (ARENA >> 12) + ARENA_PAGES))
+                for v in self.sim.procs[pid].vmas]
+        vmas = [(lo - (ARENA >> 12), hi - (ARENA >> 12)) for lo, hi in vmas if lo < hi]
+        if not vmas or not data.draw(st.integers(0, 4)):
+            return data.draw(pages), data.draw(st.integers(0, 1100))
+        lo, hi = data.draw(st.sampled_from(vmas))
+        first = data.draw(st.integers(lo, hi - 1))
+        return first, data.draw(st.integers(1, hi - first))
+
     @precondition(lambda self: self.tids)
     @rule(i=st.integers(0, 99), data=st.data())
     def access(self, i, data):
@@ -132,6 +163,20 @@ class Differential(RuleBasedStateMachine):
         writes = data.draw(st.lists(st.booleans(), min_size=len(idx), max_size=len(idx)))
         addrs = np.array([ARENA + p * PAGE_SIZE for p in idx], np.int64)
         self.both("access", tid, addrs, np.array(writes))
+
+    def touch_range(self, i, data, write):
+        """Thread ``i`` reads or writes a run of (mostly mapped) arena pages."""
+        tid = self.tids[i % len(self.tids)]
+        first, n = self.arena_range(data, self.sim.threads[tid].pid)
+        n = max(1, min(n, 600))
+        addrs = ARENA + (first + np.arange(n, dtype=np.int64)) * PAGE_SIZE
+        self.both("access", tid, addrs, write)
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), data=st.data(), write=st.booleans())
+    def access_range(self, i, data, write):
+        """A run of pages (fills memory, takes hinting faults)."""
+        self.touch_range(i, data, write)
 
     # ------------------------------------------------------------ policies
     @precondition(lambda self: self.pids)
@@ -177,6 +222,49 @@ class Differential(RuleBasedStateMachine):
     def migrate_pages(self, i, old, new):
         self.both("migrate_pages", self.pids[i % len(self.pids)], old, new)
 
+    # ------------------------------------------------------------ lazy migration, time
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), data=st.data(), mode=st.sampled_from(LAZY_MODES),
+          flag=st.sampled_from(MODE_FLAGS + [0] * 6),
+          mask=st.sampled_from([0, 0, 1, 2, 3, 5, 15]), mflags=st.sampled_from(LAZY_FLAGS))
+    def mbind_lazy(self, i, data, mode, flag, mask, mflags):
+        """LAZY (and MPOL_NOOP) mbind by a random thread of the process."""
+        tid = self.tids[i % len(self.tids)]
+        pid = self.sim.threads[tid].pid
+        first, n = self.arena_range(data, pid)
+        self.both("mbind", pid, ARENA + first * PAGE_SIZE, n * PAGE_SIZE, mode | flag, mask,
+                  mflags, tid=tid)
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), data=st.data(), by_leader=st.booleans())
+    def change_prot_numa(self, i, data, by_leader):
+        tid = self.tids[i % len(self.tids)]
+        pid = self.sim.threads[tid].pid
+        first, n = self.arena_range(data, pid)
+        self.both("change_prot_numa", pid, ARENA + first * PAGE_SIZE, n * PAGE_SIZE,
+                  None if by_leader else tid)
+
+    @rule(ms=st.one_of(st.integers(0, 20), st.integers(100, 3000)),
+          ns=st.sampled_from([0, 0, 0, 1, 999_999, 500_000]))
+    def advance(self, ms, ns):
+        """Simulated time: a few ticks, or up to 3 s (many scans with small knobs)."""
+        self.both("advance", ms * MS + ns)
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), data=st.data(), ms=st.integers(1, 1500), write=st.booleans())
+    def run(self, i, data, ms, write):
+        """A workload step: time passes (scans mark pages), then a thread touches a run of
+        pages (hinting faults, placement once the scan sequence moved)."""
+        self.both("advance", ms * MS)
+        if self.tids:
+            self.touch_range(i, data, write)
+
+    @precondition(lambda self: self.tids)
+    @rule(i=st.integers(0, 99), cpu=st.integers(0, 7))
+    def sched_valid(self, i, cpu):
+        """A thread moves to another (existing) CPU."""
+        self.both("sched", self.tids[i % len(self.tids)], cpu % self.n_cpus)
+
     # ------------------------------------------------------------ state
     @invariant()
     def same_state(self):
@@ -191,6 +279,11 @@ class Differential(RuleBasedStateMachine):
             a = self.sim.page_nodes(pid, ARENA, ARENA_PAGES * PAGE_SIZE)
             b = self.model.page_nodes(pid, ARENA, ARENA_PAGES * PAGE_SIZE)
             assert a.tolist() == list(b), pid
+            a = np.asarray(self.sim.page_flags(pid, ARENA, ARENA_PAGES * PAGE_SIZE)) & PTE_MASK
+            b = np.asarray(self.model.page_flags(pid, ARENA, ARENA_PAGES * PAGE_SIZE)) & PTE_MASK
+            assert a.tolist() == b.tolist(), (pid, np.flatnonzero(a != b)[:8].tolist())
+        for tid in self.tids:
+            assert self.sim.task_numa_stats(tid) == self.model.task_numa_stats(tid), tid
 
 
 Differential.TestCase.settings = settings(max_examples=300, stateful_step_count=25,

@@ -6,6 +6,7 @@ kernel/sched/fair.c task_numa_work does and marks them chunk by chunk. Per-threa
 per-address-space NUMA state lives in numpy tables the fault kernels update
 (``tasks``, ``task_faults``, ``mms``); scans are rare, so their orchestration is Python.
 """
+import errno
 import heapq
 from dataclasses import dataclass
 
@@ -20,7 +21,8 @@ from .kernels.numa import (M_NEXT_SCAN, M_SCAN_MAX, M_SCAN_MIN, M_SCAN_OFFSET, M
                            change_prot_numa_range, change_prot_numa_range_parallel)
 from .kernels.range import rss_of
 from .kernels.state import set_numa_arrays
-from .constants import MPOL_F_MOF
+from .constants import MPOL_F_MOF, PAGE_SHIFT
+from .errors import raise_errno
 from .policy import as_int
 
 TICK_NS = NSEC_PER_MSEC            # scheduler tick, HZ = 1000
@@ -131,6 +133,8 @@ class BalancingMixin:
     def _change_prot_numa(self, proc, lo, hi, node):
         """change_prot_numa over the VMAs in [lo, hi) (vpns), by a thread on ``node``.
         Returns the number of updates."""
+        if lo >= hi:
+            return 0
         cfg = self.config
         for edge in (lo, hi):                      # a THP the range cuts is split first
             if proc.vmas.find(edge) is not None:
@@ -163,10 +167,17 @@ class BalancingMixin:
         """Mark [addr, addr+length) of process ``pid`` for NUMA hinting faults, as the
         scanner and mbind(MPOL_MF_LAZY) do (a fastnuma extension). ``tid``: the thread
         doing it (its node matters to single-threaded processes), default the leader.
-        Returns the number of entries updated (a THP counts per ``thp_update_count``)."""
+        Returns the number of entries updated (a THP counts per ``thp_update_count``).
+        Range checks as mbind's: EINVAL (alignment, beyond 2**47), EFAULT (a hole)."""
         proc = self._proc(pid)
         th = self._caller_thread(proc, tid)
         lo, hi = self._range(addr, length, allow_zero=True)
+        if lo == hi:
+            return 0
+        gap = proc.vmas.first_gap(lo, hi)
+        if gap is not None:
+            raise_errno(errno.EFAULT, f"{addr:#x}-{hi << PAGE_SHIFT:#x} is not fully "
+                                      f"mapped: nothing at {gap << PAGE_SHIFT:#x}")
         return self._change_prot_numa(proc, lo, hi, self.topology.cpu_node[th.cpu])
 
     # ------------------------------------------------------------------ scan bounds

@@ -18,7 +18,7 @@ from .kernels.migrate import (TARGET_NODE, TARGET_POLICY, do_pages_move,
 from .kernels.migrate import migrate_pages as migrate_folios
 from .kernels.alloc import alloc_pages_task
 from .kernels.numa import T_ACC_LOCAL, T_ACC_REMOTE
-from .kernels.state import CTL_NFRAMES
+from .kernels.state import CTL_NFRAMES, find_block
 from .kernels.range import pages_stat, release_frames
 from .policy import as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
 
@@ -228,8 +228,14 @@ class SyscallMixin:
         page = addr & ~(PAGE_SIZE - 1)
         if not self.page_flags(th.pid, page, PAGE_SIZE)[0]:
             acc = self._tasks[th.slot, T_ACC_LOCAL:T_ACC_REMOTE + 1].copy()
+            b = find_block(self.st, self.procs[th.pid].asid, page >> (PAGE_SHIFT + 9))
+            pmd_mark = self.pt.blk_numa[b] if b >= 0 else 0
+            if b >= 0:
+                self.pt.blk_numa[b] = 0          # the seed's PMD mark is read through too
             self._scratch_counts[:] = 0
             self._touch(th, np.array([addr], np.int64), np.zeros(1, np.uint8))
+            if b >= 0:
+                self.pt.blk_numa[b] = pmd_mark
             self._tasks[th.slot, T_ACC_LOCAL:T_ACC_REMOTE + 1] = acc   # not an access
         return int(self.page_nodes(th.pid, page, PAGE_SIZE)[0])
 

@@ -77,7 +77,9 @@ class AllocMixin:
         the VMA policy, else the task policy; the interleave index
         ilx = base + (vm_pgoff >> order) + ((addr - vm_start) >> (12 + order)) whenever the
         governing policy is (weighted) interleave, base 0 (also for shared memory: the
-        inode base is fastnuma's 0). Returns (policy, ilx); ilx 0 otherwise."""
+        inode base is fastnuma's 0). Returns (policy, ilx); ilx 0 otherwise.
+        interleave_thp_index="base" (seed): the index of a THP counts base pages (no
+        ``>> order``)."""
         if vma.obj is not None:
             pol = vma.obj.lookup(vma.pgoff_at(vpn))
         else:
@@ -86,9 +88,15 @@ class AllocMixin:
             pol = self.get_task_policy(thread)
         ilx = 0
         if pol.mode in INTERLEAVE_MODES:
-            ilx += vma.pgoff >> order
-            ilx += (vpn - vma.start) >> order
+            shift = self.ilx_shift(order)
+            ilx += vma.pgoff >> shift
+            ilx += (vpn - vma.start) >> shift
         return pol, ilx
+
+    def ilx_shift(self, order):
+        """How an interleave index scales with the folio order: by the order (mainline)
+        or not at all (interleave_thp_index="base", the seed)."""
+        return order if self.interleave_thp_index == "order" else 0
 
     # ------------------------------------------------------------ §1.5 node choice
     def policy_nodemask(self, pol, ilx, nid, thread):

@@ -11,14 +11,14 @@ class OomError(Exception):
 
 class FaultMixin:
     # ------------------------------------------------------------ rmap / page tables
-    def set_pte(self, proc, vpn, folio, sub=0, write=True, dirty=True):
-        proc.ptes[vpn] = Pte(folio, sub, write, dirty)
+    def set_pte(self, proc, vpn, folio, sub=0, write=True, dirty=True, numa=False):
+        proc.ptes[vpn] = Pte(folio, sub, write, dirty, numa)
         proc.pte_tables.add(vpn // HPAGE_PMD_NR)
         if not folio.is_zero:
             folio.ptes[(proc.pid, vpn)] = sub
 
-    def set_pmd(self, proc, hpn, folio, write=True):
-        proc.pmds[hpn] = Pmd(folio, write)
+    def set_pmd(self, proc, hpn, folio, write=True, numa=False):
+        proc.pmds[hpn] = Pmd(folio, write, numa)
         if not folio.is_zero:
             folio.pmds.add((proc.pid, hpn))
 
@@ -37,10 +37,12 @@ class FaultMixin:
 
     def deferred_split_folio(self, folio):
         """split_folio of a partly mapped THP (thp_split_page += 1): its mapped pages
-        become base folios, the others are freed."""
+        become base folios (keeping the THP's last_cpupid), the others are freed."""
         self.vm["thp_split_page"] += 1
         subs = [Folio(folio.node, 0, folio.index + i, None, folio.dirty)
                 for i in range(folio.nr)]
+        for sub in subs:
+            sub.last_cpupid = folio.last_cpupid
         for (pid, vpn), sub in folio.ptes.items():
             pte = self.procs[pid].ptes[vpn]
             pte.folio, pte.sub = subs[sub], 0
@@ -82,7 +84,9 @@ class FaultMixin:
         self.split_folio(folio)
 
     def split_pmd_mapping(self, proc, hpn):
-        """__split_huge_pmd_locked: one PMD mapping becomes 512 PTEs; thp_split_pmd += 1."""
+        """__split_huge_pmd_locked: one PMD mapping becomes 512 PTEs; thp_split_pmd += 1.
+        A NUMA mark of the PMD stays on each of the 512 PTEs (fastnuma's choice, as the
+        2012 kernels did; marks are per page)."""
         pmd = proc.pmds.pop(hpn)
         self.vm["thp_split_pmd"] += 1
         base = hpn * HPAGE_PMD_NR
@@ -94,7 +98,8 @@ class FaultMixin:
         folio = pmd.folio
         folio.pmds.discard((proc.pid, hpn))
         for i in range(HPAGE_PMD_NR):
-            self.set_pte(proc, base + i, folio, i, write=pmd.write, dirty=True)
+            self.set_pte(proc, base + i, folio, i, write=pmd.write, dirty=True,
+                         numa=pmd.numa)
 
     def split_pmd_at(self, proc, vpn):
         """vma_adjust_trans_huge / split_huge_pmd_address: a VMA boundary (or the edge of a
@@ -117,11 +122,12 @@ class FaultMixin:
 
     def free_pgtables(self, proc, lo, hi):
         """free_pgtables after an unmap of [lo, hi): a PTE table goes when no VMA overlaps
-        its 2 MiB range any more."""
+        its 2 MiB range any more (with the PMD's seed NUMA flag)."""
         first, last = lo // HPAGE_PMD_NR, (hi - 1) // HPAGE_PMD_NR
         for hpn in sorted(h for h in proc.pte_tables if first <= h <= last):
             if not proc.overlapping(hpn * HPAGE_PMD_NR, (hpn + 1) * HPAGE_PMD_NR):
                 proc.pte_tables.discard(hpn)
+                proc.pmd_numa.discard(hpn)
 
     # ------------------------------------------------------------ faults
     def thp_eligible(self, proc, vma, hpn):

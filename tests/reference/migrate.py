@@ -100,9 +100,12 @@ class MigrateMixin:
     # ------------------------------------------------------------ moving folios
     def move_folio(self, folio, node):
         """The copy on ``node`` (already allocated) replaces ``folio`` in every mapping
-        and in its shared object; a dirty PTE dirties the page; the old pages are freed."""
+        and in its shared object; a dirty PTE dirties the page; the old pages are freed.
+        The entries keep their NUMA marks and the copy the last_cpupid
+        (folio_migrate_flags)."""
         dirty = folio.dirty or any(self.procs[pid].ptes[vpn].dirty for pid, vpn in folio.ptes)
         new = Folio(node, folio.order, folio.index, folio.obj, dirty)
+        new.last_cpupid = folio.last_cpupid
         for (pid, vpn), sub in folio.ptes.items():
             self.procs[pid].ptes[vpn].folio = new
             new.ptes[(pid, vpn)] = sub
@@ -123,6 +126,8 @@ class MigrateMixin:
         self.vm["thp_split_page"] += 1
         subs = [Folio(folio.node, 0, folio.index + i, folio.obj, folio.dirty)
                 for i in range(folio.nr)]
+        for sub in subs:
+            sub.last_cpupid = folio.last_cpupid
         for (pid, vpn), sub in folio.ptes.items():
             self.procs[pid].ptes[vpn].folio = subs[sub]
             self.procs[pid].ptes[vpn].sub = 0

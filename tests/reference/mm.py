@@ -2,6 +2,8 @@
 threads and processes. No behaviour beyond counting mappings (rmap)."""
 from fastnuma.constants import HPAGE_PMD_NR
 
+LAST_CPUPID_UNSET = 0x1FFFFF   # docs/lazy-migration.md §2: a folio never hint-faulted
+
 VM_HUGEPAGE = 1 << 0           # MADV_HUGEPAGE was applied
 VM_NOHUGEPAGE = 1 << 1         # MADV_NOHUGEPAGE was applied
 
@@ -37,6 +39,7 @@ class Folio:
         self.ptes = {}
         self.pmds = set()
         self.freed = False
+        self.last_cpupid = LAST_CPUPID_UNSET    # folio_last_cpupid (or the seed's last node)
 
     @property
     def nr(self):
@@ -72,21 +75,23 @@ class Folio:
 
 
 class Pte:
-    """A present PTE: folio (or ZERO_PAGE) and subpage, the write bit, the dirty bit."""
+    """A present PTE: folio (or ZERO_PAGE) and subpage, the write bit, the dirty bit, the
+    NUMA hinting mark (protnone; the entry stays present)."""
 
-    __slots__ = ("folio", "sub", "write", "dirty")
+    __slots__ = ("folio", "sub", "write", "dirty", "numa")
 
-    def __init__(self, folio, sub=0, write=True, dirty=True):
+    def __init__(self, folio, sub=0, write=True, dirty=True, numa=False):
         self.folio, self.sub, self.write, self.dirty = folio, sub, write, dirty
+        self.numa = numa
 
 
 class Pmd:
-    """A PMD mapping a THP (or HUGE_ZERO_PAGE)."""
+    """A PMD mapping a THP (or HUGE_ZERO_PAGE); ``numa``: the whole THP is marked."""
 
-    __slots__ = ("folio", "write")
+    __slots__ = ("folio", "write", "numa")
 
-    def __init__(self, folio, write=True):
-        self.folio, self.write = folio, write
+    def __init__(self, folio, write=True, numa=False):
+        self.folio, self.write, self.numa = folio, write, numa
 
 
 class ShmObject:
@@ -123,18 +128,37 @@ class ShmObject:
         self.tree = sorted(out, key=lambda t: t[0])
 
 
+class NumabState:
+    """struct vma_numab_state (docs/lazy-migration.md §6.2): the scanner's per-VMA state,
+    created at the VMA's first visit by a scan. Times in ns."""
+
+    def __init__(self, start_scan_seq, next_scan, pids_active_reset, prev_scan_seq):
+        self.start_scan_seq, self.next_scan = start_scan_seq, next_scan
+        self.pids_active_reset, self.prev_scan_seq = pids_active_reset, prev_scan_seq
+        self.pids_active = [0, 0]
+
+    def copy(self):
+        new = NumabState(self.start_scan_seq, self.next_scan, self.pids_active_reset,
+                         self.prev_scan_seq)
+        new.pids_active = list(self.pids_active)
+        return new
+
+
 class Vma:
     """A VMA in pages [start, end). ``pgoff``: vm_pgoff (private anonymous: start;
     shared: offset in ``obj``). ``anon``: the VMA has an anon_vma (a page other than the
-    zero page was faulted, or a THP fault ran)."""
+    zero page was faulted, or a THP fault ran). ``numab``: the scanner's NumabState or
+    None (a copy -- a VMA split -- copies it)."""
 
-    def __init__(self, start, end, obj, pgoff, vmflags=0, policy=None, anon=False):
+    def __init__(self, start, end, obj, pgoff, vmflags=0, policy=None, anon=False,
+                 numab=None):
         self.start, self.end, self.obj, self.pgoff = start, end, obj, pgoff
         self.vmflags, self.policy, self.anon = vmflags, policy, anon
+        self.numab = numab
 
     def copy(self):
         return Vma(self.start, self.end, self.obj, self.pgoff, self.vmflags, self.policy,
-                   self.anon)
+                   self.anon, self.numab.copy() if self.numab is not None else None)
 
     def pgoff_at(self, vpn):
         return self.pgoff + (vpn - self.start)
@@ -145,6 +169,12 @@ class Vma:
 
 
 class Thread:
+    """A task. The NUMA-balancing fields (docs/lazy-migration.md §2) are set by
+    RefMachine.init_numa_balancing: numa_scan_period (ms), numa_scan_period_max (ms),
+    node_stamp (ns), start_ns, numa_scan_seq, numa_preferred_nid, numa_migrate_retry (ns),
+    numa_pages_migrated, numa_faults_locality [remote, local, failed], faults and
+    faults_buffer [node][priv] (priv 0 shared, 1 private)."""
+
     def __init__(self, tid, pid, cpu, policy=None, il_prev=1023, il_weight=0):
         self.tid, self.pid, self.cpu, self.policy = tid, pid, cpu, policy
         self.il_prev, self.il_weight = il_prev, il_weight
@@ -152,6 +182,9 @@ class Thread:
 
 
 class Process:
+    """An mm. NUMA-balancing fields (set by RefMachine.init_numa_balancing_mm):
+    numa_next_scan (ns), numa_scan_seq, numa_scan_offset (vpn), scan_windows."""
+
     def __init__(self, pid, uid, cap_sys_nice):
         self.pid, self.uid, self.cap_sys_nice = pid, uid, cap_sys_nice
         self.tids = []
@@ -159,6 +192,7 @@ class Process:
         self.ptes = {}            # vpn -> Pte
         self.pmds = {}            # hpn -> Pmd
         self.pte_tables = set()   # hpn whose PMD points to a PTE table
+        self.pmd_numa = set()     # hpn of PTE tables whose PMD is marked (seed batching)
 
     def find_vma(self, vpn):
         for v in self.vmas:

@@ -3,10 +3,12 @@
 The oracle of the differential tests: it exposes the public methods of
 ``fastnuma.Simulator`` (docs/api.md) with the same signatures and return values, and
 follows linux-semantics.md rule by rule, one method per Linux function (see alloc.py,
-fault.py, vm.py, migrate.py, syscalls.py). Plain dicts, lists and sets; numpy only for
-the arrays the API returns. Also page_cache_read/drop_caches, access_counts and the
-threads' local/remote counts (docs/api.md). Out of scope: NUMA balancing (numa_balancing
-is stored, ``advance`` only moves the clock) and trace replay.
+fault.py, vm.py, migrate.py, syscalls.py, numa_fault.py, numa_sched.py). Plain dicts,
+lists and sets; numpy only for the arrays the API returns. Also page_cache_read/drop_caches,
+access_counts and the threads' local/remote counts (docs/api.md), and lazy migration,
+NUMA hinting faults and automatic NUMA balancing (docs/lazy-migration.md): the profile
+and its switches, change_prot_numa, advance (ticks and the scanner), page_flags and
+task_numa_stats. Out of scope: trace replay.
 """
 import errno
 
@@ -19,6 +21,8 @@ from .alloc import AllocMixin
 from .fault import FaultMixin, OomError
 from .migrate import MigrateMixin
 from .mm import Folio, Process, Thread
+from .numa_fault import NumaFaultMixin, RateLimitWindow
+from .numa_sched import NumaSchedMixin
 from .policy import U64, as_int, mpol_to_str
 from .syscalls import SyscallMixin
 from .topology import RefTopology, build_zonelists, topology_arrays
@@ -34,35 +38,94 @@ VMSTAT_NAMES = (
     "numa_hint_faults_local", "numa_pages_migrated", "pgmigrate_success", "pgmigrate_fail",
     "thp_fault_alloc", "thp_fault_fallback", "thp_migration_success", "thp_migration_fail",
     "thp_migration_split", "thp_split_pmd", "thp_split_page", "oom_kill",
+    "fastnuma_prot_numa_flushes",
 )
 NUMASTAT_NAMES = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit", "local_node",
                   "other_node")
+# docs/lazy-migration.md §1: the switches of spec §7 and what each profile sets them to
+PROFILES = {
+    "mainline": dict(noop_mode=False, pmd_numa_batching=False, shared_page_rule=False,
+                     pte_restore_timing="after", two_stage_filter="last_cpupid",
+                     migrate_rate_limit=False, thp_update_count=512,
+                     skip_local_single_thread=True, interleave_thp_index="order"),
+    "seed": dict(noop_mode=True, pmd_numa_batching=True, shared_page_rule=True,
+                 pte_restore_timing="before", two_stage_filter="last_node",
+                 migrate_rate_limit=True, thp_update_count=1,
+                 skip_local_single_thread=False, interleave_thp_index="base"),
+}
+SWITCH_VALUES = dict(noop_mode=(False, True), pmd_numa_batching=(False, True),
+                     shared_page_rule=(False, True), pte_restore_timing=("after", "before"),
+                     two_stage_filter=("last_cpupid", "last_node"),
+                     migrate_rate_limit=(False, True), thp_update_count=(512, 1),
+                     skip_local_single_thread=(False, True),
+                     interleave_thp_index=("order", "base"))
+# PTE flag bits of page_flags (docs/lazy-migration.md §2, fastnuma.dtypes PTE_*)
+PTE_PRESENT, PTE_NUMA, PTE_WRITE, PTE_HUGE, PTE_ZERO, PTE_DIRTY = 1, 2, 4, 8, 16, 32
+
 NUMASTAT_TO_VMSTAT = {"numa_hit": "numa_hit", "numa_miss": "numa_miss",
                       "numa_foreign": "numa_foreign", "interleave_hit": "numa_interleave",
                       "local_node": "numa_local", "other_node": "numa_other"}
 
 
-class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
+class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, NumaFaultMixin,
+                 NumaSchedMixin):
     """RefMachine(topology, **same keyword options as fastnuma.Simulator).
 
     ``topology``: any object with node_pages, node_cpus, distance, wmark_min, wmark_low,
     wmark_high (e.g. :class:`RefTopology`); the fallback lists are computed here from the
-    distance table (§1.6).
+    distance table (§1.6). Lazy-migration knobs: docs/lazy-migration.md §1 (``profile``
+    sets the defaults of the switches; a switch given explicitly wins).
     """
 
     def __init__(self, topology, *, thp="never", thp_defrag="madvise", numa_balancing=0,
                  interleave_weights=None, linux_strict_flags=False, max_map_count=65530,
-                 zero_page=True, numa_stat=True):
+                 zero_page=True, numa_stat=True, profile="mainline", noop_mode=None,
+                 pmd_numa_batching=None, shared_page_rule=None, pte_restore_timing=None,
+                 two_stage_filter=None, migrate_rate_limit=None, thp_update_count=None,
+                 skip_local_single_thread=None, interleave_thp_index=None,
+                 numa_balancing_scan_delay_ms=1000, numa_balancing_scan_period_min_ms=1000,
+                 numa_balancing_scan_period_max_ms=60000, numa_balancing_scan_size_mb=256):
         if thp not in THP_MODES:
             raise ValueError(f"thp={thp!r}: expected one of {THP_MODES}")
         if thp_defrag not in DEFRAG_MODES:
             raise ValueError(f"thp_defrag={thp_defrag!r}: expected one of {DEFRAG_MODES}")
-        if numa_balancing not in (0, 1, 2, 3):
-            raise ValueError(f"numa_balancing={numa_balancing!r}: expected 0..3")
+        if numa_balancing in (2, 3) and not isinstance(numa_balancing, bool):
+            raise ValueError(f"numa_balancing={numa_balancing}: memory tiering "
+                             f"(NUMA_BALANCING_MEMORY_TIERING) is not modelled")
+        if numa_balancing not in (0, 1) or isinstance(numa_balancing, bool):
+            raise ValueError(f"numa_balancing={numa_balancing!r}: expected 0 or 1")
         if not isinstance(max_map_count, int) or max_map_count < 1:
             raise ValueError(f"max_map_count={max_map_count!r}: expected an int >= 1")
+        if profile not in PROFILES:
+            raise ValueError(f"profile={profile!r}: expected one of {sorted(PROFILES)}")
+        given = dict(noop_mode=noop_mode, pmd_numa_batching=pmd_numa_batching,
+                     shared_page_rule=shared_page_rule, pte_restore_timing=pte_restore_timing,
+                     two_stage_filter=two_stage_filter, migrate_rate_limit=migrate_rate_limit,
+                     thp_update_count=thp_update_count,
+                     skip_local_single_thread=skip_local_single_thread,
+                     interleave_thp_index=interleave_thp_index)
+        for name, value in given.items():
+            if value is None:
+                value = PROFILES[profile][name]
+            elif value not in SWITCH_VALUES[name]:
+                raise ValueError(f"{name}={value!r}: expected one of {SWITCH_VALUES[name]}")
+            setattr(self, name, value)
+        self.profile = profile
+        for name, value, low in (("numa_balancing_scan_delay_ms", numa_balancing_scan_delay_ms, 0),
+                                 ("numa_balancing_scan_period_min_ms",
+                                  numa_balancing_scan_period_min_ms, 1),
+                                 ("numa_balancing_scan_period_max_ms",
+                                  numa_balancing_scan_period_max_ms, 1),
+                                 ("numa_balancing_scan_size_mb", numa_balancing_scan_size_mb, 0)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ValueError(f"{name}={value!r}: expected an int >= {low}")
+        self.scan_delay_ms = numa_balancing_scan_delay_ms
+        self.scan_period_min_ms = numa_balancing_scan_period_min_ms
+        self.scan_period_max_ms = numa_balancing_scan_period_max_ms
+        self.scan_size_mb = numa_balancing_scan_size_mb
         pages, cpus, dist, wmin, wlow, whigh = topology_arrays(topology)
         self.topology = topology
+        self.node_distance = dist
         self.n_nodes = len(pages)
         self.node_pages = pages
         self.wmark_min, self.wmark_low, self.wmark_high = wmin, wlow, whigh
@@ -87,6 +150,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
         self.now_ns = 0
         self.access_counts = np.zeros((self.n_nodes, self.n_nodes, 2), np.int64)
         self.page_cache = []          # folios of page_cache_read, until drop_caches
+        self.ratelimit = [RateLimitWindow() for _ in range(self.n_nodes)]   # §5.3
 
     # ------------------------------------------------------------ lookups
     def get_proc(self, pid):
@@ -141,9 +205,11 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
         self.next_id += 1
         pid = self.next_id
         proc = Process(pid, uid, bool(cap_sys_nice))
+        self.init_numa_balancing_mm(proc)
         proc.tids.append(pid)
         self.procs[pid] = proc
         self.threads[pid] = Thread(pid, pid, cpu)
+        self.init_numa_balancing(self.threads[pid], proc)
         return pid
 
     def clone(self, pid, cpu=None):
@@ -156,6 +222,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
         tid = self.next_id
         self.threads[tid] = Thread(tid, proc.pid, cpu, first.policy, first.il_prev,
                                    first.il_weight)
+        self.init_numa_balancing(self.threads[tid], proc, new_thread=True)
         proc.tids.append(tid)
         return tid
 
@@ -164,17 +231,23 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
         copy_page_range runs only for private VMAs with an anon_vma: every present entry
         is copied, anonymous pages become mapped twice and both sides write-protected
         (zero pages too are copied); shared memory is not copied (the child faults it in).
-        The child's thread copies the forking thread's CPU and task policy."""
+        The child's thread copies the forking thread's CPU and task policy. NUMA hinting
+        (docs/lazy-migration.md §6.1, §7): a new mm and task; the child's entries keep
+        their marks; the child's VMAs start without scanner state (vm_area_dup)."""
         proc = self.get_proc(pid)
         thread = self.caller_thread(proc, tid)
         self.next_id += 1
         child = Process(self.next_id, proc.uid, proc.cap_sys_nice)
+        self.init_numa_balancing_mm(child)
         child.tids.append(child.pid)
         self.procs[child.pid] = child
         self.threads[child.pid] = Thread(child.pid, child.pid, thread.cpu, thread.policy,
                                          thread.il_prev, thread.il_weight)
+        self.init_numa_balancing(self.threads[child.pid], child)
         for vma in proc.vmas:
-            self.insert_vma(child, vma.copy())
+            copy = vma.copy()
+            copy.numab = None
+            self.insert_vma(child, copy)
             if vma.obj is not None or not vma.anon:
                 continue
             first_h, last_h = vma.start // HPAGE_PMD_NR, (vma.end - 1) // HPAGE_PMD_NR
@@ -184,11 +257,12 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
                 pmd = proc.pmds.get(hpn)
                 if pmd is not None:
                     pmd.write = False
-                    self.set_pmd(child, hpn, pmd.folio, write=False)
+                    self.set_pmd(child, hpn, pmd.folio, write=False, numa=pmd.numa)
             for vpn in sorted(v for v in proc.ptes if vma.start <= v < vma.end):
                 pte = proc.ptes[vpn]
                 pte.write = False
-                self.set_pte(child, vpn, pte.folio, pte.sub, write=False, dirty=pte.dirty)
+                self.set_pte(child, vpn, pte.folio, pte.sub, write=False, dirty=pte.dirty,
+                             numa=pte.numa)
         return child.pid
 
     def exit(self, pid):
@@ -202,6 +276,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
         for vma in list(proc.vmas):
             self.remove_vma(proc, vma)
         proc.pte_tables.clear()
+        proc.pmd_numa.clear()
         for tid in proc.tids:
             del self.threads[tid]
         del self.procs[proc.pid]
@@ -228,7 +303,8 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
     def access(self, tid, addrs, write=False):
         """Loads/stores by thread ``tid`` in order. An address outside every VMA raises
         SegmentationFault naming the element (earlier accesses took effect); an
-        allocation failure OOM-kills the process (OutOfMemory)."""
+        allocation failure OOM-kills the process (OutOfMemory). A marked entry first takes
+        its NUMA hinting fault (docs/lazy-migration.md §5), then the access proceeds."""
         thread = self.get_thread(tid)
         proc = self.procs[thread.pid]
         if isinstance(addrs, np.ndarray) and addrs.ndim > 1:
@@ -249,6 +325,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
             if vma is None:
                 raise SegmentationFault(proc.pid, i, addr)
             try:
+                self.handle_numa_hint(thread, proc, vma, addr >> PAGE_SHIFT)
                 self.handle_mm_fault(thread, proc, vma, addr >> PAGE_SHIFT, w)
             except OomError:
                 self.oom_kill(proc)
@@ -296,11 +373,28 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
         self.page_cache = []
 
     def advance(self, ns):
-        """Simulated time passes (NUMA balancing is not modelled)."""
+        """Simulated time passes; with numa_balancing=1 the scheduler ticks of
+        docs/lazy-migration.md §6.1 run on the way (each at its own time)."""
         ns = as_int(ns, "ns")
         if ns < 0:
             raise ValueError("time cannot go backwards")
-        self.now_ns += ns
+        end = self.now_ns + ns
+        if self.numa_balancing:
+            self.run_numa_ticks(end)
+        self.now_ns = end
+
+    def change_prot_numa(self, pid, addr, length, tid=None):
+        """docs/lazy-migration.md §3 (a fastnuma extension): mark [addr, addr+length) of
+        ``pid`` for NUMA hinting as the thread ``tid`` (default the first thread) would;
+        its CPU's node is the target node. The range checks of mbind (EINVAL; length 0 ->
+        0) and its hole checks (EFAULT, nothing marked). Returns the updates."""
+        proc = self.get_proc(pid)
+        thread = self.caller_thread(proc, tid)
+        lo, hi = check_range(addr, length)
+        if lo == hi:
+            return 0
+        self.check_no_holes(proc, lo, hi)
+        return self.change_prot_numa_range(proc, lo, hi, self.cpu_node[thread.cpu])
 
     # ------------------------------------------------------------ observation
     def vmstat(self):
@@ -317,6 +411,51 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin):
 
     def free_pages(self):
         return np.array(self.free, dtype=np.int64)
+
+    def page_flags(self, pid, addr, length):
+        """Per page of [addr, addr+length): the entry's flag bits PRESENT 1, NUMA 2,
+        WRITE 4, HUGE 8 (PMD-mapped THP), ZERO 16, DIRTY 32; 0 when this process maps
+        nothing there. WRITE and DIRTY are the model's own bits (the write bit as the
+        COW/zero-page rules need it, DIRTY as numa_maps counts it: a PMD-mapped THP is
+        dirty); the differential test compares PRESENT|NUMA|HUGE|ZERO only."""
+        proc = self.get_proc(pid)
+        lo, hi = check_range(addr, length)
+        out = np.zeros(hi - lo, np.int64)
+        for hpn in range(lo // HPAGE_PMD_NR, (hi - 1) // HPAGE_PMD_NR + 1):
+            first, last = max(lo, hpn * HPAGE_PMD_NR), min(hi, (hpn + 1) * HPAGE_PMD_NR)
+            pmd = proc.pmds.get(hpn)
+            if pmd is not None:
+                flags = PTE_PRESENT | PTE_HUGE
+                flags |= PTE_ZERO if pmd.folio.is_zero else PTE_DIRTY
+                flags |= PTE_NUMA if pmd.numa else 0
+                flags |= PTE_WRITE if pmd.write else 0
+                out[first - lo:last - lo] = flags
+                continue
+            if hpn not in proc.pte_tables:           # no PTE table: nothing mapped
+                continue
+            for vpn in range(first, last):
+                pte = proc.ptes.get(vpn)
+                if pte is None:
+                    continue
+                flags = PTE_PRESENT
+                flags |= PTE_ZERO if pte.folio.is_zero else 0
+                flags |= PTE_NUMA if pte.numa else 0
+                flags |= PTE_WRITE if pte.write else 0
+                flags |= PTE_DIRTY if pte.dirty else 0
+                out[vpn - lo] = flags
+        return out
+
+    def task_numa_stats(self, tid):
+        """docs/lazy-migration.md §2: the NUMA-balancing fields of thread ``tid``."""
+        t = self.get_thread(tid)
+        return dict(numa_scan_period=t.numa_scan_period,
+                    numa_scan_period_max=t.numa_scan_period_max, node_stamp=t.node_stamp,
+                    numa_scan_seq=t.numa_scan_seq, numa_preferred_nid=t.numa_preferred_nid,
+                    numa_migrate_retry=t.numa_migrate_retry,
+                    numa_pages_migrated=t.numa_pages_migrated,
+                    numa_faults_locality=list(t.numa_faults_locality),
+                    faults=[list(f) for f in t.faults],
+                    faults_buffer=[list(f) for f in t.faults_buffer])
 
     def page_nodes(self, pid, addr, length):
         """Per page of [addr, addr+length): its node, -1 when this process maps nothing

@@ -12,6 +12,7 @@ from fastnuma.constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_
                                 MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
                                 MPOL_MF_VALID, MPOL_MODE_FLAGS, MPOL_WEIGHTED_INTERLEAVE,
                                 PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
+from fastnuma import constants as _constants
 from fastnuma.errors import raise_errno
 
 from .fault import OomError
@@ -21,6 +22,8 @@ from .policy import (INTERLEAVE_MODES, U64, as_int, get_nodes, mpol_equal, mpol_
 from .vm import page_align
 
 INT_MAX = (1 << 31) - 1
+MPOL_NOOP = getattr(_constants, "MPOL_NOOP", 0x100)    # docs/lazy-migration.md §1
+SEED_MPOL_NOOP = 5                                     # the 2012 series' MPOL_NOOP
 MOVE_PAGES_UNWRITTEN = -(1 << 31)
 """fastnuma choice: the status of a page that move_pages leaves unwritten (Linux leaves the
 user's buffer as it was) when the call returns a positive count."""
@@ -39,13 +42,24 @@ class SyscallMixin:
         VMA by VMA (ENOMEM partial), migration of the queued folios under the new policy
         (§2.4), EIO with STRICT when anything could not be queued or moved.
 
-        MPOL_MF_LAZY (§2.5, this version): validated like any flag, the policy gets
-        MPOL_F_MOF (not for DEFAULT), every check and the policy application run, but no
-        page is examined: no STRICT check, no migration (marking is a later issue).
+        MPOL_NOOP (docs/lazy-migration.md §1, §4; mode 5 too with noop_mode): a mode flag
+        is EINVAL where sanitize_mpol_flags checks the mode, a non-empty mask is EINVAL
+        where mpol_new checks DEFAULT's; no policy object, the VMAs' policies stay; without
+        LAZY only the hole check of the lazy path runs (EFAULT), nothing changes.
+
+        MPOL_MF_LAZY (§2.5, docs/lazy-migration.md §4): the new policy gets MPOL_F_MOF
+        (not DEFAULT/NOOP: no policy object); holes are EFAULT for every mode (validated
+        before anything is marked); change_prot_numa over the range as the calling
+        thread; no page is examined, queued or moved (STRICT never gives EIO); then the
+        policy is applied (not for NOOP).
         """
         proc = self.get_proc(pid)
         thread = self.caller_thread(proc, tid)
-        mode, mode_flags = sanitize_mpol_flags(mode)
+        noop = self.is_mpol_noop(mode)
+        if noop:
+            mode_flags = 0
+        else:
+            mode, mode_flags = sanitize_mpol_flags(mode)
         user_nodes = get_nodes(nodemask, maxnode)
         flags = as_int(flags, "flags")
         addr = as_int(addr, "addr")
@@ -57,7 +71,7 @@ class SyscallMixin:
             raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
         if addr < 0 or addr > U64 or addr & (PAGE_SIZE - 1):
             raise_errno(errno.EINVAL, f"mbind start {addr:#x} not page aligned")
-        if mode == MPOL_DEFAULT:
+        if noop or mode == MPOL_DEFAULT:
             flags &= ~MPOL_MF_STRICT
         end = (addr + page_align(length)) & U64
         if end < addr:
@@ -66,19 +80,23 @@ class SyscallMixin:
             return None
         if end > TASK_SIZE:
             raise_errno(errno.EINVAL, f"mbind range ends at {end:#x}, beyond TASK_SIZE")
-        new = mpol_new(mode, mode_flags, user_nodes)
+        if noop:
+            if user_nodes:
+                raise_errno(errno.EINVAL, "MPOL_NOOP with a non-empty nodemask")
+            new = None
+        else:
+            new = mpol_new(mode, mode_flags, user_nodes)
+            new = mpol_set_nodemask(new, user_nodes, self.memory_nodes)
+        lo, hi = addr >> PAGE_SHIFT, end >> PAGE_SHIFT
+        if flags & MPOL_MF_LAZY:
+            return self.mbind_lazy(proc, thread, lo, hi, new, noop)
+        if noop:
+            self.check_no_holes(proc, lo, hi)
+            return None
         if new is None:
             flags |= MPOL_MF_DISCONTIG_OK
-        new = mpol_set_nodemask(new, user_nodes, self.memory_nodes)
-        lazy = bool(flags & MPOL_MF_LAZY)
-        if lazy and new is not None:
-            new = replace(new, flags=new.flags | MPOL_F_MOF)
-        walk_flags = flags & ~MPOL_MF_LAZY
-        if lazy:
-            walk_flags &= ~(MPOL_MF_STRICT | MPOL_MF_MOVE | MPOL_MF_MOVE_ALL)
-        lo, hi = addr >> PAGE_SHIFT, end >> PAGE_SHIFT
         err, queued, nr_failed = self.queue_pages_range(proc, lo, hi, user_nodes,
-                                                        walk_flags | MPOL_MF_INVERT)
+                                                        flags | MPOL_MF_INVERT)
         if err:
             raise_errno(-err, "mbind: " + ("a hole in the range" if err == -errno.EFAULT
                                            else "a page on a node outside the mask"))
@@ -91,12 +109,45 @@ class SyscallMixin:
             # fastnuma splits a THP with its PMD mapping (docs/api.md), so the folios queued
             # before mbind_range may have been split at the range's edges: queue again
             _, queued, nr_failed = self.queue_pages_range(proc, lo, hi, user_nodes,
-                                                          walk_flags | MPOL_MF_INVERT)
+                                                          flags | MPOL_MF_INVERT)
             nr_failed |= self.mbind_migrate(proc, thread, lo, hi, new, queued)
-        if nr_failed and walk_flags & MPOL_MF_STRICT:
+        if nr_failed and flags & MPOL_MF_STRICT:
             err = errno.EIO
         if err:
             raise_errno(err, "mbind")
+        return None
+
+    def is_mpol_noop(self, mode):
+        """MPOL_NOOP (0x100), or the seed's 5 with noop_mode, with or without mode flags;
+        a mode flag with it is EINVAL. linux_strict_flags: never (Linux has no NOOP)."""
+        mode = as_int(mode, "mode")
+        base = mode & ~MPOL_MODE_FLAGS
+        if self.linux_strict_flags:
+            return False
+        if base != MPOL_NOOP and not (self.noop_mode and base == SEED_MPOL_NOOP):
+            return False
+        if mode & MPOL_MODE_FLAGS:
+            raise_errno(errno.EINVAL, "MPOL_NOOP takes no mode flags")
+        return True
+
+    def check_no_holes(self, proc, lo, hi):
+        """docs/lazy-migration.md §4: no VMA in [lo, hi), or a hole before, between or
+        after the VMAs there -> EFAULT (queue_pages_range's checks without
+        DISCONTIG_OK)."""
+        err, _, _ = self.queue_pages_range(proc, lo, hi, frozenset(), MPOL_MF_INVERT)
+        if err:
+            raise_errno(-err, "a hole in the range")
+
+    def mbind_lazy(self, proc, thread, lo, hi, new, noop):
+        """docs/lazy-migration.md §4 / spec §2.5: holes first (EFAULT, nothing marked);
+        the new policy gets MPOL_F_MOF; change_prot_numa over [lo, hi) with the caller's
+        node; then mbind_range (not for NOOP; its ENOMEM keeps the marks)."""
+        self.check_no_holes(proc, lo, hi)
+        if new is not None:
+            new = replace(new, flags=new.flags | MPOL_F_MOF)
+        self.change_prot_numa_range(proc, lo, hi, self.cpu_node[thread.cpu])
+        if not noop:
+            self.mbind_range(proc, lo, hi, new)
         return None
 
     def mbind_range(self, proc, lo, hi, new):
@@ -131,11 +182,11 @@ class SyscallMixin:
                 vpn = vma.start + (folio.index - vma.pgoff)
                 if folio.obj is vma.obj and vma.start <= vpn < vma.end:
                     _, ilx = self.get_vma_policy(thread, vma, vpn, folio.order)
-                    base = ilx - (folio.index >> folio.order)
+                    base = ilx - (folio.index >> self.ilx_shift(folio.order))
                     break
 
         def target(folio):
-            ilx = (base + (folio.index >> folio.order)) & U64
+            ilx = (base + (folio.index >> self.ilx_shift(folio.order))) & U64
             return self.alloc_pages_mpol(pol, folio.order, ilx, thread, True)
 
         return self.mm_migrate_pages(queued, target)

@@ -81,7 +81,9 @@ class VmMixin:
         """vma_modify (mm/vma.c): give [vmstart, vmend) of ``vma`` new attributes, merging
         with the previous/next VMA when the range reaches its edge and they match,
         otherwise splitting (ENOMEM when the process already has max_map_count VMAs).
-        Returns the VMA holding the range; the caller sets the attributes."""
+        Returns the VMA holding the range; the caller sets the attributes. The NUMA
+        scanner's state: a split copies it, a merge keeps the lower VMA's
+        (docs/lazy-migration.md §6.2)."""
         vmflags = changes.get("vmflags", vma.vmflags)
         policy = changes.get("policy", vma.policy)
         i = proc.vmas.index(vma)
@@ -110,7 +112,7 @@ class VmMixin:
                 vma.pgoff, vma.start = vma.pgoff_at(vmend), vmend
             return prev
         if merge_next:
-            nxt.anon = nxt.anon or vma.anon
+            nxt.anon = nxt.anon or vma.anon          # (nxt keeps its own scan state)
             if vmstart == vma.start:
                 nxt.start, nxt.pgoff = vma.start, vma.pgoff
                 self.remove_vma(proc, vma)
@@ -207,7 +209,7 @@ class VmMixin:
         elif prev is not None:
             prev.end = hi
         elif nxt is not None:
-            nxt.start = nxt.pgoff = lo
+            nxt.start = nxt.pgoff = lo    # (the surviving nxt keeps its scan state)
         else:
             self.insert_vma(proc, vma)
         return lo << PAGE_SHIFT

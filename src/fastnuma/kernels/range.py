@@ -132,7 +132,6 @@ def copy_page_range(st, vmas, parent_blocks, child_asid):
         base = b << PTRS_PER_PMD_SHIFT
         cb = get_block(st, child_asid, pmd)
         st.blk_table[cb] = st.blk_table[b]
-        st.blk_numa[cb] = st.blk_numa[b]
         for i in range(PTRS_PER_PMD):
             fl = st.ptes[base + i]["flags"]
             if not fl & PTE_PRESENT:
