@@ -19,21 +19,26 @@ PAGES = 1 << 14 if QUICK else 1 << 20          # working set of every pattern
 NODES, CPUS_PER_NODE = 4, 4
 PATTERNS = ["sequential", "uniform", "zipf", "lazy"]
 LENGTHS = sizes([10_000_000, 40_000_000], [100_000, 400_000])
+SMALL_EVENTS, SMALL_PAGES = 6000, 512             # the size of traces/lazy_4node.arrow
+MEMORY_PAGES = 1 << 12 if QUICK else 1 << 16   # working set of the memory traces: both
+                                               # lengths touch all of it (same page tables)
 TRACE_DIR = CACHE_ROOT / "traces"
 
 
-def trace_path(pattern, events):
-    return TRACE_DIR / f"replay_{pattern}_{events}_{PAGES}.arrow"
+def trace_path(pattern, events, pages=PAGES):
+    return TRACE_DIR / f"replay_{pattern}_{events}_{pages}.arrow"
 
 
 def make_traces():
     TRACE_DIR.mkdir(parents=True, exist_ok=True)
-    wanted = [(p, EVENTS) for p in PATTERNS] + [("uniform", n) for n in LENGTHS]
-    for pattern, events in wanted:
-        path = trace_path(pattern, events)
+    wanted = [(p, EVENTS, PAGES) for p in PATTERNS] + [("uniform", n, MEMORY_PAGES)
+                                                       for n in LENGTHS]
+    wanted.append(("lazy", SMALL_EVENTS, SMALL_PAGES))
+    for pattern, events, pages in wanted:
+        path = trace_path(pattern, events, pages)
         if not path.exists():
             write_trace(path, pattern, events, seed=1, nodes=NODES,
-                        cpus_per_node=CPUS_PER_NODE, pages=PAGES)
+                        cpus_per_node=CPUS_PER_NODE, pages=pages)
 
 
 def machine():
@@ -115,21 +120,21 @@ class ReplayMemory:
         make_traces()
 
     def setup(self, events):
-        replay(trace_path("uniform", LENGTHS[0]))     # JIT warm-up before measuring
+        replay(trace_path("uniform", LENGTHS[0], MEMORY_PAGES))   # JIT warm-up
 
     def peakmem_replay(self, events):
-        replay(trace_path("uniform", events))
+        replay(trace_path("uniform", events, MEMORY_PAGES))
 
 
 def _warm_first_replay():
     make_traces()
-    replay(trace_path("lazy", EVENTS))        # compiles into the on-disk Numba cache
+    replay(trace_path("lazy", SMALL_EVENTS, SMALL_PAGES))   # fills the on-disk Numba cache
 
 
 def timeraw_import_and_first_replay():
-    """import fastnuma + a machine + the first replay of a small trace in a fresh
-    interpreter, with a warm Numba cache (target: under 2 s)."""
-    path = trace_path("lazy", EVENTS)
+    """import fastnuma + a machine + the first replay of a small trace (6000 events) in a
+    fresh interpreter, with a warm Numba cache (target: under 2 s)."""
+    path = trace_path("lazy", SMALL_EVENTS, SMALL_PAGES)
     return f"""
 import fastnuma as fn
 sim = fn.Simulator(fn.Topology.uniform(nodes=4, cpus_per_node=4, pages_per_node={2 * PAGES}))
