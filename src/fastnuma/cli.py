@@ -176,19 +176,9 @@ def _topology(spec, trace):
 
 def _trace_metadata(trace):
     """Schema metadata of the trace's first file ({} when there is none)."""
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
+    from .trace.info import read_schema
     from .trace.reader import trace_files
-    first = trace_files(trace)[0]
-    ext = os.path.splitext(first)[1]
-    if ext == ".parquet":
-        schema = pq.read_schema(first)
-    elif ext == ".arrows":
-        with open(first, "rb") as f:
-            schema = ipc.open_stream(f).schema
-    else:
-        with open(first, "rb") as f:
-            schema = ipc.open_file(f).schema
+    schema = read_schema(trace_files(trace)[0])
     return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
 
 
