@@ -104,11 +104,12 @@ def warm_numa():
 CPN_PTES = sizes([1 << 20, 1 << 24, 100 << 20], [1 << 16, 1 << 22])
 THP_MODES = ["never", "always"]
 #: Bytes of memory traffic per PTE of one change_prot_numa call, as the kernel touches
-#: them (kernels/numa.py mark_block): base pages read the 8-byte PTE, read the 12-byte
-#: frame record (node, mapcount: the private-page tests) and write the PTE back; a THP
-#: reads and writes its 512 PTEs (flags |= PTE_NUMA) and reads no frame (mainline: no
-#: shared-page rule). Both add the block list and block key, 16 bytes per 512 PTEs.
-BYTES_PER_PTE = {"never": 8 + 12 + 8 + 16 / PTRS_PER_PMD,
+#: them (kernels/numa.py mark_block): the 8-byte PTE read and written back. No frame
+#: record is read here: the process never forked (no COW-shared page to skip), it has two
+#: threads (no "single-threaded and local" skip) and mainline has no mapcount rule; a THP
+#: marks its 512 PTEs the same way. Both add the block list and block key, 16 bytes per
+#: 512 PTEs.
+BYTES_PER_PTE = {"never": 8 + 8 + 16 / PTRS_PER_PMD,
                  "always": 8 + 8 + 16 / PTRS_PER_PMD}
 COPY_BYTES = 1 << 28          # measure_copy_gbps buffer (256 MiB, beyond every cache)
 
@@ -169,8 +170,7 @@ class ChangeProtNumaVsC(_Marking):
     table (16-byte PTEs, 82% present, ~69% eligible; bench_ref.measure_change_prot_numa,
     median of 5) divided by ours (median of 5): the same number of PTEs visited, above 1 =
     faster. With THPs ours tests one entry per 512, so it is expected above 1.
-    ``track_bandwidth_fraction``: our bytes per PTE (:data:`BYTES_PER_PTE`: 28 B base
-    pages, 16 B THP) times PTEs/s over C's memcpy rate (read + written, 256 MiB). C's own
+    ``track_bandwidth_fraction``: our bytes per PTE (:data:`BYTES_PER_PTE`: 16 B) times PTEs/s over C's memcpy rate (read + written, 256 MiB). C's own
     change_prot_numa reaches about 1.8x copy (an in-place stream is faster than a copy
     here), so 1 is not the ceiling.
     """
