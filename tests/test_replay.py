@@ -102,39 +102,69 @@ def test_batch_size_does_not_matter(lazy_table, batch_rows):
     assert got == ref
 
 
-def test_replay_equals_the_api_one_call_at_a_time():
-    rng = np.random.default_rng(5)
+def random_program(seed, n=1500):
+    """A random trace: two threads on random CPUs reading and writing 256 pages, an
+    interleave mbind, a lazy mbind halfway, time passing (NUMA scans with small knobs)."""
+    rng = np.random.default_rng(seed)
     ev = [dict(op=fn.OP_MMAP, addr=BASE, len=256 * 4096, flags=MAPF, tid=1, pid=1),
           dict(op=fn.OP_SCHED, cpu=3, tid=2, pid=1),
           dict(op=fn.OP_MBIND, addr=BASE, len=64 * 4096, mode=fn.MPOL_INTERLEAVE,
                nodemask=0b0110, tid=1, pid=1)]
-    for k in range(3000):
+    for k in range(n):
         ev.append(dict(op=int(rng.integers(0, 2)), addr=BASE + int(rng.integers(0, 256)) * 4096,
                        cpu=int(rng.integers(0, 8)), tid=int(rng.integers(1, 3)), pid=1))
-        if k == 1500:
+        if k == n // 2:
             ev.append(dict(op=fn.OP_MBIND, addr=BASE, len=256 * 4096, mode=fn.MPOL_LOCAL,
                            flags=fn.MPOL_MF_MOVE | fn.MPOL_MF_LAZY, tid=2, pid=1))
-    sim = fn.Simulator(topo())
-    sim.replay(table(ev))
-    api = fn.Simulator(topo())
-    pid = api.spawn(cpu=0)
-    w = api.clone(pid, cpu=3)
-    assert (pid, w) == (1, 2)
-    api.mmap(pid, 256 * 4096, MAPF, addr=BASE)
-    api.mbind(pid, BASE, 64 * 4096, fn.MPOL_INTERLEAVE, {1, 2})
-    for k, e in enumerate(ev[3:]):
+    ts = np.sort(rng.integers(0, 400_000_000, len(ev)))
+    for e, t in zip(ev, ts):
+        e["ts"] = int(t)
+    return ev
+
+
+def drive(machine, ev):
+    """The same events through the API, one call at a time (what replay must equal)."""
+    pid = machine.spawn(cpu=0)                 # the trace's first event (ts = its time 0)
+    t0 = ev[0]["ts"]
+    machine.mmap(pid, 256 * 4096, MAPF, addr=BASE)
+    machine.advance(ev[1]["ts"] - t0)
+    assert machine.clone(pid, cpu=3) == 2      # thread 2 appears at its first event
+    machine.advance(ev[2]["ts"] - ev[1]["ts"])
+    machine.mbind(pid, BASE, 64 * 4096, fn.MPOL_INTERLEAVE, {1, 2})
+    now = ev[2]["ts"]
+    for e in ev[3:]:
+        machine.advance(e["ts"] - now)
+        now = e["ts"]
         if e["op"] == fn.OP_MBIND:
-            api.mbind(pid, BASE, 256 * 4096, fn.MPOL_LOCAL, None,
-                      fn.MPOL_MF_MOVE | fn.MPOL_MF_LAZY, tid=2)
+            machine.mbind(pid, BASE, 256 * 4096, fn.MPOL_LOCAL, None,
+                          fn.MPOL_MF_MOVE | fn.MPOL_MF_LAZY, tid=2)
             continue
-        api.sched(e["tid"], e["cpu"])
-        api.access(e["tid"], e["addr"], write=bool(e["op"]))
-    assert sim.vmstat() == api.vmstat()
-    assert (sim.page_nodes(1, BASE, 256 * 4096) == api.page_nodes(1, BASE, 256 * 4096)).all()
-    assert (sim.access_counts == api.access_counts).all()
+        machine.sched(e["tid"], e["cpu"])
+        machine.access(e["tid"], e["addr"], write=bool(e["op"]))
+
+
+KNOBS = dict(numa_balancing=1, numa_balancing_scan_delay_ms=50,
+             numa_balancing_scan_period_min_ms=20, numa_balancing_scan_size_mb=1)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_replay_equals_the_api_and_the_model_call_by_call(seed, make):
+    ev = random_program(seed)
+    sim = fn.Simulator(topo(), **KNOBS)
+    sim.replay(table(ev), batch_rows=97)
+    other = make(dict(node_pages=[1 << 14] * 4, node_cpus=[[0, 1], [2, 3], [4, 5], [6, 7]]),
+                 **KNOBS)
+    drive(other, ev)
+    assert sim.vmstat() == other.vmstat()
+    assert sim.vmstat()["numa_hint_faults"] > 0
+    assert list(sim.page_nodes(1, BASE, 256 * 4096)) == list(other.page_nodes(1, BASE,
+                                                                            256 * 4096))
+    assert sim.numa_maps(1) == other.numa_maps(1)
+    assert (sim.access_counts == np.asarray(other.access_counts)).all()
     for tid in (1, 2):
+        assert sim.task_numa_stats(tid) == other.task_numa_stats(tid)
         assert (sim.threads[tid].local, sim.threads[tid].remote, sim.threads[tid].cpu) == \
-            (api.threads[tid].local, api.threads[tid].remote, api.threads[tid].cpu)
+            (other.threads[tid].local, other.threads[tid].remote, other.threads[tid].cpu)
 
 
 def test_sparse_bare_trace_memory_follows_pages_touched():
