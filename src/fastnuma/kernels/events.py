@@ -175,12 +175,14 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             break
         clock[0] = t + ts_offset
         tasks[slot, T_CPU] = c
+        n_blocks = ctl[CTL_NBLOCKS]
         cur_blk = handle_mm_fault(st, pvmas, v, asid, vpn, cur_blk, c, slot, task_pol, w != 0)
         if cur_blk < 0:
             status = EV_OOM
             break
         cur_numa = blk_numa[cur_blk] != 0
-        pf_pmd = np.int64(-1)          # the fault may have created the look-ahead's block
+        if ctl[CTL_NBLOCKS] != n_blocks:
+            pf_pmd = np.int64(-1)      # a new block: the look-ahead may have missed it
     if slot >= 0:
         tasks[slot, T_CPU] = c
         tasks[slot, T_ACC_LOCAL] += acc_local
