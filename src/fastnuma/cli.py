@@ -281,7 +281,7 @@ def _run(args):
             _convert(args)
     except BrokenPipeError:
         raise
-    except (OSError, ValueError, TypeError, NotImplementedError, MemoryError) as e:
+    except (OSError, ValueError, TypeError, MemoryError) as e:
         print(f"fastnuma: error: {e}", file=sys.stderr)
         return 1
     except Exception as e:                  # noqa: BLE001 - pyarrow's own error classes
