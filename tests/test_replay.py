@@ -57,7 +57,9 @@ def comparable(report):
 def test_lazy_scenario_counters():
     n = 64
     sim = fn.Simulator(topo())
-    r = sim.replay(table(lazy_events(n)))
+    events = lazy_events(n, ts_step=10)
+    r = sim.replay(table(events))
+    assert sim.now_ns == r.now_ns == events[-1]["ts"]      # the clock ends at the last event
     vm = r.vmstat
     assert (vm["numa_pte_updates"], vm["numa_hint_faults"], vm["numa_hint_faults_local"],
             vm["numa_pages_migrated"]) == (4 * n, 4 * n, n, 3 * n)

@@ -97,12 +97,13 @@ class _Replay:
                                 b.op, b.cpu, b.tid, b.pid, ts, i, stop, stop_ts, self.pos,
                                 sim.access_counts, offset)
             self._sync_views(vmas, procs)
-            i = int(self.pos[0])
+            ran = int(self.pos[0]) - i
+            i += ran
             row = b.row + i
+            if ran:                       # the loop sets the clock for faults only
+                sim.now_ns = max(sim.now_ns, int(ts[i - 1]) + offset)
             if status == EV_DONE:
-                if b.row + i == self.next_epoch_row:
-                    self.report.epoch(row, sim.now_ns)
-                    self.next_epoch_row += self.epoch_events
+                self._after_event(row)
             elif status == EV_TIME:
                 t = int(ts[i])
                 if t >= self.next_epoch_ts:
