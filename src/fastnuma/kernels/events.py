@@ -67,6 +67,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     n_cpus = cpu_node.size
     one_op, one_cpu, one_tid, one_pid, one_ts = (op.size == 1, cpu.size == 1, tid.size == 1,
                                                  pid.size == 1, ts.size == 1)
+    per_event = not (one_cpu and one_tid and one_pid and one_ts)   # else checked once
     last_tid, last_pid, slot, asid = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
     task_pol = np.int64(-1)
     pvmas = vmas[0:0]
@@ -82,43 +83,43 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     status = EV_DONE
     i = start
     while i < stop:
-        t = np.int64(ts[0] if one_ts else ts[i])
-        if t >= stop_ts:
-            status = EV_TIME
-            break
         w = np.int64(op[0] if one_op else op[i])
         if w > OP_WRITE:
             status = EV_CONTROL
             break
-        tt = np.int64(tid[0] if one_tid else tid[i])
-        pp = np.int64(pid[0] if one_pid else pid[i])
-        if tt != last_tid or pp != last_pid:
-            s = tid_slot(tid_keys, tid_vals, tt)
-            if s < 0:
-                status = EV_NEW_THREAD
+        if per_event or slot < 0:          # (sim.access: one thread, CPU and time)
+            if np.int64(ts[0] if one_ts else ts[i]) >= stop_ts:
+                status = EV_TIME
                 break
-            if tasks[s, T_PID] != pp:
-                status = EV_BAD_PID
-                break
-            if slot >= 0:
-                tasks[slot, T_CPU] = c
-                tasks[slot, T_ACC_LOCAL] += acc_local
-                tasks[slot, T_ACC_REMOTE] += acc_remote
-            acc_local, acc_remote = np.int64(0), np.int64(0)
-            slot, last_tid, last_pid = s, tt, pp
-            task_pol = tasks[s, T_POLICY]
-            if tasks[s, T_ASID] != asid:
-                asid = tasks[s, T_ASID]
-                pvmas = vmas[vma_lo[asid]:vma_hi[asid]]
-                cur_pmd, cur_blk, cur_numa, hint = np.int64(-1), np.int64(-1), False, 0
-                pf_pmd = np.int64(-1)
-        cc = np.int64(cpu[0] if one_cpu else cpu[i])
-        if cc != c:
-            if cc < 0 or cc >= n_cpus or cpu_node[cc] < 0:
-                status = EV_BAD_CPU
-                break
-            c = cc
-            cn = np.int64(cpu_node[cc])
+            tt = np.int64(tid[0] if one_tid else tid[i])
+            pp = np.int64(pid[0] if one_pid else pid[i])
+            if tt != last_tid or pp != last_pid:
+                s = tid_slot(tid_keys, tid_vals, tt)
+                if s < 0:
+                    status = EV_NEW_THREAD
+                    break
+                if tasks[s, T_PID] != pp:
+                    status = EV_BAD_PID
+                    break
+                if slot >= 0:
+                    tasks[slot, T_CPU] = c
+                    tasks[slot, T_ACC_LOCAL] += acc_local
+                    tasks[slot, T_ACC_REMOTE] += acc_remote
+                acc_local, acc_remote = np.int64(0), np.int64(0)
+                slot, last_tid, last_pid = s, tt, pp
+                task_pol = tasks[s, T_POLICY]
+                if tasks[s, T_ASID] != asid:
+                    asid = tasks[s, T_ASID]
+                    pvmas = vmas[vma_lo[asid]:vma_hi[asid]]
+                    cur_pmd, cur_blk, cur_numa, hint = np.int64(-1), np.int64(-1), False, 0
+                    pf_pmd = np.int64(-1)
+            cc = np.int64(cpu[0] if one_cpu else cpu[i])
+            if cc != c:
+                if cc < 0 or cc >= n_cpus or cpu_node[cc] < 0:
+                    status = EV_BAD_CPU
+                    break
+                c = cc
+                cn = np.int64(cpu_node[cc])
         # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
         j = i + PREFETCH_AHEAD
         if j < stop:
@@ -173,7 +174,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # room for one more fault
             status = EV_NEED_GROW
             break
-        clock[0] = t + ts_offset
+        clock[0] = np.int64(ts[0] if one_ts else ts[i]) + ts_offset
         tasks[slot, T_CPU] = c
         n_blocks = ctl[CTL_NBLOCKS]
         cur_blk = handle_mm_fault(st, pvmas, v, asid, vpn, cur_blk, c, slot, task_pol, w != 0)
