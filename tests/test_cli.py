@@ -161,3 +161,45 @@ def test_convert_then_replay(tmp_path, capsys):
     assert "implicit mappings    1" in capsys.readouterr().out
     assert main(["convert", "csv", str(tmp_path / "missing.csv"), "-o", str(out)]) == 1
     assert capsys.readouterr().err.startswith("fastnuma: error: ")
+
+
+def _bad_trace(tmp_path, kind):
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+    cols = {"addr": pa.array([4096, 8192, 12288], pa.uint64()),
+            "cpu": pa.array([0, 1, 2], pa.uint16()),
+            "ts": pa.array([0, 5, 9], pa.uint64()),
+            "op": pa.array([0, 1, 0], pa.uint8())}
+    expect = None
+    if kind == "missing":
+        del cols["cpu"]
+        expect = "column 'cpu'"
+    elif kind == "too_big":
+        cols["cpu"] = pa.array([0, 70000, 1], pa.int32())
+        expect = "column 'cpu', row 1, value 70000"
+    elif kind == "backwards":
+        cols["ts"] = pa.array([0, 9, 5], pa.uint64())
+        expect = "column 'ts', row 2, value 5"
+    elif kind == "unknown_op":
+        cols["op"] = pa.array([0, 9, 0], pa.uint8())
+        expect = "column 'op', row 1, value 9"
+    path = tmp_path / f"{kind}.arrow"
+    t = pa.table(cols)
+    with ipc.new_file(path, t.schema) as w:
+        w.write_table(t)
+    if kind == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[:len(data) // 2])
+        expect = "truncated or corrupt"
+    return path, expect
+
+
+@pytest.mark.parametrize("kind", ["missing", "too_big", "backwards", "unknown_op", "truncated"])
+def test_replay_bad_input_one_line_names_the_place_nothing_written(tmp_path, capsys, kind):
+    path, expect = _bad_trace(tmp_path, kind)
+    out = tmp_path / "out"
+    assert main(["replay", str(path), "--out", str(out), "--topology", "uniform"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastnuma: error: ") and err.count("\n") == 1
+    assert expect in err and str(path) in err
+    assert not out.exists()
