@@ -18,10 +18,9 @@ import pyarrow.parquet as pq
 
 from ..errors import TraceError
 from ..kernels.trace import first_above, first_decrease
-from .schema import COLUMNS, MAX_OP, REQUIRED
+from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, checked_column
 
 DEFAULT_BATCH_ROWS = 1 << 20
-_SUFFIXES = {".arrow": "file", ".feather": "file", ".arrows": "stream", ".parquet": "parquet"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,14 +55,14 @@ def trace_files(path):
         if not os.path.exists(path):
             raise TraceError("no such trace file", path=path)
         return [path]
-    names = [n for n in names if os.path.splitext(n)[1] in _SUFFIXES]
+    names = [n for n in names if os.path.splitext(n)[1] in SUFFIXES]
     if not names:
         raise TraceError("no trace files (.arrow, .feather, .arrows, .parquet)", path=path)
     return names
 
 
 def _record_batches(path, batch_rows):
-    kind = _SUFFIXES.get(os.path.splitext(path)[1])
+    kind = SUFFIXES.get(os.path.splitext(path)[1])
     if kind is None:
         raise TraceError("unknown trace file type (expected .arrow, .feather, .arrows or "
                          ".parquet)", path=path)
@@ -122,30 +121,6 @@ def _sources(source, batch_rows):
                 yield path, batch
 
 
-def _column(batch, name, path, row0):
-    """Column ``name`` of ``batch`` as its trace type; other integer widths are cast when
-    every value fits."""
-    dtype = COLUMNS[name][0]
-    arr = batch.column(name)
-    if not pa.types.is_integer(arr.type):
-        raise TraceError(f"column {name!r} must be an integer column, not {arr.type}",
-                         path=path, column=name)
-    if arr.null_count:
-        bad = int(np.flatnonzero(np.asarray(arr.is_null()))[0])
-        raise TraceError("null value", path=path, column=name, row=row0 + bad, value=None)
-    values = arr.to_numpy(zero_copy_only=False)
-    if values.dtype == dtype:
-        return values
-    info = np.iinfo(dtype)
-    lo_bad = values < info.min if values.dtype.kind == "i" else np.zeros(values.size, bool)
-    bad = np.flatnonzero(lo_bad | (values > info.max))
-    if bad.size:
-        k = int(bad[0])
-        raise TraceError(f"value does not fit the column's type {np.dtype(dtype).name}",
-                         path=path, column=name, row=row0 + k, value=int(values[k]))
-    return values.astype(dtype)
-
-
 def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS):
     """Iterate over the batches of a trace (path, directory, glob, Table or
     RecordBatchReader), checking it as it goes. See the module docstring."""
@@ -167,7 +142,7 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS):
         cols = {}
         for name, (dtype, _, default) in COLUMNS.items():
             if name in names:
-                cols[name] = _column(batch, name, path, row0)
+                cols[name] = checked_column(name, batch.column(name), path, row0)
             elif default is not None:
                 if name not in defaults:
                     defaults[name] = np.full(batch_rows, default, dtype)

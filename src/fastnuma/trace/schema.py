@@ -3,6 +3,9 @@
 One table, the single source of truth for readers and writers (as fastparquet keeps one).
 """
 import numpy as np
+import pyarrow as pa
+
+from ..errors import TraceError
 
 from ..constants import OP_MADVISE
 
@@ -22,3 +25,39 @@ COLUMNS = {
 REQUIRED = tuple(c for c, (_, req, _) in COLUMNS.items() if req)
 MAX_OP = OP_MADVISE                         # ops 0..8 are defined by version 1
 VERSION = 1
+# file suffix -> container: Arrow IPC file, IPC stream, Parquet
+SUFFIXES = {".arrow": "file", ".feather": "file", ".arrows": "stream", ".parquet": "parquet"}
+
+
+def checked_column(name, values, path, row0):
+    """``values`` (an Arrow or numpy integer array) as column ``name``'s v1 type; another
+    width or signedness is cast when every value fits, else TraceError naming the file,
+    column, row (``row0`` + index) and value."""
+    dtype = np.dtype(COLUMNS[name][0])
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        if not pa.types.is_integer(values.type):
+            raise TraceError(f"column {name!r} must be an integer column, not {values.type}",
+                             path=path, column=name)
+        if values.null_count:
+            bad = int(np.flatnonzero(np.asarray(values.is_null()))[0])
+            raise TraceError("null value", path=path, column=name, row=row0 + bad, value=None)
+        values = values.to_numpy(zero_copy_only=False)
+    values = np.asarray(values)
+    if values.ndim != 1:
+        raise ValueError(f"column {name!r} must be 1-D, got shape {values.shape}")
+    if values.dtype == dtype:
+        return values
+    if values.dtype.kind not in "iub" and values.size:
+        raise TraceError(f"column {name!r} must hold integers, not {values.dtype}",
+                         path=path, column=name)
+    if values.dtype.kind in "iu" and values.size:
+        info = np.iinfo(dtype)
+        bad = values > info.max
+        if values.dtype.kind == "i":
+            bad |= values < 0
+        k = np.flatnonzero(bad)
+        if k.size:
+            k = int(k[0])
+            raise TraceError(f"value does not fit the column's type {dtype.name}", path=path,
+                             column=name, row=row0 + k, value=int(values[k]))
+    return values.astype(dtype)

@@ -30,12 +30,12 @@ import pyarrow.parquet as pq
 
 from ..errors import TraceError
 from ..kernels.trace import first_above, first_decrease
-from .schema import COLUMNS, MAX_OP, REQUIRED, VERSION
+from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, VERSION, checked_column
 
 __all__ = ["TraceWriter", "FORMATS", "format_of", "trace_schema", "META_VERSION",
            "META_GENERATOR", "META_TOPOLOGY"]
 
-FORMATS = {".arrow": "file", ".feather": "file", ".arrows": "stream", ".parquet": "parquet"}
+FORMATS = SUFFIXES              # (the name this module exports)
 META_VERSION = "fastnuma.trace.version"
 META_GENERATOR = "fastnuma.trace.generator"
 META_TOPOLOGY = "fastnuma.trace.topology"
@@ -91,37 +91,6 @@ def _check_compression(kind, compression):
                          f"{'Parquet' if kind == 'parquet' else 'Arrow IPC'} (expected one "
                          f"of {', '.join(allowed)})")
     return name
-
-
-def _as_column(name, values, path, row0):
-    """``values`` as a numpy array of the column's v1 type (checked when cast)."""
-    dtype = np.dtype(COLUMNS[name][0])
-    if isinstance(values, (pa.Array, pa.ChunkedArray)):
-        if not pa.types.is_integer(values.type):
-            raise TraceError(f"column {name!r} must be an integer column, not {values.type}",
-                             path=path, column=name)
-        if values.null_count:
-            raise TraceError("null values are not allowed", path=path, column=name)
-        values = values.to_numpy(zero_copy_only=False)
-    values = np.asarray(values)
-    if values.ndim != 1:
-        raise ValueError(f"column {name!r} must be 1-D, got shape {values.shape}")
-    if values.dtype == dtype:
-        return values
-    if values.dtype.kind not in "iub" and values.size:
-        raise TraceError(f"column {name!r} must hold integers, not {values.dtype}",
-                         path=path, column=name)
-    if values.dtype.kind in "iu" and values.size:
-        info = np.iinfo(dtype)
-        bad = values > info.max
-        if values.dtype.kind == "i":
-            bad |= values < 0
-        k = np.flatnonzero(bad)
-        if k.size:
-            k = int(k[0])
-            raise TraceError(f"value does not fit the column's type {dtype.name}", path=path,
-                             column=name, row=row0 + k, value=int(values[k]))
-    return values.astype(dtype)
 
 
 class TraceWriter:
@@ -221,7 +190,7 @@ class TraceWriter:
         if extra:
             raise ValueError(f"column {extra[0]!r} is not stored by this writer (its columns "
                              "come from the first batch; pass columns= to store it)")
-        cols = {name: _as_column(name, given[name], self.path, self.rows) for name in given}
+        cols = {name: checked_column(name, given[name], self.path, self.rows) for name in given}
         n = cols["addr"].size
         for name, col in cols.items():
             if col.size != n:
