@@ -16,7 +16,7 @@ from .constants import PAGE_SHIFT, TASK_SIZE
 from .dtypes import C_OOM_KILL, N_NUMASTAT, N_VMSTAT
 from .errors import OutOfMemory, SegmentationFault, raise_errno
 from .kernels.alloc import N_OPTS
-from .kernels.events import EV_DONE, EV_NEED_GROW, EV_SEGV, run_events
+from .kernels.events import EV_DONE, EV_NEED_GROW, EV_SEGV, NEVER, run_events
 from .kernels.numa import T_ACC_LOCAL, T_ACC_REMOTE, T_CPU, T_POLICY
 from .kernels.range import copy_page_range, split_pmd_at
 from .kernels.state import SimState, set_policies
@@ -354,7 +354,7 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin, Rep
         while True:
             status = run_events(self.st, vmas, self._vma_lo, self._vma_hi, self._tid_keys,
                                 self._tid_vals, addrs, ops, one["cpu"], one["tid"], one["pid"],
-                                one["ts"], start, addrs.size, _NEVER, self._pos,
+                                one["ts"], start, addrs.size, NEVER, self._pos,
                                 self._scratch_counts, 0)
             start = int(self._pos[0])
             if status != EV_NEED_GROW:
@@ -371,7 +371,6 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin, Rep
 
 
 _U64 = (1 << 64) - 1
-_NEVER = np.iinfo(np.int64).max
 
 
 def _as_addr_array(addrs):

@@ -17,13 +17,13 @@ from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, OP_MADVISE, OP_MBIND, OP_MMA
 from .dtypes import VMA_DTYPE
 from .errors import TraceError
 from .kernels.events import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW,
-                             EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME, run_events)
+                             EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME, NEVER,
+                             run_events)
 from .report import Report, ReportBuilder
 from .trace.reader import DEFAULT_BATCH_ROWS, open_trace
 
 DEFAULT_EPOCH_EVENTS = 1_000_000
 IMPLICIT_REGION_PAGES = 512          # an implicit mapping covers the access's 2 MiB region
-_NEVER = np.iinfo(np.int64).max
 _NO_VMAS = np.zeros(0, VMA_DTYPE)
 _OP_NAMES = {OP_MMAP: "MMAP", OP_MUNMAP: "MUNMAP", OP_MBIND: "MBIND",
              OP_SET_MEMPOLICY: "SET_MEMPOLICY", OP_MOVE_PAGES: "MOVE_PAGES",
@@ -71,8 +71,8 @@ class _Replay:
         self.t0 = sim.now_ns
         self.ts_base = None              # ts of the first event
         self.rows = 0
-        self.next_epoch_row = epoch_events or _NEVER
-        self.next_epoch_ts = _NEVER      # in trace ts units, once the base is known
+        self.next_epoch_row = epoch_events or NEVER
+        self.next_epoch_ts = NEVER      # in trace ts units, once the base is known
         self.report = ReportBuilder(sim)
         self.pos = np.zeros(1, np.int64)
 
@@ -154,7 +154,7 @@ class _Replay:
         """The first time (trace units) at which NUMA-balancing ticks are due."""
         sim = self.sim
         if not sim.config.numa_balancing or not sim.threads:
-            return _NEVER
+            return NEVER
         return min(sim._next_tick(th) for th in sim.threads.values()) - offset
 
     def _vma_spans(self):

@@ -21,6 +21,7 @@ from .vma import find_vma
 (EV_DONE, EV_NEED_GROW, EV_SEGV, EV_OOM, EV_CONTROL, EV_NEW_THREAD, EV_TIME, EV_BAD_PID,
  EV_BAD_CPU) = range(9)
 PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
+NEVER = np.iinfo(np.int64).max   # a stop_ts no event reaches
 RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
                               # overwrite event i's entry before it is used)
 
