@@ -6,20 +6,29 @@ from .alloc import OPT_IL_THP_BASE
 
 
 @kernel(inline="always")
-def find_vma(vmas, vpn, hint):
-    """Index of the VMA row containing vpn (hint tried first), or -1 (a segfault)."""
-    if 0 <= hint < vmas.size and vmas[hint]["start"] <= vpn < vmas[hint]["end"]:
+def find_vma_in(vmas, lo, hi, vpn, hint):
+    """Index of the row of vmas[lo:hi] containing vpn (hint, an index into vmas, tried
+    first), or -1 (a segfault). Indices are into ``vmas``, so callers need no slice (a
+    slice is a new array reference: its reference counting costs an atomic operation per
+    use in a hot loop)."""
+    if lo <= hint < hi and vmas[hint]["start"] <= vpn < vmas[hint]["end"]:
         return hint
-    lo, hi = 0, vmas.size
+    top = hi
     while lo < hi:
         mid = (lo + hi) >> 1
         if vmas[mid]["end"] <= vpn:
             lo = mid + 1
         else:
             hi = mid
-    if lo < vmas.size and vmas[lo]["start"] <= vpn:
+    if lo < top and vmas[lo]["start"] <= vpn:
         return lo
     return -1
+
+
+@kernel(inline="always")
+def find_vma(vmas, vpn, hint):
+    """Index of the VMA row containing vpn (hint tried first), or -1 (a segfault)."""
+    return find_vma_in(vmas, 0, vmas.size, vpn, hint)
 
 
 @kernel(inline="always")
