@@ -20,7 +20,6 @@ from .kernels.numa import (M_NEXT_SCAN, M_SCAN_MAX, M_SCAN_MIN, M_SCAN_OFFSET, M
                            T_CPU, T_PID, T_SCAN_PERIOD_MAX, T_SCAN_SEQ, T_START, T_TID,
                            change_prot_numa_range, change_prot_numa_range_parallel)
 from .kernels.range import rss_of
-from .kernels.state import set_numa_arrays
 from .constants import MPOL_F_MOF, PAGE_SHIFT
 from .errors import raise_errno
 from .policy import as_int
@@ -93,7 +92,7 @@ class BalancingMixin:
                 (cap - self._mms.shape[0], N_MM), np.int64)])
             changed = True
         if changed:
-            set_numa_arrays(self.st, self._tasks, self._task_faults, self._mms)
+            self.st.replace(tasks=self._tasks, task_faults=self._task_faults, mms=self._mms)
             self._vma_lo = np.zeros(self._mms.shape[0], np.int64)    # event-loop VMA spans
             self._vma_hi = np.zeros(self._mms.shape[0], np.int64)
 

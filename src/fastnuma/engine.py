@@ -19,7 +19,7 @@ from .kernels.alloc import N_OPTS
 from .kernels.events import EV_DONE, EV_NEED_GROW, EV_SEGV, NEVER, run_events
 from .kernels.numa import T_ACC_LOCAL, T_ACC_REMOTE, T_CPU, T_POLICY
 from .kernels.range import copy_page_range, split_pmd_at
-from .kernels.state import SimState, set_policies
+from .kernels.state import SimState
 from .pagetable import PageTable
 from .policy import PolicyTable, as_int
 from .mm import MemoryMixin
@@ -146,7 +146,7 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin, Rep
         """Hand the kernels the policy table again if interning grew it."""
         if self._policy_array is not self.policies.array:
             self._policy_array = self.policies.array
-            set_policies(self.st, self._policy_array)
+            self.st.replace(policies=self._policy_array)
 
     def _kernel_vmas(self, proc):
         """The VMA rows of ``proc`` for kernels, with the policy table they refer to."""

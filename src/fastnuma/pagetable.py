@@ -7,7 +7,7 @@ import numpy as np
 
 from .dtypes import FRAME_DTYPE, PTE_DTYPE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT
 from .kernels.state import (ASID_SHIFT, CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, N_CTL,
-                            ROOM_BLOCKS, ROOM_FRAMES, rehash, set_page_arrays)
+                            ROOM_BLOCKS, ROOM_FRAMES, rehash)
 
 _PMD_MASK = (1 << ASID_SHIFT) - 1
 
@@ -70,10 +70,7 @@ class PageTable:
             changes["frame_free"] = _resized(m.frame_free, cap, 0)
         if changes:
             self.arrays.update(changes)
-            a = self.arrays
-            set_page_arrays(self.st, a["ptes"], a["blk_key"], a["blk_used"], a["blk_table"],
-                            a["blk_numa"], a["hkeys"], a["hvals"], a["frames"],
-                            a["frame_free"])
+            self.st.replace(**changes)
 
     def grow(self):
         """Called when a kernel returned NEED_GROW: room for the next event."""
