@@ -45,6 +45,25 @@ def test_results_do_not_depend_on_growth():
     assert (small[2] == big[2]).all()
 
 
+def test_kernel_state_is_borrowed_and_held_by_the_proxy():
+    """The kernels' SimState holds its arrays borrowed and takes no reference of its own:
+    the Python proxy holds both (kernels/state.py). After growth and many kernel calls the
+    struct still has exactly the proxy's reference, and the arrays kernels write are the
+    ones Python reads."""
+    import gc
+    sim = machine()
+    pid = sim.spawn()
+    a = sim.mmap(pid, 64 * MB)
+    sim.access(pid, pages_of(a, 16384), write=True)          # grows blocks and frames
+    gc.collect()                                               # old arrays are gone
+    assert sim.st._meminfo.refcount == 1
+    assert sim.st.arrays["ptes"] is sim.pt.ptes and sim.st.ptes is sim.pt.ptes
+    assert sim.vmstat()["pgfault"] == 16384
+    assert (sim.page_nodes(pid, a, 64 * MB) >= 0).all()
+    with pytest.raises(KeyError, match="no such SimState fields"):
+        sim.st.replace(nope=np.zeros(1))
+
+
 def test_access_batch_counts_local_and_remote_per_thread():
     sim = machine()
     pid = sim.spawn(cpu=0)
