@@ -117,3 +117,24 @@ def test_non_integer_column_and_truncated_file(tmp_path):
         list(open_trace(bad))
     with pytest.raises(TraceError, match="no such trace file"):
         list(open_trace(tmp_path / "nothing.arrow"))
+
+
+@pytest.mark.parametrize("n", [1, 4095, 4096, 4097, 3 * 4096 + 5])
+def test_trace_checks_find_the_first_bad_row_in_any_chunk(n):
+    """The chunked, branch-free checks (kernels/trace.py) agree with a plain scan, at and
+    around the chunk edges."""
+    from fastnuma.kernels.trace import CHUNK, first_above, first_decrease
+    rng = np.random.default_rng(n)
+    for _ in range(30):
+        ts = np.cumsum(rng.integers(0, 3, n)).astype(np.uint64) + np.uint64(5)
+        op = rng.integers(0, 8, n).astype(np.uint8)
+        if rng.random() < 0.8:
+            at = int(rng.choice([0, n - 1, min(CHUNK, n - 1), int(rng.integers(0, n))]))
+            ts[at:] -= np.uint64(2 if at else 6)
+            op[at] = 9
+        last = np.uint64(rng.integers(0, 6))
+        prev = np.concatenate([[last], ts[:-1]])
+        down = np.flatnonzero(ts < prev)
+        above = np.flatnonzero(op > 7)
+        assert first_decrease(ts, last) == (down[0] if down.size else -1)
+        assert first_above(op, np.uint8(7)) == (above[0] if above.size else -1)

@@ -172,23 +172,24 @@ def release_object(st, blocks):
 def numa_maps_stats(st, blocks, lo, hi, node_pages, out):
     """gather_stats for one VMA: node_pages[n] += pages on node n; out = [pages, dirty,
     mapmax, anon-exclusive...]. Zero-page PTEs are not counted (vm_normal_page fails)."""
+    ptes, frames, blk_key = st.ptes, st.frames, st.blk_key   # read once, not per page
     pages = 0
     dirty = 0
     mapmax = 0
     for k in range(blocks.size):
         b = blocks[k]
         base = b << PTRS_PER_PMD_SHIFT
-        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        first = (blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
         for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
-            fl = st.ptes[base + i]["flags"]
-            f = st.ptes[base + i]["frame"]
+            fl = ptes[base + i]["flags"]
+            f = ptes[base + i]["frame"]
             if not fl & PTE_PRESENT or f < 0:
                 continue
             pages += 1
-            node_pages[st.frames[f]["node"]] += 1
-            if fl & PTE_DIRTY or st.frames[f]["flags"] & FRAME_DIRTY:
+            node_pages[frames[f]["node"]] += 1
+            if fl & PTE_DIRTY or frames[f]["flags"] & FRAME_DIRTY:
                 dirty += 1
-            mapmax = max(mapmax, st.frames[f]["mapcount"])
+            mapmax = max(mapmax, frames[f]["mapcount"])
     out[0] = pages
     out[1] = dirty
     out[2] = mapmax

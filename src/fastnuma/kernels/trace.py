@@ -1,22 +1,43 @@
-"""Checks over trace columns: they return the first bad row, Python writes the message."""
+"""Checks over trace columns: they return the first bad row, Python writes the message.
+
+Each scans a chunk branch-free first (the compiler vectorises it) and looks for the row
+only in a chunk that has one: a good trace, the usual case, costs a fraction of a
+nanosecond per row.
+"""
 from ._jit import kernel
+
+CHUNK = 4096
 
 
 @kernel
 def first_decrease(ts, last):
     """Index of the first ts[i] smaller than the one before it (ts[-1] := last), or -1."""
     prev = last
-    for i in range(ts.size):
-        if ts[i] < prev:
-            return i
-        prev = ts[i]
+    for c in range(0, ts.size, CHUNK):
+        end = min(c + CHUNK, ts.size)
+        bad = ts[c] < prev
+        for i in range(c + 1, end):
+            bad |= ts[i] < ts[i - 1]
+        if bad:
+            p = prev
+            for i in range(c, end):
+                if ts[i] < p:
+                    return i
+                p = ts[i]
+        prev = ts[end - 1]
     return -1
 
 
 @kernel
 def first_above(values, limit):
     """Index of the first value above ``limit``, or -1."""
-    for i in range(values.size):
-        if values[i] > limit:
-            return i
+    for c in range(0, values.size, CHUNK):
+        end = min(c + CHUNK, values.size)
+        bad = False
+        for i in range(c, end):
+            bad |= values[i] > limit
+        if bad:
+            for i in range(c, end):
+                if values[i] > limit:
+                    return i
     return -1
