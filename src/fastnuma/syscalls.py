@@ -79,7 +79,7 @@ class SyscallMixin:
             raise_errno(errno.EINVAL, f"mbind flags {flags:#x} outside {valid:#x}")
         if flags & MPOL_MF_MOVE_ALL and not proc.cap_sys_nice:
             raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
-        if mode == MPOL_DEFAULT:
+        if mode == MPOL_DEFAULT or noop:        # nothing to check pages against
             flags &= ~MPOL_MF_STRICT
         lo, hi = self._range(addr, length, allow_zero=True)
         if lo == hi:
