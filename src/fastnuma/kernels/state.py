@@ -117,6 +117,8 @@ def _unbox_state(typ, obj, c):
     ref = cgutils.create_struct_proxy(typ)(c.context, c.builder)
     ref.meminfo = meminfo
     return NativeValue(ref._getvalue())
+
+
 for _name in STATE_FIELDS:   # Python reads the arrays it holds (a borrowed one cannot be boxed)
     setattr(SimState, _name, property(lambda self, name=_name: self.arrays[name]))
 
