@@ -16,7 +16,7 @@ from .constants import PAGE_SHIFT, TASK_SIZE
 from .dtypes import C_OOM_KILL, N_NUMASTAT, N_VMSTAT
 from .errors import OutOfMemory, SegmentationFault, raise_errno
 from .kernels.alloc import N_OPTS
-from .kernels.events import EV_DONE, EV_NEED_GROW, EV_SEGV, NEVER, run_events
+from .kernels.events import EV_DONE, EV_NEED_GROW, EV_SEGV, NEVER, run_events, tid_hash
 from .kernels.numa import T_ACC_LOCAL, T_ACC_REMOTE, T_CPU, T_POLICY
 from .kernels.range import copy_page_range, split_pmd_at
 from .kernels.state import SimState
@@ -308,7 +308,7 @@ class Simulator(MemoryMixin, SyscallMixin, ObservationMixin, BalancingMixin, Rep
             self._rebuild_tid_hash(2 * keys.size)
             keys = self._tid_keys
         mask = keys.size - 1
-        s = (((tid * 0x9E3779B97F4A7C15) & _U64) >> 40) & mask   # as kernels/events.tid_slot
+        s = int(tid_hash(tid, mask))            # the probe the event loop starts from
         while keys[s] != -1 and keys[s] != tid:
             s = (s + 1) & mask
         keys[s] = tid
