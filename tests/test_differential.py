@@ -3,9 +3,10 @@
 Every call is made on both; return values and errnos must agree call by call, and after
 every step the counters, free pages, numa_maps of every process, the node and the PTE flags
 (PRESENT|NUMA|HUGE|ZERO) of every page of the arena and the NUMA-balancing state of every
-thread must agree too. Programs include lazy migration (docs/lazy-migration.md): LAZY and
-MPOL_NOOP mbinds, change_prot_numa, simulated time (scheduler ticks and the NUMA scanner)
-and random profiles, switches and scan knobs."""
+thread must agree too, and every node cached in a PTE must be its folio's. Programs
+include lazy migration (docs/lazy-migration.md): LAZY and MPOL_NOOP mbinds,
+change_prot_numa, simulated time (scheduler ticks and the NUMA scanner) and random
+profiles, switches and scan knobs."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -15,6 +16,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 import fastnuma as fn
 from fastnuma.constants import PAGE_SIZE
+from fastnuma.kernels.state import pte_node_mismatch
 from tests.reference.model import RefMachine, RefTopology
 from tests.strategies import knobs, lazy_knobs, topology_args
 
@@ -284,6 +286,7 @@ class Differential(RuleBasedStateMachine):
             assert a.tolist() == b.tolist(), (pid, np.flatnonzero(a != b)[:8].tolist())
         for tid in self.tids:
             assert self.sim.task_numa_stats(tid) == self.model.task_numa_stats(tid), tid
+        assert pte_node_mismatch(self.sim.st) == -1     # the event loop's node cache
 
 
 Differential.TestCase.settings = settings(max_examples=300, stateful_step_count=25,

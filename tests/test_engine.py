@@ -307,3 +307,45 @@ def test_page_cache_read_beyond_memory_is_enomem_not_a_huge_scratch_array():
     assert sim.free_pages().tolist() == [0, 0]
     sim.drop_caches()
     assert sim.free_pages().tolist() == [100, 100]
+
+
+def accessed_as(sim, tid, addrs, write=False):
+    """Access ``addrs`` by ``tid``; the access-matrix rows added must be what the frames'
+    nodes give (the event loop reads the node cached in the PTE, dtypes.PTE_NODE_SHIFT)."""
+    from fastnuma.kernels.state import pte_node_mismatch
+    assert pte_node_mismatch(sim.st) == -1
+    before = sim.access_counts.copy()
+    sim.access(tid, addrs, write=write)
+    th = sim.threads[tid]
+    nodes = np.concatenate([sim.page_nodes(th.pid, int(x), PAGE_SIZE) for x in addrs])
+    cpu_node = sim.topology.cpu_node[th.cpu]
+    added = sim.access_counts - before
+    assert added[cpu_node, :, int(write)].tolist() == \
+        np.bincount(nodes, minlength=added.shape[1]).tolist()
+    assert pte_node_mismatch(sim.st) == -1
+
+
+@pytest.mark.parametrize("thp", ["never", "always"])
+def test_node_cached_in_the_pte_follows_every_migration(thp):
+    sim = machine(thp=thp)
+    pid = sim.spawn(cpu=0)
+    t1 = sim.clone(pid, cpu=2)                                        # node 1
+    a = sim.mmap(pid, 4 * MB)
+    pages = pages_of(a, 1024)
+    accessed_as(sim, pid, pages[::3])                                 # zero pages (reads)
+    accessed_as(sim, pid, pages, write=True)                          # node 0
+    sim.move_pages(pid, pages[:8], [1] * 8)                           # a THP: split first
+    accessed_as(sim, t1, pages)
+    sim.mbind(pid, a, 2 * MB, fn.MPOL_LOCAL, flags=fn.MPOL_MF_MOVE | fn.MPOL_MF_LAZY)
+    accessed_as(sim, t1, pages[:512])                                 # hinting faults
+    assert sim.vmstat()["numa_pages_migrated"] > 0
+    accessed_as(sim, pid, pages)
+    child = sim.fork(pid)                                             # shared: not cached
+    accessed_as(sim, child, pages)
+    sim.migrate_pages(pid, [1], [0])
+    accessed_as(sim, t1, pages)
+    accessed_as(sim, child, pages[::2], write=True)                   # COW copies
+    accessed_as(sim, pid, pages, write=True)                          # reuse: cached again
+    sim.move_pages(pid, pages[512:], [1] * 512)
+    accessed_as(sim, pid, pages)
+    accessed_as(sim, child, pages)

@@ -14,6 +14,14 @@ PTE_WRITE = 1 << 2        # writable; clear for COW-shared and zero-page entries
 PTE_HUGE = 1 << 3         # part of a PMD mapping of a THP (all 512 entries carry it)
 PTE_ZERO = 1 << 4         # maps the shared zero page (no frame)
 PTE_DIRTY = 1 << 5        # the page was written through this mapping
+PTE_FLAG_MASK = 0xFF      # the flag bits above (what page_flags reports)
+# bits 8-15: the node of the mapped page + 1, cached for the event loop (one memory load
+# per access instead of two: the PTE, then its frame); 0 = not cached, read the frame.
+# Invariant: only an exclusive mapping caches it (a private anonymous folio with
+# mapcount 1; a THP's 512 entries are one mapping) or the zero page, so a migration
+# updates the one PTE (or PMD) it came through (kernels/state.set_pte_node); fork strips it.
+PTE_NODE_SHIFT = 8
+PTE_NODE_MASK = 0xFF << PTE_NODE_SHIFT
 
 PTRS_PER_PMD_SHIFT = 9
 PTRS_PER_PMD = 1 << PTRS_PER_PMD_SHIFT       # PTEs per page-table page (one 2 MiB PMD)

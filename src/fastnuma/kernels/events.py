@@ -1,16 +1,17 @@
 """The hot loop: a stream of events (loads and stores, by threads on CPUs, at times) run
 against the page tables. ``sim.access`` and trace replay both use it.
 
-Present, accessible pages are counted inline; anything else takes a fault (fault.py,
-numa.py) and the access is retried, as the CPU does. The loop returns to Python for what
+Present, accessible pages are counted inline, by the node cached in the PTE when it is
+there (dtypes.PTE_NODE_SHIFT: one memory load per access), else by the frame's; anything
+else takes a fault (fault.py, numa.py) and the access is retried, as the CPU does. The loop returns to Python for what
 Python owns: a control event (op > WRITE), a thread seen for the first time, a time at
 which NUMA-balancing ticks are due, a segfault, an OOM, or a table that needs room.
 """
 import numpy as np
 
 from ..constants import OP_WRITE
-from ..dtypes import (FRAME_PTE_DIRTY, PTE_DIRTY, PTE_NUMA, PTE_PRESENT, PTE_WRITE,
-                      PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
+from ..dtypes import (FRAME_PTE_DIRTY, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA, PTE_PRESENT,
+                      PTE_WRITE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
 from .numa import T_ACC_LOCAL, T_ACC_REMOTE, T_ASID, T_CPU, T_PID, T_POLICY
@@ -89,6 +90,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     acc_local, acc_remote = np.int64(0), np.int64(0)   # the current thread's, flushed on switch
     cur_pmd, cur_blk, cur_numa = np.int64(-1), np.int64(-1), False
     hint = np.int64(0)
+    frames_ahead = True     # prefetch frames too: the last present page's PTE had no node
     # blocks of the next PREFETCH_AHEAD events, looked up once, in the address space of
     # the thread current at look-up time (ring_asid): used only when it is the event's
     ring = np.full(RING, -1, np.int64)
@@ -148,7 +150,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             if pf_blk >= 0:
                 prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1)))
         j = i + PREFETCH_AHEAD // 2
-        if j < stop:
+        if frames_ahead and j < stop:
             b2 = ring[j & (RING - 1)]
             if b2 >= 0:
                 f = ptes[(b2 << PTRS_PER_PMD_SHIFT) + ((np.int64(addr[j]) >> 12) & (PTRS_PER_PMD - 1))]["frame"]
@@ -171,15 +173,18 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
             fl = ptes[pi]["flags"]
             if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
-                f = ptes[pi]["frame"]
-                node = ZERO_PAGE_NODE if f < 0 else frames[f]["node"]
+                node = (np.int64(fl >> PTE_NODE_SHIFT) & 0xFF) - 1   # cached in the PTE
+                frames_ahead = node < 0
+                if frames_ahead:                 # not cached (dtypes): the frame says
+                    f = ptes[pi]["frame"]
+                    node = ZERO_PAGE_NODE if f < 0 else np.int64(frames[f]["node"])
                 counts[cn, node, w] += 1
                 local = np.int64(node == cn)   # branch-free: a mispredicted branch on a
                 acc_local += local             # loaded value waits for its cache miss
                 acc_remote += 1 - local
                 if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
                     ptes[pi]["flags"] = fl | PTE_DIRTY
-                    frames[f]["flags"] |= FRAME_PTE_DIRTY
+                    frames[ptes[pi]["frame"]]["flags"] |= FRAME_PTE_DIRTY
                 i += 1
                 continue
         v = find_vma_in(vmas, vlo, vhi, vpn, hint)

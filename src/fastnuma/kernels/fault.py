@@ -9,13 +9,13 @@ import numpy as np
 from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_DIRTY,
                       FRAME_PTE_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_NUMA, PTE_PRESENT,
-                      PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_ANON,
-                      VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED)
+                      PTE_NODE_MASK, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT,
+                      VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel
 from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
                     OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
 from .numa import do_numa_page, do_pmd_numa_page
-from .state import find_block, get_block, new_frame, split_huge_pmd
+from .state import find_block, get_block, new_frame, pte_node_bits, split_huge_pmd
 from .vma import folio_ilx, ilx_of, vma_policy
 
 FAULT_OK, FAULT_OOM = 0, -1
@@ -58,7 +58,8 @@ def fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
     """do_huge_pmd_anonymous_page: True when the whole PMD got mapped (THP or huge zero)."""
     vmas[v]["flags"] |= VM_ANON                 # anon_vma_prepare, even for the zero page
     if not write and st.opts[OPT_ZERO_PAGE] != 0:
-        flags, f = PTE_PRESENT | PTE_ZERO | PTE_HUGE, np.int64(-1)
+        flags = PTE_PRESENT | PTE_ZERO | PTE_HUGE | pte_node_bits(ZERO_PAGE_NODE)
+        f = np.int64(-1)
     else:
         vpn0 = pmd << PTRS_PER_PMD_SHIFT
         n = alloc_pages_mpol(st, vma_policy(vmas, v, task_pol), cpu,
@@ -70,7 +71,7 @@ def fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
         st.vm[C_THP_FAULT_ALLOC] += 1
         f = new_frame(st, n, HPAGE_PMD_ORDER)
         st.frames[f]["mapcount"] = 1
-        flags = PTE_PRESENT | PTE_WRITE | PTE_DIRTY | PTE_HUGE
+        flags = PTE_PRESENT | PTE_WRITE | PTE_DIRTY | PTE_HUGE | pte_node_bits(n)
     b = get_block(st, asid, pmd)
     base = b << PTRS_PER_PMD_SHIFT
     for i in range(PTRS_PER_PMD):
@@ -120,8 +121,9 @@ def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
             return FAULT_OK
     if not fl & PTE_ZERO:
         old = st.ptes[pi]["frame"]
-        if st.frames[old]["mapcount"] == 1:    # wp_page_reuse
-            st.ptes[pi]["flags"] = fl | PTE_WRITE | PTE_DIRTY
+        if st.frames[old]["mapcount"] == 1:    # wp_page_reuse: exclusive again
+            st.ptes[pi]["flags"] = ((fl & ~np.uint32(PTE_NODE_MASK)) | PTE_WRITE | PTE_DIRTY
+                                    | pte_node_bits(st.frames[old]["node"]))
             return FAULT_OK
     f = alloc_base_page(st, vmas, v, vpn, cpu, task_pol)
     if f < 0:
@@ -129,7 +131,8 @@ def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
     if not fl & PTE_ZERO:
         st.frames[st.ptes[pi]["frame"]]["mapcount"] -= 1
     st.ptes[pi]["frame"] = f
-    st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | PTE_DIRTY
+    st.ptes[pi]["flags"] = (PTE_PRESENT | PTE_WRITE | PTE_DIRTY
+                            | pte_node_bits(st.frames[f]["node"]))   # exclusive: cached
     return FAULT_OK
 
 
@@ -170,13 +173,14 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
     pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
     if not write and st.opts[OPT_ZERO_PAGE] != 0:
         st.ptes[pi]["frame"] = -1
-        st.ptes[pi]["flags"] = PTE_PRESENT | PTE_ZERO
+        st.ptes[pi]["flags"] = PTE_PRESENT | PTE_ZERO | pte_node_bits(ZERO_PAGE_NODE)
     else:
         f = alloc_base_page(st, vmas, v, vpn, cpu, task_pol)
         if f < 0:
             return FAULT_OOM
         st.ptes[pi]["frame"] = f
-        st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | PTE_DIRTY
+        st.ptes[pi]["flags"] = (PTE_PRESENT | PTE_WRITE | PTE_DIRTY
+                                | pte_node_bits(st.frames[f]["node"]))   # exclusive: cached
     st.blk_used[b] += 1
     st.blk_table[b] = 1
     return b

@@ -19,7 +19,7 @@ from ..dtypes import (C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, C_THP_MIGRATION_FAI
 from ._jit import kernel
 from .alloc import alloc_pages_mpol, alloc_thisnode
 from .vma import find_vma, folio_ilx
-from .state import find_block, split_huge_pmd
+from .state import find_block, set_pte_node, split_huge_pmd
 
 NR_MAX_BATCHED_MIGRATION = PTRS_PER_PMD
 TARGET_POLICY, TARGET_NODE = 0, 1            # how destinations are chosen
@@ -90,6 +90,11 @@ def migrate_batch(st, vmas, asid, folios, vpns, lo, hi, how, target, cpu, split_
         order = np.int64(st.frames[f]["order"])
         st.free[st.frames[f]["node"]] += np.int64(1) << order
         st.frames[f]["node"] = node
+        b = find_block(st, asid, vpns[k] >> PTRS_PER_PMD_SHIFT)   # its mapping here
+        if b >= 0:                                  # caches the node if it is the only one
+            pi = (b << PTRS_PER_PMD_SHIFT) + (vpns[k] & (PTRS_PER_PMD - 1))
+            if st.ptes[pi]["frame"] == f:
+                set_pte_node(st, pi, node)
         if st.frames[f]["flags"] & FRAME_PTE_DIRTY:   # try_to_migrate: a dirty PTE dirties it
             st.frames[f]["flags"] |= FRAME_DIRTY
         stats[S_SUCCEEDED] += np.int64(1) << order

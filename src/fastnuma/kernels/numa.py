@@ -22,6 +22,7 @@ from ._jit import kernel
 from .alloc import (OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT,
                     OPT_NUMA_BALANCING, OPT_SHARED_PAGE_RULE, alloc_thisnode,
                     interleave_nid, nth_node, weighted_interleave_nid)
+from .state import set_pte_node
 from .vma import find_vma, folio_ilx, vma_policy
 
 # tasks[slot, T_*]: a thread's NUMA-balancing state (times in ns, periods in ms)
@@ -328,8 +329,8 @@ def task_numa_fault(st, slot, old_cpupid, mem_node, nr, flags, cpu):
 
 
 @kernel(inline="always")
-def numa_fault_folio(st, vmas, v, f, vpn, cpu, slot, task_pol):
-    """numa_migrate_check + the migration + task_numa_fault for one folio."""
+def numa_fault_folio(st, vmas, v, pi, f, vpn, cpu, slot, task_pol):
+    """numa_migrate_check + the migration + task_numa_fault for the folio f mapped at pi."""
     node = np.int64(st.frames[f]["node"])
     st.vm[C_NUMA_HINT_FAULTS] += 1
     if node == st.cpu_node[cpu]:
@@ -343,6 +344,7 @@ def numa_fault_folio(st, vmas, v, f, vpn, cpu, slot, task_pol):
         flags = migrate_misplaced(st, f, target, cpu)
         if flags == TNF_MIGRATED:
             node = target
+            set_pte_node(st, pi, target)
     task_numa_fault(st, slot, old, node, np.int64(1) << st.frames[f]["order"], flags, cpu)
 
 
@@ -356,7 +358,8 @@ def do_numa_page(st, vmas, v, pi, vpn, cpu, slot, task_pol):
             st.ptes[base + i]["flags"] &= ~np.uint32(PTE_NUMA)
     else:
         st.ptes[pi]["flags"] &= ~np.uint32(PTE_NUMA)
-    numa_fault_folio(st, vmas, v, np.int64(st.ptes[pi]["frame"]), vpn, cpu, slot, task_pol)
+    numa_fault_folio(st, vmas, v, pi, np.int64(st.ptes[pi]["frame"]), vpn, cpu, slot,
+                     task_pol)
 
 
 @kernel
@@ -380,4 +383,4 @@ def do_pmd_numa_page(st, vmas, v, b, vpn, cpu, slot, task_pol):
         if w < 0:
             continue
         hint = w
-        numa_fault_folio(st, vmas, w, f, first + i, cpu, slot, task_pol)
+        numa_fault_folio(st, vmas, w, base + i, f, first + i, cpu, slot, task_pol)

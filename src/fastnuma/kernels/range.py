@@ -7,9 +7,9 @@ import errno
 
 import numpy as np
 
-from ..dtypes import (FRAME_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTE_WRITE,
-                      PTE_ZERO,
-                      PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_ANON, VM_SHARED, ZERO_PAGE_NODE)
+from ..dtypes import (FRAME_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_FLAG_MASK, PTE_HUGE,
+                      PTE_NODE_MASK, PTE_PRESENT, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD,
+                      PTRS_PER_PMD_SHIFT, VM_ANON, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel
 from .vma import find_vma
 from .state import find_block, get_block, release_frame, split_huge_pmd
@@ -87,7 +87,7 @@ def page_flags(st, blocks, lo, hi, out):
         first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
         for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
             if st.ptes[base + i]["flags"] & PTE_PRESENT:
-                out[first + i - lo] = st.ptes[base + i]["flags"]
+                out[first + i - lo] = st.ptes[base + i]["flags"] & PTE_FLAG_MASK
 
 
 @kernel
@@ -140,9 +140,11 @@ def copy_page_range(st, vmas, parent_blocks, child_asid):
             if v < 0 or vmas[v]["flags"] & VM_SHARED or not vmas[v]["flags"] & VM_ANON:
                 continue
             hint = v
-            fl = fl & ~np.uint32(PTE_WRITE)
-            st.ptes[base + i]["flags"] = fl
             f = st.ptes[base + i]["frame"]
+            fl = fl & ~np.uint32(PTE_WRITE)
+            if f >= 0:                          # mapped twice now: no cached node (dtypes)
+                fl = fl & ~np.uint32(PTE_NODE_MASK)
+            st.ptes[base + i]["flags"] = fl
             st.ptes[(cb << PTRS_PER_PMD_SHIFT) + i]["frame"] = f
             st.ptes[(cb << PTRS_PER_PMD_SHIFT) + i]["flags"] = fl
             st.blk_used[cb] += 1

@@ -14,8 +14,9 @@ from numba.extending import NativeValue, box, intrinsic, register_model, unbox
 from numba.experimental import structref
 
 from ..constants import LAST_CPUPID_UNSET
-from ..dtypes import (C_THP_SPLIT_PAGE, C_THP_SPLIT_PMD, FRAME_FREE, PTE_HUGE, PTE_ZERO,
-                      PTRS_PER_PMD, PTRS_PER_PMD_SHIFT)
+from ..dtypes import (C_THP_SPLIT_PAGE, C_THP_SPLIT_PMD, FRAME_FREE, FRAME_SHM, PTE_HUGE,
+                      PTE_NODE_MASK, PTE_NODE_SHIFT, PTE_PRESENT, PTE_ZERO, PTRS_PER_PMD,
+                      PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
 from ._jit import kernel
 
 ASID_SHIFT = 27                       # 47-bit addresses: 2**26 PMDs per address space
@@ -230,6 +231,52 @@ def get_block(st, asid, pmd):
     st.hvals[s] = b
     st.ctl[CTL_HCOUNT] += 1
     return b
+
+
+@kernel(inline="always")
+def pte_node_bits(node):
+    """The PTE bits that cache ``node`` (dtypes.PTE_NODE_SHIFT): for an exclusive mapping
+    of a fresh folio, or for the zero page."""
+    return np.uint32((np.int64(node) + 1) << PTE_NODE_SHIFT)
+
+
+@kernel
+def set_pte_node(st, pi, node):
+    """The folio mapped at pi moved to ``node``: the entry caching its node (a THP: its
+    whole PMD) gets the new one. Only an exclusive mapping caches it, so there is no other."""
+    fl = st.ptes[pi]["flags"]
+    if not fl & PTE_NODE_MASK:
+        return
+    keep = ~np.uint32(PTE_NODE_MASK)
+    bits = pte_node_bits(node)
+    if fl & PTE_HUGE:
+        base = (pi >> PTRS_PER_PMD_SHIFT) << PTRS_PER_PMD_SHIFT
+        for i in range(PTRS_PER_PMD):
+            st.ptes[base + i]["flags"] = (st.ptes[base + i]["flags"] & keep) | bits
+    else:
+        st.ptes[pi]["flags"] = (fl & keep) | bits
+
+
+@kernel
+def pte_node_mismatch(st):
+    """The first PTE index whose cached node breaks the invariant of dtypes.PTE_NODE_SHIFT
+    (a node other than its folio's, or a folio that is shared, freed or shmem), else -1.
+    For the tests: the event loop trusts the cache."""
+    for pi in range(st.ctl[CTL_NBLOCKS] << PTRS_PER_PMD_SHIFT):
+        fl = st.ptes[pi]["flags"]
+        cached = np.int64(fl >> PTE_NODE_SHIFT) & 0xFF
+        if cached == 0:
+            continue
+        f = np.int64(st.ptes[pi]["frame"])
+        if not fl & PTE_PRESENT:
+            return pi
+        if f < 0:
+            if not fl & PTE_ZERO or cached != ZERO_PAGE_NODE + 1:
+                return pi
+        elif (st.frames[f]["node"] + 1 != cached or st.frames[f]["mapcount"] != 1
+              or st.frames[f]["flags"] & (FRAME_SHM | FRAME_FREE)):
+            return pi
+    return np.int64(-1)
 
 
 @kernel
