@@ -442,6 +442,28 @@ def test_rule_47_scan_budget_and_2mib_chunk_ends(make):
     assert flags(m, pid, X + 1023 * P, 2) == [PN, PRESENT]
 
 
+def test_rule_47_the_first_period_of_a_scan_reads_the_rss_of_that_moment(make):
+    # task_numa_work of a thread whose period is still 0 (a clone with scan_delay 0) takes
+    # task_scan_start, and Linux's task_scan_min counts the RSS when it is called, not at
+    # the mm's previous pass (found by the slow differential run)
+    m = make(BIG, numa_balancing=1, numa_balancing_scan_size_mb=1,
+             numa_balancing_scan_delay_ms=0)
+    pid = m.spawn(cpu=0)                         # period = scan_delay = 0, mm next scan 0
+    m.mmap(pid, 1024 * P, addr=X)
+    touch(m, pid, X, 100)
+    tid = m.clone(pid)                           # stamp min(scan_max, 0 ms x 1) + 2 ms
+    m.advance(MS)
+    # tick 1, leader: windows ceil(100 / 256) = 1, period = 1000; its pass marks the 100
+    # pages of [X, X + 512) (the budget of 256 pages is spent), next scan at 1001 ms
+    assert counters(m, "numa_pte_updates") == (100,)
+    touch(m, pid, X + 100 * P, 500)              # unmarked pages: RSS 600, no hint fault
+    m.advance(1000 * MS)
+    # tick 1001, the clone (runtime 1001 ms > 2 ms + 0): windows ceil(600 / 256) = 3,
+    # period_max = 60000 // 3 = 20000, period = 1000 // 3 = 333; it marks pages 512-599
+    assert counters(m, "numa_pte_updates") == (188,)
+    assert m.task_numa_stats(tid) == task_stats(period=333, period_max=20000, stamp=4 * MS)
+
+
 def test_rule_47_scan_stops_after_2gib_worth_of_address_space(make):
     m = make(BIG, numa_balancing=1, numa_balancing_scan_size_mb=1)
     pid = mapped(m, 4096, write=None)            # 8 PMDs, only PMD 5 populated

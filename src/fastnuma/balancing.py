@@ -254,13 +254,12 @@ class BalancingMixin:
         t = self._tasks[th.slot]
         if now < mm[M_NEXT_SCAN]:
             return
+        self._refresh_scan_bounds(proc)       # the RSS now, as task_scan_min reads it
         if t[T_SCAN_PERIOD] == 0:
-            self._refresh_scan_bounds(proc)
             t[T_SCAN_PERIOD_MAX] = mm[M_SCAN_MAX]
             t[T_SCAN_PERIOD] = mm[M_SCAN_MIN]
         mm[M_NEXT_SCAN] = now + t[T_SCAN_PERIOD] * NSEC_PER_MSEC
         t[T_NODE_STAMP] += 2 * TICK_NS
-        self._refresh_scan_bounds(proc)
         pages = cfg.numa_balancing_scan_size_mb << 8
         virtpages = 8 * pages
         if not pages:

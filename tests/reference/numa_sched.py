@@ -247,12 +247,12 @@ class NumaSchedMixin:
         now = self.now_ns
         if now < proc.numa_next_scan:
             return
+        proc.scan_windows = self.task_nr_scan_windows(proc)   # the RSS now (task_scan_min)
         if thread.numa_scan_period == 0:
             thread.numa_scan_period_max = self.task_scan_max(proc)
             thread.numa_scan_period = self.task_scan_start(proc)
         proc.numa_next_scan = now + thread.numa_scan_period * MS
         thread.node_stamp += 2 * TICK_NSEC
-        proc.scan_windows = self.task_nr_scan_windows(proc)
         pages = self.scan_size_mb << 8
         virtpages = pages * 8
         if not pages:
