@@ -27,8 +27,7 @@ class PageTable:
             blk_used=np.zeros(blocks, np.int32),
             blk_table=np.zeros(blocks, np.int8),     # 1: the PMD points to a PTE table
             blk_numa=np.zeros(blocks, np.int8),      # 1: the PMD is marked NUMA (seed)
-            hkeys=np.full(4 * blocks, -1, np.int64),
-            hvals=np.full(4 * blocks, -1, np.int32),
+            pmd_hash=np.full((4 * blocks, 2), -1, np.int64),   # (key, block) per slot
             frames=np.zeros(frames, FRAME_DTYPE),
             frame_free=np.zeros(frames, np.int32),
             ctl=np.zeros(N_CTL, np.int64),
@@ -57,12 +56,11 @@ class PageTable:
             changes["blk_used"] = _resized(m.blk_used, cap, 0)
             changes["blk_table"] = _resized(m.blk_table, cap, 0)
             changes["blk_numa"] = _resized(m.blk_numa, cap, 0)
-        if 2 * (int(m.ctl[CTL_HCOUNT]) + blocks) > m.hkeys.size:
-            cap = _grown(m.hkeys.size, 2 * (int(m.ctl[CTL_HCOUNT]) + blocks))
+        if 2 * (int(m.ctl[CTL_HCOUNT]) + blocks) > len(m.pmd_hash):
+            cap = _grown(len(m.pmd_hash), 2 * (int(m.ctl[CTL_HCOUNT]) + blocks))
             keys = changes.get("blk_key", m.blk_key)
-            changes["hkeys"] = np.full(cap, -1, np.int64)
-            changes["hvals"] = np.full(cap, -1, np.int32)
-            rehash(keys, nb, changes["hkeys"], changes["hvals"])
+            changes["pmd_hash"] = np.full((cap, 2), -1, np.int64)
+            rehash(keys, nb, changes["pmd_hash"])
         need = min(nf + frames, self.max_frames)
         if need > m.frames.size:
             cap = min(_grown(m.frames.size, need), self.max_frames)

@@ -29,13 +29,13 @@ RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 mus
 
 
 @kernel(inline="always")
-def cached_block(hkeys, hvals, asid, vpn, pmd, blk):
+def cached_block(pmd_hash, asid, vpn, pmd, blk):
     """(pmd, block) of vpn, looked up only when its PMD differs from the cached ``pmd``;
     block -1 when there is none (or vpn is beyond 47 bits)."""
     if vpn >> PTRS_PER_PMD_SHIFT == pmd:
         return pmd, blk
     pmd = vpn >> PTRS_PER_PMD_SHIFT
-    return pmd, (lookup_block(hkeys, hvals, asid, pmd) if pmd >> 26 == 0 else np.int64(-1))
+    return pmd, (lookup_block(pmd_hash, asid, pmd) if pmd >> 26 == 0 else np.int64(-1))
 
 
 @kernel(inline="always")
@@ -76,9 +76,9 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     misses (measured: present-page events of interleaved threads 2x slower).
     """
     vmas = borrowed(vmas)       # the fault path passes it on: no reference counting there
-    ptes, frames, hkeys, hvals, blk_numa = st.ptes, st.frames, st.hkeys, st.hvals, st.blk_numa
+    ptes, frames, pmd_hash, blk_numa = st.ptes, st.frames, st.pmd_hash, st.blk_numa
     tasks, cpu_node, clock, ctl = st.tasks, st.cpu_node, st.clock, st.ctl
-    blk_cap, frame_cap, hash_cap = st.blk_key.size, frames.size, hkeys.size
+    blk_cap, frame_cap, hash_cap = st.blk_key.size, frames.size, pmd_hash.shape[0]
     n_cpus = cpu_node.size
     one_op, one_cpu, one_tid, one_pid, one_ts = (op.size == 1, cpu.size == 1, tid.size == 1,
                                                  pid.size == 1, ts.size == 1)
@@ -90,7 +90,9 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     acc_local, acc_remote = np.int64(0), np.int64(0)   # the current thread's, flushed on switch
     cur_pmd, cur_blk, cur_numa = np.int64(-1), np.int64(-1), False
     hint = np.int64(0)
-    frames_ahead = True     # prefetch frames too: the last present page's PTE had no node
+    # prefetch frames too (below) while recent events read them: a fault did, or a present
+    # page had no node cached in its PTE; ``faulted``: the current event took a fault
+    frames_ahead, faulted = True, False
     # blocks of the next PREFETCH_AHEAD events, looked up once, in the address space of
     # the thread current at look-up time (ring_asid): used only when it is the event's
     ring = np.full(RING, -1, np.int64)
@@ -144,7 +146,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
         j = i + PREFETCH_AHEAD
         if j < stop:
             vpn_j = np.int64(addr[j]) >> 12
-            pf_pmd, pf_blk = cached_block(hkeys, hvals, asid, vpn_j, pf_pmd, pf_blk)
+            pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j, pf_pmd, pf_blk)
             ring[j & (RING - 1)] = pf_blk
             ring_asid[j & (RING - 1)] = asid
             if pf_blk >= 0:
@@ -166,7 +168,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             if ring_asid[k] == asid and ring[k] >= 0:
                 cur_blk = ring[k]
             else:
-                cur_blk = lookup_block(hkeys, hvals, asid, pmd)
+                cur_blk = lookup_block(pmd_hash, asid, pmd)
             cur_pmd = pmd
             cur_numa = cur_blk >= 0 and blk_numa[cur_blk] != 0
         if cur_blk >= 0 and not cur_numa:
@@ -174,8 +176,9 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             fl = ptes[pi]["flags"]
             if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
                 node = (np.int64(fl >> PTE_NODE_SHIFT) & 0xFF) - 1   # cached in the PTE
-                frames_ahead = node < 0
-                if frames_ahead:                 # not cached (dtypes): the frame says
+                frames_ahead = node < 0 or faulted
+                faulted = False
+                if node < 0:                     # not cached (dtypes): the frame says
                     f = ptes[pi]["frame"]
                     node = ZERO_PAGE_NODE if f < 0 else np.int64(frames[f]["node"])
                 counts[cn, node, w] += 1
@@ -198,6 +201,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             break
         clock[0] = np.int64(ts[0] if one_ts else ts[i]) + ts_offset
         tasks[slot, T_CPU] = c
+        faulted = True
         n_blocks = ctl[CTL_NBLOCKS]
         cur_blk = handle_mm_fault(st, vmas, v, asid, vpn, cur_blk, c, slot, task_pol, w != 0)
         if cur_blk < 0:

@@ -28,7 +28,7 @@ N_CTL = 4
 
 STATE_FIELDS = (
     # page tables and frames (grown by pagetable.PageTable)
-    "ptes", "blk_key", "blk_used", "blk_table", "blk_numa", "hkeys", "hvals", "frames",
+    "ptes", "blk_key", "blk_used", "blk_table", "blk_numa", "pmd_hash", "frames",
     "frame_free", "ctl",
     # the machine (engine.Simulator): topology, free pages, counters, policies, knobs
     "cpu_node", "fallback", "free", "wmark_min", "wmark_low", "wmark_high", "il_weight",
@@ -141,7 +141,7 @@ def borrowed(typingctx, arr):
 
 
 @kernel
-def _store_borrowed(st, ptes, blk_key, blk_used, blk_table, blk_numa, hkeys, hvals,
+def _store_borrowed(st, ptes, blk_key, blk_used, blk_table, blk_numa, pmd_hash,
                      frames, frame_free, ctl, cpu_node, fallback, free, wmark_min,
                      wmark_low, wmark_high, il_weight, numastat, vm, policies, opts,
                      tasks, task_faults, mms, numa_nodes, clock):
@@ -151,8 +151,7 @@ def _store_borrowed(st, ptes, blk_key, blk_used, blk_table, blk_numa, hkeys, hva
     st.blk_used = borrowed(blk_used)
     st.blk_table = borrowed(blk_table)
     st.blk_numa = borrowed(blk_numa)
-    st.hkeys = borrowed(hkeys)
-    st.hvals = borrowed(hvals)
+    st.pmd_hash = borrowed(pmd_hash)
     st.frames = borrowed(frames)
     st.frame_free = borrowed(frame_free)
     st.ctl = borrowed(ctl)
@@ -186,15 +185,17 @@ def hash_slot(key, mask):
 
 
 @kernel(inline="always")
-def lookup_block(hkeys, hvals, asid, pmd):
-    """Index of the PTE block of (asid, pmd) in the PMD hash, or -1."""
+def lookup_block(pmd_hash, asid, pmd):
+    """Index of the PTE block of (asid, pmd) in the PMD hash, or -1. A slot holds (key,
+    block): one cache line per probe (separate key and block arrays took two: a minimal
+    loop of random lookups ran 1.2-1.6x slower, and random present accesses 5-10%)."""
     key = (np.int64(asid) << ASID_SHIFT) | pmd
-    mask = hkeys.size - 1
+    mask = pmd_hash.shape[0] - 1
     s = hash_slot(key, mask)
     while True:
-        k = hkeys[s]
+        k = pmd_hash[s, 0]
         if k == key:
-            return np.int64(hvals[s])
+            return pmd_hash[s, 1]
         if k == EMPTY:
             return np.int64(-1)
         s = (s + 1) & mask
@@ -203,7 +204,7 @@ def lookup_block(hkeys, hvals, asid, pmd):
 @kernel
 def find_block(st, asid, pmd):
     """Index of the PTE block of (asid, pmd), or -1."""
-    return lookup_block(st.hkeys, st.hvals, asid, pmd)
+    return lookup_block(st.pmd_hash, asid, pmd)
 
 
 @kernel
@@ -223,12 +224,13 @@ def get_block(st, asid, pmd):
     for i in range(PTRS_PER_PMD):
         st.ptes[base + i]["frame"] = -1
         st.ptes[base + i]["flags"] = 0
-    mask = st.hkeys.size - 1
+    pmd_hash = st.pmd_hash
+    mask = pmd_hash.shape[0] - 1
     s = hash_slot(key, mask)
-    while st.hkeys[s] != EMPTY:
+    while pmd_hash[s, 0] != EMPTY:
         s = (s + 1) & mask
-    st.hkeys[s] = key
-    st.hvals[s] = b
+    pmd_hash[s, 0] = key
+    pmd_hash[s, 1] = b
     st.ctl[CTL_HCOUNT] += 1
     return b
 
@@ -348,13 +350,13 @@ def split_huge_pmd(st, b):
 
 
 @kernel
-def rehash(blk_key, n_blocks, hkeys, hvals):
-    """Rebuild the PMD hash into fresh (empty) arrays."""
-    mask = hkeys.size - 1
+def rehash(blk_key, n_blocks, pmd_hash):
+    """Rebuild the PMD hash into a fresh (empty) table."""
+    mask = pmd_hash.shape[0] - 1
     for b in range(n_blocks):
         key = blk_key[b]
         s = hash_slot(key, mask)
-        while hkeys[s] != EMPTY:
+        while pmd_hash[s, 0] != EMPTY:
             s = (s + 1) & mask
-        hkeys[s] = key
-        hvals[s] = b
+        pmd_hash[s, 0] = key
+        pmd_hash[s, 1] = b
