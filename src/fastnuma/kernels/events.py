@@ -3,9 +3,10 @@ against the page tables. ``sim.access`` and trace replay both use it.
 
 Present, accessible pages are counted inline, by the node cached in the PTE when it is
 there (dtypes.PTE_NODE_SHIFT: one memory load per access), else by the frame's; anything
-else takes a fault (fault.py, numa.py) and the access is retried, as the CPU does. The loop returns to Python for what
-Python owns: a control event (op > WRITE), a thread seen for the first time, a time at
-which NUMA-balancing ticks are due, a segfault, an OOM, or a table that needs room.
+else takes a fault (fault.py, numa.py) and the access is retried, as the CPU does. The
+loop returns to Python for what Python owns: a control event (op > WRITE), a thread seen
+for the first time, a time at which NUMA-balancing ticks are due, a segfault, an OOM, or
+a table that needs room.
 """
 import numpy as np
 
