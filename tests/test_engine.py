@@ -6,6 +6,7 @@ import pytest
 
 import fastnuma as fn
 from fastnuma.constants import PAGE_SIZE
+from fastnuma.kernels.state import pte_node_mismatch
 
 MB = 1 << 20
 
@@ -312,7 +313,6 @@ def test_page_cache_read_beyond_memory_is_enomem_not_a_huge_scratch_array():
 def accessed_as(sim, tid, addrs, write=False):
     """Access ``addrs`` by ``tid``; the access-matrix rows added must be what the frames'
     nodes give (the event loop reads the node cached in the PTE, dtypes.PTE_NODE_SHIFT)."""
-    from fastnuma.kernels.state import pte_node_mismatch
     assert pte_node_mismatch(sim.st) == -1
     before = sim.access_counts.copy()
     sim.access(tid, addrs, write=write)

@@ -209,9 +209,9 @@ def mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol):
 
 
 @kernel(inline="always")
-def migrate_misplaced(st, f, target, cpu):
-    """migrate_misplaced_folio_prepare + migrate_misplaced_folio: TNF_* flags (0: the seed's
-    mapcount rule declined without trying)."""
+def migrate_misplaced(st, pi, f, target, cpu):
+    """migrate_misplaced_folio_prepare + migrate_misplaced_folio of the folio f mapped at pi:
+    TNF_* flags (0: the seed's mapcount rule declined without trying)."""
     order = np.int64(st.frames[f]["order"])
     nr = np.int64(1) << order
     if st.opts[OPT_SHARED_PAGE_RULE] != 0 and st.frames[f]["mapcount"] != 1:
@@ -233,6 +233,7 @@ def migrate_misplaced(st, f, target, cpu):
         return TNF_MIGRATE_FAIL
     st.free[st.frames[f]["node"]] += nr
     st.frames[f]["node"] = target
+    set_pte_node(st, pi, target)                       # the node cached in the PTE (dtypes)
     if st.frames[f]["flags"] & FRAME_PTE_DIRTY:        # try_to_migrate: a dirty PTE dirties it
         st.frames[f]["flags"] |= FRAME_DIRTY
     st.vm[C_PGMIGRATE_SUCCESS] += nr
@@ -341,10 +342,9 @@ def numa_fault_folio(st, vmas, v, pi, f, vpn, cpu, slot, task_pol):
     target = mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol)
     flags = 0
     if target >= 0:
-        flags = migrate_misplaced(st, f, target, cpu)
+        flags = migrate_misplaced(st, pi, f, target, cpu)
         if flags == TNF_MIGRATED:
             node = target
-            set_pte_node(st, pi, target)
     task_numa_fault(st, slot, old, node, np.int64(1) << st.frames[f]["order"], flags, cpu)
 
 

@@ -185,6 +185,17 @@ def hash_slot(key, mask):
 
 
 @kernel(inline="always")
+def insert_block(pmd_hash, key, b):
+    """Put (key, block b) in the first free slot of its probe sequence (open addressing)."""
+    mask = pmd_hash.shape[0] - 1
+    s = hash_slot(key, mask)
+    while pmd_hash[s, 0] != EMPTY:
+        s = (s + 1) & mask
+    pmd_hash[s, 0] = key
+    pmd_hash[s, 1] = b
+
+
+@kernel(inline="always")
 def lookup_block(pmd_hash, asid, pmd):
     """Index of the PTE block of (asid, pmd) in the PMD hash, or -1. A slot holds (key,
     block): one cache line per probe (separate key and block arrays took two: a minimal
@@ -224,13 +235,7 @@ def get_block(st, asid, pmd):
     for i in range(PTRS_PER_PMD):
         st.ptes[base + i]["frame"] = -1
         st.ptes[base + i]["flags"] = 0
-    pmd_hash = st.pmd_hash
-    mask = pmd_hash.shape[0] - 1
-    s = hash_slot(key, mask)
-    while pmd_hash[s, 0] != EMPTY:
-        s = (s + 1) & mask
-    pmd_hash[s, 0] = key
-    pmd_hash[s, 1] = b
+    insert_block(st.pmd_hash, key, b)
     st.ctl[CTL_HCOUNT] += 1
     return b
 
@@ -352,11 +357,5 @@ def split_huge_pmd(st, b):
 @kernel
 def rehash(blk_key, n_blocks, pmd_hash):
     """Rebuild the PMD hash into a fresh (empty) table."""
-    mask = pmd_hash.shape[0] - 1
     for b in range(n_blocks):
-        key = blk_key[b]
-        s = hash_slot(key, mask)
-        while pmd_hash[s, 0] != EMPTY:
-            s = (s + 1) & mask
-        pmd_hash[s, 0] = key
-        pmd_hash[s, 1] = b
+        insert_block(pmd_hash, blk_key[b], b)
