@@ -27,6 +27,10 @@ PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+
 NEVER = np.iinfo(np.int64).max   # a stop_ts no event reaches
 RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
                               # overwrite event i's entry before it is used)
+# the PTE bits a run's access checks: present and not PROT_NONE; a write also writable
+# and already dirty (else the CPU sets the dirty bit: the loop's general path)
+RUN_READ = PTE_PRESENT | PTE_NUMA
+RUN_WRITE = PTE_PRESENT | PTE_NUMA | PTE_WRITE | PTE_DIRTY
 
 
 @kernel(inline="always")
@@ -37,6 +41,15 @@ def cached_block(pmd_hash, asid, vpn, pmd, blk):
         return pmd, blk
     pmd = vpn >> PTRS_PER_PMD_SHIFT
     return pmd, (lookup_block(pmd_hash, asid, pmd) if pmd >> 26 == 0 else np.int64(-1))
+
+
+@kernel(inline="always")
+def count_accesses(counts, cn, node, w, n):
+    """Add n accesses (w: 0 read, 1 write) from CPU node cn to memory on ``node`` to the
+    access matrix; returns how many were local (n or 0, computed without a branch: a
+    mispredicted branch on a loaded value waits for its cache miss)."""
+    counts[cn, node, w] += n
+    return n * np.int64(node == cn)
 
 
 @kernel(inline="always")
@@ -95,9 +108,12 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     # page had no node cached in its PTE; ``faulted``: the current event took a fault
     frames_ahead, faulted = True, False
     # blocks of the next PREFETCH_AHEAD events, looked up once, in the address space of
-    # the thread current at look-up time (ring_asid): used only when it is the event's
+    # the thread current at look-up time (ring_asid): used only when it is the event's,
+    # and only by the event it was looked up for (ring_event: a run, below, skips the
+    # look-ahead, so a slot may still hold an entry of an event RING events back)
     ring = np.full(RING, -1, np.int64)
     ring_asid = np.full(RING, -1, np.int64)
+    ring_event = np.full(RING, -1, np.int64)
     pf_pmd, pf_blk = np.int64(-1), np.int64(-1)
     tid_mask = tid_keys.size - 1
     status = EV_DONE
@@ -150,12 +166,13 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j, pf_pmd, pf_blk)
             ring[j & (RING - 1)] = pf_blk
             ring_asid[j & (RING - 1)] = asid
+            ring_event[j & (RING - 1)] = j
             if pf_blk >= 0:
                 prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1)))
         j = i + PREFETCH_AHEAD // 2
         if frames_ahead and j < stop:
             b2 = ring[j & (RING - 1)]
-            if b2 >= 0:
+            if b2 >= 0 and ring_event[j & (RING - 1)] == j:
                 f = ptes[(b2 << PTRS_PER_PMD_SHIFT) + ((np.int64(addr[j]) >> 12) & (PTRS_PER_PMD - 1))]["frame"]
                 if f >= 0:
                     prefetch(frames, f)
@@ -166,7 +183,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 status = EV_SEGV
                 break
             k = i & (RING - 1)
-            if ring_asid[k] == asid and ring[k] >= 0:
+            if ring_event[k] == i and ring_asid[k] == asid and ring[k] >= 0:
                 cur_blk = ring[k]
             else:
                 cur_blk = lookup_block(pmd_hash, asid, pmd)
@@ -182,14 +199,47 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 if node < 0:                     # not cached (dtypes): the frame says
                     f = ptes[pi]["frame"]
                     node = ZERO_PAGE_NODE if f < 0 else np.int64(frames[f]["node"])
-                counts[cn, node, w] += 1
-                local = np.int64(node == cn)   # branch-free: a mispredicted branch on a
-                acc_local += local             # loaded value waits for its cache miss
+                local = count_accesses(counts, cn, node, w, 1)
+                acc_local += local
                 acc_remote += 1 - local
                 if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
                     ptes[pi]["flags"] = fl | PTE_DIRTY
                     frames[ptes[pi]["frame"]]["flags"] |= FRAME_PTE_DIRTY
                 i += 1
+                # A run: the next events of this thread, on this CPU, in this PMD, to
+                # present pages whose PTE caches the node and allows the access as it is
+                # (a write: writable and already dirty) need nothing else. They are
+                # counted in a register while node and op repeat, and added to ``counts``
+                # when they change (an add to the same cell per event costs a store-to-
+                # load chain: half the time of a sequential stream, measured). No look-
+                # ahead either: a run's PTEs are near each other.
+                run_node, run_w, run_n = node, w, np.int64(0)
+                while i < limit:
+                    w = np.int64(op[0] if one_op else op[i])
+                    if w > OP_WRITE:
+                        break
+                    if per_event and (np.int64(tid[0] if one_tid else tid[i]) != last_tid
+                                      or np.int64(pid[0] if one_pid else pid[i]) != last_pid
+                                      or np.int64(cpu[0] if one_cpu else cpu[i]) != c):
+                        break
+                    vpn = np.int64(addr[i]) >> 12
+                    if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd:
+                        break
+                    fl = ptes[(cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))]["flags"]
+                    need = RUN_WRITE if w else RUN_READ
+                    node = (np.int64(fl >> PTE_NODE_SHIFT) & 0xFF) - 1
+                    if fl & need != need & ~PTE_NUMA or node < 0:
+                        break
+                    if node != run_node or w != run_w:
+                        local = count_accesses(counts, cn, run_node, run_w, run_n)
+                        acc_local += local
+                        acc_remote += run_n - local
+                        run_node, run_w, run_n = node, w, np.int64(0)
+                    run_n += 1
+                    i += 1
+                local = count_accesses(counts, cn, run_node, run_w, run_n)
+                acc_local += local
+                acc_remote += run_n - local
                 continue
         v = find_vma_in(vmas, vlo, vhi, vpn, hint)
         if v < 0:
