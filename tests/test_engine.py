@@ -349,3 +349,25 @@ def test_node_cached_in_the_pte_follows_every_migration(thp):
     sim.move_pages(pid, pages[512:], [1] * 512)
     accessed_as(sim, pid, pages)
     accessed_as(sim, child, pages)
+
+
+def test_look_ahead_resumes_right_after_a_run():
+    """A run of present-page events (kernels/events.py) skips the look-ahead; the event
+    after it must not take the PTE block looked up for an event 32 back (another PMD)."""
+    def run(one_at_a_time):
+        sim = machine(pages=1 << 16)
+        pid = sim.spawn(cpu=0)
+        a = sim.mmap(pid, 64 * 2 * MB)
+        sim.access(pid, pages_of(a + 40 * 2 * MB, 512), write=True)  # PMD 40: present
+        last = a + 7 * 2 * MB + 5 * PAGE_SIZE
+        touched = np.concatenate([a + np.arange(40) * 2 * MB,          # a page per PMD
+                                  pages_of(a + 40 * 2 * MB, 100),      # a run of 100
+                                  [last]])                             # then PMD 7 again
+        for part in np.split(touched, touched.size) if one_at_a_time else [touched]:
+            sim.access(pid, part)
+        assert sim.page_nodes(pid, last, PAGE_SIZE)[0] >= 0
+        return sim
+
+    sim, one_by_one = run(False), run(True)
+    assert sim.vmstat() == one_by_one.vmstat()
+    assert (sim.access_counts == one_by_one.access_counts).all()

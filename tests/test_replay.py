@@ -104,17 +104,33 @@ def test_batch_size_does_not_matter(lazy_table, batch_rows):
     assert got == ref
 
 
-def random_program(seed, n=1500):
+def random_program(seed, n=1500, bursts=False):
     """A random trace: two threads on random CPUs reading and writing 256 pages, an
-    interleave mbind, a lazy mbind halfway, time passing (NUMA scans with small knobs)."""
+    interleave mbind, a lazy mbind halfway, time passing (NUMA scans with small knobs).
+    ``bursts``: events come in bursts of up to 40 by one thread on one CPU, over pages
+    in order or at random, so that the event loop's runs (kernels/events.py) start and
+    end in every way: a node or op change, a write to a clean page, a marked PTE."""
     rng = np.random.default_rng(seed)
     ev = [dict(op=fn.OP_MMAP, addr=BASE, len=256 * 4096, flags=MAPF, tid=1, pid=1),
           dict(op=fn.OP_SCHED, cpu=3, tid=2, pid=1),
           dict(op=fn.OP_MBIND, addr=BASE, len=64 * 4096, mode=fn.MPOL_INTERLEAVE,
                nodemask=0b0110, tid=1, pid=1)]
+    burst = []
     for k in range(n):
-        ev.append(dict(op=int(rng.integers(0, 2)), addr=BASE + int(rng.integers(0, 256)) * 4096,
-                       cpu=int(rng.integers(0, 8)), tid=int(rng.integers(1, 3)), pid=1))
+        if not bursts:
+            ev.append(dict(op=int(rng.integers(0, 2)),
+                           addr=BASE + int(rng.integers(0, 256)) * 4096,
+                           cpu=int(rng.integers(0, 8)), tid=int(rng.integers(1, 3)), pid=1))
+        else:
+            if not burst:
+                tid, cpu = int(rng.integers(1, 3)), int(rng.integers(0, 8))
+                size = int(rng.integers(1, 41))
+                pages = ((int(rng.integers(0, 256)) + np.arange(size)) % 256
+                         if rng.random() < 0.5 else rng.integers(0, 256, size))
+                writes = rng.random() * (rng.random() < 0.7)    # some bursts only read
+                burst = [(int(pg), int(rng.random() < writes), tid, cpu) for pg in pages]
+            page, op, tid, cpu = burst.pop(0)
+            ev.append(dict(op=op, addr=BASE + page * 4096, cpu=cpu, tid=tid, pid=1))
         if k == n // 2:
             ev.append(dict(op=fn.OP_MBIND, addr=BASE, len=256 * 4096, mode=fn.MPOL_LOCAL,
                            flags=fn.MPOL_MF_MOVE | fn.MPOL_MF_LAZY, tid=2, pid=1))
@@ -149,9 +165,10 @@ KNOBS = dict(numa_balancing=1, numa_balancing_scan_delay_ms=50,
              numa_balancing_scan_period_min_ms=20, numa_balancing_scan_size_mb=1)
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
-def test_replay_equals_the_api_and_the_model_call_by_call(seed, make):
-    ev = random_program(seed)
+@pytest.mark.parametrize("seed, bursts", [(1, False), (2, False), (3, False), (4, True),
+                                          (5, True), (6, True)])
+def test_replay_equals_the_api_and_the_model_call_by_call(seed, bursts, make):
+    ev = random_program(seed, bursts=bursts)
     sim = fn.Simulator(topo(), **KNOBS)
     sim.replay(table(ev), batch_rows=97)
     other = make(dict(node_pages=[1 << 14] * 4, node_cpus=[[0, 1], [2, 3], [4, 5], [6, 7]]),
