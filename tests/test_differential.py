@@ -2,8 +2,8 @@
 
 Every call is made on both; return values and errnos must agree call by call, and after
 every step the counters, free pages, numa_maps of every process, the node and the PTE flags
-(PRESENT|NUMA|HUGE|ZERO) of every page of the arena and the NUMA-balancing state of every
-thread must agree too, and every node cached in a PTE must be its folio's. Programs
+(PRESENT|NUMA|HUGE|ZERO) of every page of the arena, the access matrix, and the local and
+remote accesses and NUMA-balancing state of every thread must agree too, and every node cached in a PTE must be its folio's. Programs
 include lazy migration (docs/lazy-migration.md): LAZY and MPOL_NOOP mbinds,
 change_prot_numa, simulated time (scheduler ticks and the NUMA scanner) and random
 profiles, switches and scan knobs."""
@@ -284,8 +284,11 @@ class Differential(RuleBasedStateMachine):
             a = np.asarray(self.sim.page_flags(pid, ARENA, ARENA_PAGES * PAGE_SIZE)) & PTE_MASK
             b = np.asarray(self.model.page_flags(pid, ARENA, ARENA_PAGES * PAGE_SIZE)) & PTE_MASK
             assert a.tolist() == b.tolist(), (pid, np.flatnonzero(a != b)[:8].tolist())
+        assert self.sim.access_counts.tolist() == self.model.access_counts.tolist()
         for tid in self.tids:
             assert self.sim.task_numa_stats(tid) == self.model.task_numa_stats(tid), tid
+            a, b = self.sim.threads[tid], self.model.threads[tid]
+            assert (a.local, a.remote) == (b.local, b.remote), tid
         assert pte_node_mismatch(self.sim.st) == -1     # the event loop's node cache
 
 
