@@ -3,7 +3,9 @@ against the page tables. ``sim.access`` and trace replay both use it.
 
 Present, accessible pages are counted inline, by the node cached in the PTE when it is
 there (dtypes.PTE_NODE_SHIFT: one memory load per access), else by the frame's; anything
-else takes a fault (fault.py, numa.py) and the access is retried, as the CPU does. The
+else takes a fault (fault.py, numa.py) and the access is retried, as the CPU does. After a
+present page, the events that follow it by the same thread on the same CPU in the same
+PMD run in a short inner loop (a run: a sequential stream's common case). The
 loop returns to Python for what Python owns: a control event (op > WRITE), a thread seen
 for the first time, a time at which NUMA-balancing ticks are due, a segfault, an OOM, or
 a table that needs room.
