@@ -197,35 +197,40 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
                 node = (np.int64(fl >> PTE_NODE_SHIFT) & 0xFF) - 1   # cached in the PTE
                 frames_ahead = node < 0 or faulted
+                after_fault = faulted
                 faulted = False
                 if node < 0:                     # not cached (dtypes): the frame says
                     f = ptes[pi]["frame"]
                     node = ZERO_PAGE_NODE if f < 0 else np.int64(frames[f]["node"])
-                local = count_accesses(counts, cn, node, w, 1)
-                acc_local += local
-                acc_remote += 1 - local
                 if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
                     ptes[pi]["flags"] = fl | PTE_DIRTY
                     frames[ptes[pi]["frame"]]["flags"] |= FRAME_PTE_DIRTY
                 i += 1
                 # A run: the next events of this thread, on this CPU, in this PMD, to
                 # present pages whose PTE caches the node and allows the access as it is
-                # (a write: writable and already dirty) need nothing else. They are
-                # counted in a register while node and op repeat, and added to ``counts``
-                # when they change (an add to the same cell per event costs a store-to-
-                # load chain: half the time of a sequential stream, measured). No look-
-                # ahead either: a run's PTEs are near each other.
-                run_node, run_w, run_n = node, w, np.int64(0)
-                while i < limit:
+                # (a write: writable and already dirty) need nothing else. This event and
+                # the run are counted in a register while node and op repeat, and added
+                # to ``counts`` when they change (an add to the same cell per event is a
+                # store-to-load chain: half the time of a sequential stream, measured).
+                # No look-ahead either: a run's PTEs are near each other. No run is tried
+                # right after a fault: faults come in streams (first touches, hinting
+                # faults), and the try cost sequential hinting faults 10-20% (measured).
+                # Known cost: with this loop in it, run_events takes about 25% longer
+                # per random present page of a single thread (``sim.access``; replays
+                # of interleaved threads are not slower); as a function of its own,
+                # called at most once per 9 present pages, it cost more (benchmarks/
+                # README.md, 2026-11-26 third part).
+                run_node, run_w, run_n = node, w, np.int64(1)
+                while i < limit and not after_fault:
+                    vpn = np.int64(addr[i]) >> 12
+                    if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd:
+                        break
                     w = np.int64(op[0] if one_op else op[i])
                     if w > OP_WRITE:
                         break
                     if per_event and (np.int64(tid[0] if one_tid else tid[i]) != last_tid
                                       or np.int64(pid[0] if one_pid else pid[i]) != last_pid
                                       or np.int64(cpu[0] if one_cpu else cpu[i]) != c):
-                        break
-                    vpn = np.int64(addr[i]) >> 12
-                    if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd:
                         break
                     fl = ptes[(cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))]["flags"]
                     need = RUN_WRITE if w else RUN_READ
