@@ -3,10 +3,10 @@
 Every call is made on both; return values and errnos must agree call by call, and after
 every step the counters, free pages, numa_maps of every process, the node and the PTE flags
 (PRESENT|NUMA|HUGE|ZERO) of every page of the arena, the access matrix, and the local and
-remote accesses and NUMA-balancing state of every thread must agree too, and every node cached in a PTE must be its folio's. Programs
-include lazy migration (docs/lazy-migration.md): LAZY and MPOL_NOOP mbinds,
-change_prot_numa, simulated time (scheduler ticks and the NUMA scanner) and random
-profiles, switches and scan knobs."""
+remote accesses and NUMA-balancing state of every thread must agree too, and every node
+cached in a PTE must be its folio's. Programs include lazy migration
+(docs/lazy-migration.md): LAZY and MPOL_NOOP mbinds, change_prot_numa, simulated time
+(scheduler ticks and the NUMA scanner) and random profiles, switches and scan knobs."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
