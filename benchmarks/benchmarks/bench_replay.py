@@ -90,7 +90,6 @@ class ReplayVsC:
 
     def setup(self, pattern):
         self.ref = load_bench_ref()
-        self.pattern = pattern
         self.path = trace_path(pattern, EVENTS)
         replay(self.path)
         import pyarrow.ipc as ipc
@@ -103,14 +102,14 @@ class ReplayVsC:
         self.cpu = np.asarray(t.column("cpu"))[access].astype(np.uint16)
         self.n_pages = int(self.page.max()) + 1
 
-    def c_seconds(self):
-        return self.ref.measure_replay(self.pattern, self.n_pages, self.page.size,
+    def c_seconds(self, pattern):
+        return self.ref.measure_replay(pattern, self.n_pages, self.page.size,
                                        nnodes=NODES, cpus_per_node=CPUS_PER_NODE, repeat=3,
                                        events=(self.page, self.cpu))["median_s"]
 
     def track_ratio_to_c(self, pattern):
         ours = float(np.median([replay(self.path)[0] for _ in range(3)]))
-        return self.c_seconds() / ours
+        return self.c_seconds(pattern) / ours
     track_ratio_to_c.unit = "x C"
 
     def track_reading_over_target_time(self, pattern):
@@ -123,7 +122,7 @@ class ReplayVsC:
             for _batch in open_trace(self.path):
                 pass
             reads.append(time.perf_counter() - t0)
-        return float(np.median(reads)) / (self.c_seconds() / TARGET_RATIO)
+        return float(np.median(reads)) / (self.c_seconds(pattern) / TARGET_RATIO)
     track_reading_over_target_time.unit = "x target time"
 
 

@@ -197,8 +197,6 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
                 node = (np.int64(fl >> PTE_NODE_SHIFT) & 0xFF) - 1   # cached in the PTE
                 frames_ahead = node < 0 or faulted
-                after_fault = faulted
-                faulted = False
                 if node < 0:                     # not cached (dtypes): the frame says
                     f = ptes[pi]["frame"]
                     node = ZERO_PAGE_NODE if f < 0 else np.int64(frames[f]["node"])
@@ -215,13 +213,11 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 # No look-ahead either: a run's PTEs are near each other. No run is tried
                 # right after a fault: faults come in streams (first touches, hinting
                 # faults), and the try cost sequential hinting faults 10-20% (measured).
-                # Known cost: with this loop in it, run_events takes about 25% longer
-                # per random present page of a single thread (``sim.access``; replays
-                # of interleaved threads are not slower); as a function of its own,
-                # called at most once per 9 present pages, it cost more (benchmarks/
-                # README.md, 2026-11-26 third part).
+                # Known cost: random present pages of a single thread take about 25%
+                # longer with this loop here (benchmarks/README.md, 2026-11-26 third
+                # part, has what was tried).
                 run_node, run_w, run_n = node, w, np.int64(1)
-                while i < limit and not after_fault:
+                while i < limit and not faulted:
                     vpn = np.int64(addr[i]) >> 12
                     if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd:
                         break
@@ -247,6 +243,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 local = count_accesses(counts, cn, run_node, run_w, run_n)
                 acc_local += local
                 acc_remote += run_n - local
+                faulted = False
                 continue
         v = find_vma_in(vmas, vlo, vhi, vpn, hint)
         if v < 0:
