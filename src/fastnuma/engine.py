@@ -68,6 +68,8 @@ class Simulator:
     access_counts : int64 [cpu node, memory node, read/write] of every access.
     procs, threads : live processes and threads by id.
     pt, st : the page tables and the kernels' state (for tests and benchmarks).
+    machine : the :class:`~fastnuma.machine.Machine` every subsystem module works on (for
+        modules that extend the simulator; its tables are laid out in ``dtypes.py``).
     """
 
     def __init__(self, topology: Topology, **knobs) -> None:
@@ -76,7 +78,7 @@ class Simulator:
                             f"{type(topology).__name__}")
         config = SimConfig(**knobs)
         config.check_against(topology)
-        m = self._machine = Machine(topology, config)
+        m = self.machine = Machine(topology, config)
         self.topology: Topology = topology
         self.config: SimConfig = config
         self.access_counts: np.ndarray = m.access_counts
@@ -98,11 +100,11 @@ class Simulator:
     @property
     def now_ns(self) -> int:
         """Simulated time, in nanoseconds."""
-        return self._machine.now_ns
+        return self.machine.now_ns
 
     @now_ns.setter
     def now_ns(self, value: int) -> None:
-        self._machine.now_ns = value
+        self.machine.now_ns = value
 
     # ----------------------------------------------------------------- processes
     def spawn(self, cpu: int = 0, uid: int = 0, cap_sys_nice: bool = True) -> int:
