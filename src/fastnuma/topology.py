@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import memory_tiers as _mt
 from .constants import MAX_NUMNODES, MAX_SIM_NODES, PAGE_SIZE
 
 __all__ = ["Topology", "LOCAL_DISTANCE", "REMOTE_DISTANCE", "MAX_DISTANCE",
@@ -186,6 +187,13 @@ class Topology:
         Default 10 local, 20 remote.
     wmark_min, wmark_low, wmark_high : sequence of int, optional
         Watermarks in pages (default 0), with 0 <= min <= low <= high <= node_pages.
+        :meth:`with_linux_watermarks` computes them as Linux does (docs/tiering.md §3).
+    wmark_promo : sequence of int, optional
+        WMARK_PROMO in pages, >= wmark_high; default high + (high - low), Linux's formula.
+    adistance : sequence of int, optional
+        Abstract distance of each node (docs/tiering.md §2), 0..2**31-1; default 576
+        (DRAM) for nodes with CPUs, 2880 (dax/kmem, e.g. CXL) for CPU-less nodes with
+        memory; ignored for memoryless nodes.
 
     Attributes
     ----------
@@ -194,6 +202,17 @@ class Topology:
     fallback : tuple of tuple of int
         Per node, its zonelist: the memory nodes in allocation order (§1.6). A node with
         memory comes first in its own list; a memoryless node's list holds only other nodes.
+    memtier : tuple of int
+        Per node, its memory tier id (``memory_tier<id>`` = adistance >> 7); -1 without memory.
+    memory_tiers : tuple of (int, tuple of int)
+        The tiers, fastest first: (id, nodes).
+    demotion_preferred : tuple of tuple of int
+        Per node, ``node_demotion[n].preferred`` of establish_demotion_targets (empty on the
+        last tier).
+    demotion_fallback : tuple of tuple of int
+        Per node, its tier's ``lower_tier_mask``: every memory node of the slower tiers.
+    top_tier_adistance : int
+        Last abstract distance of the slowest tier with a CPU node (node_is_toptier).
 
     Raises
     ------
@@ -209,8 +228,15 @@ class Topology:
     wmark_min: tuple[int, ...] = None
     wmark_low: tuple[int, ...] = None
     wmark_high: tuple[int, ...] = None
+    wmark_promo: tuple[int, ...] = None
+    adistance: tuple[int, ...] = None
     cpu_node: tuple[int, ...] = field(init=False, repr=False)
     fallback: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    memtier: tuple[int, ...] = field(init=False, repr=False)
+    memory_tiers: tuple = field(init=False)
+    demotion_preferred: tuple[tuple[int, ...], ...] = field(init=False)
+    demotion_fallback: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    top_tier_adistance: int = field(init=False, repr=False)
 
     def __post_init__(self):
         pages = _int_vector(self.node_pages, "node_pages")
@@ -231,6 +257,71 @@ class Topology:
                             ("wmark_high", wmarks[2]), ("cpu_node", cpu_node),
                             ("fallback", fallback)):
             object.__setattr__(self, name, value)
+        self._init_tiers(pages, cpus, distance, wmarks)
+
+    def _init_tiers(self, pages, cpus, distance, wmarks):
+        """Memory tiers, demotion targets and WMARK_PROMO (memory_tiers.py)."""
+        n = len(pages)
+        if self.wmark_promo is None:
+            promo = tuple(hi + (hi - lo) for lo, hi in zip(wmarks[1], wmarks[2]))
+        else:
+            promo = _int_vector(self.wmark_promo, "wmark_promo")
+            if len(promo) != n:
+                raise ValueError(f"wmark_promo has {len(promo)} entries; expected {n} "
+                                 "(one per node)")
+            for node, (hi, p) in enumerate(zip(wmarks[2], promo)):
+                _check_range(f"wmark_promo[{node}]", p, hi, MAX_PAGES, " (>= wmark_high)")
+        mem, has_cpus = [p > 0 for p in pages], [bool(c) for c in cpus]
+        if self.adistance is None:
+            adist = _mt.default_adistance(mem, has_cpus)
+        else:
+            adist = _int_vector(self.adistance, "adistance")
+            if len(adist) != n:
+                raise ValueError(f"adistance has {len(adist)} entries; expected {n} "
+                                 "(one per node)")
+            for node, a in enumerate(adist):
+                _check_range(f"adistance[{node}]", a, 0, _mt.MAX_ADISTANCE)
+        memtier, tiers = _mt.build_memory_tiers(adist, mem)
+        preferred, lower, top = _mt.establish_demotion_targets(memtier, tiers, distance,
+                                                               has_cpus)
+        for name, value in (("wmark_promo", promo), ("adistance", adist),
+                            ("memtier", memtier), ("memory_tiers", tiers),
+                            ("demotion_preferred", preferred), ("demotion_fallback", lower),
+                            ("top_tier_adistance", top)):
+            object.__setattr__(self, name, value)
+
+    def node_is_toptier(self, n):
+        """Linux node_is_toptier(): no tier (memoryless), or the node's tier starts at or
+        above ``top_tier_adistance`` (docs/tiering.md T3)."""
+        n = self._node(n, strict=True)
+        return self.memtier[n] < 0 or (self.memtier[n] << 7) <= self.top_tier_adistance
+
+    def with_linux_watermarks(self, min_free_kbytes=None, watermark_scale_factor=10):
+        """A copy whose min/low/high/promo watermarks are Linux's (docs/tiering.md §3):
+        ``min_free_kbytes`` None = the boot value int_sqrt(lowmem_kbytes * 16) clamped to
+        128..262144; ``watermark_scale_factor`` in 1/10000 of the node (1..3000)."""
+        wmin, wlow, whigh, wpromo = _mt.setup_per_zone_wmarks(
+            self.node_pages, min_free_kbytes, watermark_scale_factor)
+        return Topology(self.node_pages, self.node_cpus, self.distance, wmin, wlow, whigh,
+                        wpromo, self.adistance)
+
+    def describe_tiers(self):
+        """Lines: each memory tier and its nodes, then per node its tier, top-tier flag,
+        demotion targets and watermarks (pages), as `fastnuma info --topology` prints."""
+        lines = [f"memory_tier{t}: nodes {','.join(map(str, nodes))} "
+                 f"(adistance {t << 7}..{(t << 7) + 127})" for t, nodes in self.memory_tiers]
+        for n in range(self.n_nodes):
+            if self.memtier[n] < 0:
+                lines.append(f"node {n}: no memory")
+                continue
+            pref = ",".join(map(str, self.demotion_preferred[n])) or "-"
+            fall = ",".join(map(str, self.demotion_fallback[n])) or "-"
+            lines.append(
+                f"node {n}: adistance {self.adistance[n]} memory_tier{self.memtier[n]} "
+                f"toptier={'yes' if self.node_is_toptier(n) else 'no'} demotion preferred "
+                f"{pref} fallback {fall}; wmark min {self.wmark_min[n]} low "
+                f"{self.wmark_low[n]} high {self.wmark_high[n]} promo {self.wmark_promo[n]}")
+        return lines
 
     @property
     def n_nodes(self):
@@ -339,6 +430,35 @@ class Topology:
         return cls([pages_per_node, pages_per_node, cxl_pages],
                    [range(0, 8), range(8, 16), ()], slit)
 
+    @classmethod
+    def cxl_one_socket(cls, dram_gib=128, cxl_gib=64, cpus=16):
+        """One socket (CPUs 0..cpus-1, node 0, DRAM) and node 1: a CPU-less CXL Type-3
+        expander onlined by dax/kmem (adistance 2880, memory_tier22). Default 128 GiB of
+        DDR5 plus one 64 GiB expander card (a third of the memory on CXL). SLIT 10/14.
+        Watermarks are Linux's (:meth:`with_linux_watermarks`)."""
+        return cls([_gib_pages(dram_gib, "dram_gib"), _gib_pages(cxl_gib, "cxl_gib")],
+                   [range(_check_range("cpus", cpus, 1, NR_CPUS_MAX)), ()],
+                   [[10, 14], [14, 10]]).with_linux_watermarks()
+
+    @classmethod
+    def cxl_two_socket(cls, dram_gib=256, cxl_gib=128, cpus_per_socket=16):
+        """Two sockets (nodes 0 and 1, DRAM, CPUs 0..c-1 and c..2c-1) and one CPU-less CXL
+        expander per socket (node 2 behind socket 0, node 3 behind socket 1, adistance
+        2880). Default 256 GiB DRAM and a 128 GiB card per socket. SLIT: cross-socket 21,
+        CXL from its own socket 14, from the other socket 24, between the two cards 34::
+
+            10 21 14 24
+            21 10 24 14
+            14 24 10 34
+            24 14 34 10
+
+        Watermarks are Linux's; each DRAM node demotes to its own socket's card."""
+        c = _check_range("cpus_per_socket", cpus_per_socket, 1, NR_CPUS_MAX // 2)
+        dram, cxl = _gib_pages(dram_gib, "dram_gib"), _gib_pages(cxl_gib, "cxl_gib")
+        slit = [[10, 21, 14, 24], [21, 10, 24, 14], [14, 24, 10, 34], [24, 14, 34, 10]]
+        return cls([dram, dram, cxl, cxl], [range(0, c), range(c, 2 * c), (), ()],
+                   slit).with_linux_watermarks()
+
     # ---------------------------------------------------------------- parsers
     @classmethod
     def from_numactl(cls, text):
@@ -375,6 +495,13 @@ class Topology:
             Malformed content, naming the file.
         """
         return cls(*_read_sysfs(os.fspath(path)))
+
+
+def _gib_pages(gib, name):
+    """GiB (int or float, > 0) as 4 KiB pages."""
+    if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not 0 < gib <= 2**40:
+        raise ValueError(f"{name}={gib!r}: expected a size in GiB > 0")
+    return int(gib * (1 << 30)) // PAGE_SIZE
 
 
 # -------------------------------------------------------------------- parsing helpers
