@@ -248,10 +248,14 @@ class TieringMixin:
         if not self.memory_tiering:
             return
         left = SWAP_CLUSTER_MAX
-        for node in zonelist:
-            if left <= 0:
-                break
-            left -= self.shrink_node(node, "direct", left)
+        for _ in range(2):               # priority escalation: a second look after the
+            for node in zonelist:        # first pass cleared the references
+                if left <= 0:
+                    return
+                got = self.shrink_node(node, "direct", left)
+                left -= got
+                if got:
+                    self.nbp[node].kswapd_failures = 0
 
     # ------------------------------------------------------------ §7 kswapd and demotion
     def run_kswapds_until(self, end_ns):
