@@ -73,9 +73,14 @@ class TieringMixin:
         self.memory_tiering = bool(self.numa_balancing & NUMA_BALANCING_MEMORY_TIERING
                                    or self.demotion_enabled) \
             if k["memory_tiering"] is None else bool(k["memory_tiering"])
-        if k["min_free_kbytes"] is not None or k["watermark_scale_factor"] is not None:
-            marks = linux_watermarks(self.node_pages, k["min_free_kbytes"],
-                                     k["watermark_scale_factor"] or 10)
+        mfk, wsf = k["min_free_kbytes"], k["watermark_scale_factor"]
+        for name, v, lo, hi in (("min_free_kbytes", mfk, 0, 1 << 40),
+                                ("watermark_scale_factor", wsf, 1, 3000)):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool)
+                                  or not lo <= v <= hi):
+                raise ValueError(f"{name}={v!r}: expected an int {lo}..{hi}")
+        if mfk is not None or wsf is not None:            # a sysctl write: recompute
+            marks = linux_watermarks(self.node_pages, mfk, 10 if wsf is None else wsf)
             self.wmark_min, self.wmark_low, self.wmark_high, self.wmark_promo = marks
         else:
             self.wmark_promo = tuple(getattr(topology, "wmark_promo", None) or
@@ -311,7 +316,7 @@ class TieringMixin:
         return sorted(self.node_folios(node), key=lambda f: f.lru_seq)
 
     def shrink_node(self, node, who, want):
-        """D3-D6 for one reclaimer pass: take the LRU-order candidates in batches of 32,
+        """D3-D6 for one reclaimer pass: take the LRU-order candidates in batches of 32 pages,
         second chance for folios accessed since last examined, demote the victims
         (can_demote) or activate them (anon, no swap) / drop them (page cache). Returns
         the pages reclaimed (demoted + dropped)."""
@@ -319,7 +324,11 @@ class TieringMixin:
         cands = self.lru_candidates(node)
         i = 0
         while i < len(cands) and reclaimed < want:
-            batch, i = cands[i:i + SWAP_CLUSTER_MAX], i + SWAP_CLUSTER_MAX
+            batch, pages = [], 0                         # isolate_lru_folios: <= 32 pages
+            while i < len(cands) and pages < SWAP_CLUSTER_MAX:   # (a THP alone is 512)
+                batch.append(cands[i])
+                pages += cands[i].nr
+                i += 1
             victims = []
             for f in batch:
                 self.vm[f"pgscan_{who}"] += f.nr
