@@ -104,7 +104,10 @@ def _parser():
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "info" and args.trace is None and args.topology is None:
+        parser.error("info: the following arguments are required: trace (or --topology)")
     try:
         return _run(args)
     except BrokenPipeError:                 # `fastnuma demo | head`: the reader went away
@@ -133,8 +136,6 @@ def _info(args):
         print("\n".join(topo.describe_tiers()))
         if args.trace is None:
             return
-    if args.trace is None:
-        raise ValueError("info: give a TRACE or --topology")
     if args.batch_rows < 1:
         raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
     print(trace_info(args.trace, batch_rows=args.batch_rows))
