@@ -12,7 +12,8 @@ from math import isqrt
 __all__ = ["MEMTIER_CHUNK_BITS", "MEMTIER_CHUNK_SIZE", "MEMTIER_ADISTANCE_DRAM",
            "MEMTIER_DEFAULT_DAX_ADISTANCE", "DEFAULT_WATERMARK_SCALE_FACTOR",
            "default_adistance", "memtier_id", "build_memory_tiers",
-           "establish_demotion_targets", "calculate_min_free_kbytes", "setup_per_zone_wmarks"]
+           "establish_demotion_targets", "calculate_min_free_kbytes", "setup_per_zone_wmarks",
+           "topology_tiers", "describe_tiers", "gib_pages"]
 
 MEMTIER_CHUNK_BITS = 7                      # include/linux/memory-tiers.h
 MEMTIER_CHUNK_SIZE = 1 << MEMTIER_CHUNK_BITS
@@ -149,3 +150,60 @@ def setup_per_zone_wmarks(node_pages, min_free_kbytes=None,
         for i, v in enumerate((mn, mn + tmp, mn + 2 * tmp, mn + 3 * tmp)):
             out[i].append(v if managed else 0)
     return tuple(tuple(v) for v in out)
+
+
+def topology_tiers(topo, pages, cpus, distance, wmarks):
+    """The tier attributes of a Topology being built (validated ``pages``, ``cpus``,
+    ``distance``, ``wmarks`` = (min, low, high)): wmark_promo, adistance, memtier,
+    memory_tiers, demotion_preferred, demotion_fallback, top_tier_adistance."""
+    from .topology import MAX_PAGES, _check_range, _int_vector
+    n = len(pages)
+    if topo.wmark_promo is None:
+        promo = tuple(hi + (hi - lo) for lo, hi in zip(wmarks[1], wmarks[2]))
+    else:
+        promo = _int_vector(topo.wmark_promo, "wmark_promo")
+        if len(promo) != n:
+            raise ValueError(f"wmark_promo has {len(promo)} entries; expected {n} "
+                             "(one per node)")
+        for node, (hi, p) in enumerate(zip(wmarks[2], promo)):
+            _check_range(f"wmark_promo[{node}]", p, hi, MAX_PAGES, " (>= wmark_high)")
+    mem, has_cpus = [p > 0 for p in pages], [bool(c) for c in cpus]
+    if topo.adistance is None:
+        adist = default_adistance(mem, has_cpus)
+    else:
+        adist = _int_vector(topo.adistance, "adistance")
+        if len(adist) != n:
+            raise ValueError(f"adistance has {len(adist)} entries; expected {n} "
+                             "(one per node)")
+        for node, a in enumerate(adist):
+            _check_range(f"adistance[{node}]", a, 0, MAX_ADISTANCE)
+    memtier, tiers = build_memory_tiers(adist, mem)
+    preferred, lower, top = establish_demotion_targets(memtier, tiers, distance, has_cpus)
+    return dict(wmark_promo=promo, adistance=adist, memtier=memtier, memory_tiers=tiers,
+                demotion_preferred=preferred, demotion_fallback=lower,
+                top_tier_adistance=top)
+
+
+def describe_tiers(t):
+    """Lines of `fastnuma info --topology`: the tiers, then each node."""
+    lines = [f"memory_tier{i}: nodes {','.join(map(str, nodes))} "
+             f"(adistance {i << 7}..{(i << 7) + 127})" for i, nodes in t.memory_tiers]
+    for n in range(t.n_nodes):
+        if t.memtier[n] < 0:
+            lines.append(f"node {n}: no memory")
+            continue
+        pref = ",".join(map(str, t.demotion_preferred[n])) or "-"
+        fall = ",".join(map(str, t.demotion_fallback[n])) or "-"
+        lines.append(
+            f"node {n}: adistance {t.adistance[n]} memory_tier{t.memtier[n]} "
+            f"toptier={'yes' if t.node_is_toptier(n) else 'no'} demotion preferred "
+            f"{pref} fallback {fall}; wmark min {t.wmark_min[n]} low "
+            f"{t.wmark_low[n]} high {t.wmark_high[n]} promo {t.wmark_promo[n]}")
+    return lines
+
+
+def gib_pages(gib, name):
+    """GiB (int or float, > 0) as 4 KiB pages (the CXL presets' sizes)."""
+    if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not 0 < gib <= 2**40:
+        raise ValueError(f"{name}={gib!r}: expected a size in GiB > 0")
+    return int(gib * (1 << 30)) // 4096

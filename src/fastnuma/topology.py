@@ -257,37 +257,7 @@ class Topology:
                             ("wmark_high", wmarks[2]), ("cpu_node", cpu_node),
                             ("fallback", fallback)):
             object.__setattr__(self, name, value)
-        self._init_tiers(pages, cpus, distance, wmarks)
-
-    def _init_tiers(self, pages, cpus, distance, wmarks):
-        """Memory tiers, demotion targets and WMARK_PROMO (memory_tiers.py)."""
-        n = len(pages)
-        if self.wmark_promo is None:
-            promo = tuple(hi + (hi - lo) for lo, hi in zip(wmarks[1], wmarks[2]))
-        else:
-            promo = _int_vector(self.wmark_promo, "wmark_promo")
-            if len(promo) != n:
-                raise ValueError(f"wmark_promo has {len(promo)} entries; expected {n} "
-                                 "(one per node)")
-            for node, (hi, p) in enumerate(zip(wmarks[2], promo)):
-                _check_range(f"wmark_promo[{node}]", p, hi, MAX_PAGES, " (>= wmark_high)")
-        mem, has_cpus = [p > 0 for p in pages], [bool(c) for c in cpus]
-        if self.adistance is None:
-            adist = _mt.default_adistance(mem, has_cpus)
-        else:
-            adist = _int_vector(self.adistance, "adistance")
-            if len(adist) != n:
-                raise ValueError(f"adistance has {len(adist)} entries; expected {n} "
-                                 "(one per node)")
-            for node, a in enumerate(adist):
-                _check_range(f"adistance[{node}]", a, 0, _mt.MAX_ADISTANCE)
-        memtier, tiers = _mt.build_memory_tiers(adist, mem)
-        preferred, lower, top = _mt.establish_demotion_targets(memtier, tiers, distance,
-                                                               has_cpus)
-        for name, value in (("wmark_promo", promo), ("adistance", adist),
-                            ("memtier", memtier), ("memory_tiers", tiers),
-                            ("demotion_preferred", preferred), ("demotion_fallback", lower),
-                            ("top_tier_adistance", top)):
+        for name, value in _mt.topology_tiers(self, pages, cpus, distance, wmarks).items():
             object.__setattr__(self, name, value)
 
     def node_is_toptier(self, n):
@@ -308,20 +278,7 @@ class Topology:
     def describe_tiers(self):
         """Lines: each memory tier and its nodes, then per node its tier, top-tier flag,
         demotion targets and watermarks (pages), as `fastnuma info --topology` prints."""
-        lines = [f"memory_tier{t}: nodes {','.join(map(str, nodes))} "
-                 f"(adistance {t << 7}..{(t << 7) + 127})" for t, nodes in self.memory_tiers]
-        for n in range(self.n_nodes):
-            if self.memtier[n] < 0:
-                lines.append(f"node {n}: no memory")
-                continue
-            pref = ",".join(map(str, self.demotion_preferred[n])) or "-"
-            fall = ",".join(map(str, self.demotion_fallback[n])) or "-"
-            lines.append(
-                f"node {n}: adistance {self.adistance[n]} memory_tier{self.memtier[n]} "
-                f"toptier={'yes' if self.node_is_toptier(n) else 'no'} demotion preferred "
-                f"{pref} fallback {fall}; wmark min {self.wmark_min[n]} low "
-                f"{self.wmark_low[n]} high {self.wmark_high[n]} promo {self.wmark_promo[n]}")
-        return lines
+        return _mt.describe_tiers(self)
 
     @property
     def n_nodes(self):
@@ -436,7 +393,7 @@ class Topology:
         expander onlined by dax/kmem (adistance 2880, memory_tier22). Default 128 GiB of
         DDR5 plus one 64 GiB expander card (a third of the memory on CXL). SLIT 10/14.
         Watermarks are Linux's (:meth:`with_linux_watermarks`)."""
-        return cls([_gib_pages(dram_gib, "dram_gib"), _gib_pages(cxl_gib, "cxl_gib")],
+        return cls([_mt.gib_pages(dram_gib, "dram_gib"), _mt.gib_pages(cxl_gib, "cxl_gib")],
                    [range(_check_range("cpus", cpus, 1, NR_CPUS_MAX)), ()],
                    [[10, 14], [14, 10]]).with_linux_watermarks()
 
@@ -454,7 +411,7 @@ class Topology:
 
         Watermarks are Linux's; each DRAM node demotes to its own socket's card."""
         c = _check_range("cpus_per_socket", cpus_per_socket, 1, NR_CPUS_MAX // 2)
-        dram, cxl = _gib_pages(dram_gib, "dram_gib"), _gib_pages(cxl_gib, "cxl_gib")
+        dram, cxl = _mt.gib_pages(dram_gib, "dram_gib"), _mt.gib_pages(cxl_gib, "cxl_gib")
         slit = [[10, 21, 14, 24], [21, 10, 24, 14], [14, 24, 10, 34], [24, 14, 34, 10]]
         return cls([dram, dram, cxl, cxl], [range(0, c), range(c, 2 * c), (), ()],
                    slit).with_linux_watermarks()
@@ -495,13 +452,6 @@ class Topology:
             Malformed content, naming the file.
         """
         return cls(*_read_sysfs(os.fspath(path)))
-
-
-def _gib_pages(gib, name):
-    """GiB (int or float, > 0) as 4 KiB pages."""
-    if isinstance(gib, bool) or not isinstance(gib, (int, float)) or not 0 < gib <= 2**40:
-        raise ValueError(f"{name}={gib!r}: expected a size in GiB > 0")
-    return int(gib * (1 << 30)) // PAGE_SIZE
 
 
 # -------------------------------------------------------------------- parsing helpers
