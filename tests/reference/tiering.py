@@ -357,7 +357,7 @@ class TieringMixin:
             fallback = [n for n in self.fallback[target] if n in self.tiers.lower[node]]
             while rest:
                 f = rest[0]
-                dst = self.alloc_demote_folio(target, fallback, f.order)
+                dst = self.alloc_demote_folio(target, fallback, f.order, node)
                 if dst is None:
                     break
                 rest.pop(0)
@@ -382,10 +382,12 @@ class TieringMixin:
         self.vm[f"pgsteal_{who}"] += f.nr
         self.vm["pgsteal_file" if f.file else "pgsteal_anon"] += f.nr
 
-    def alloc_demote_folio(self, target, fallback, order):
+    def alloc_demote_folio(self, target, fallback, order, src):
         """A3: target only (low, then wake its kswapd and min), then the fallback list
         restricted to lower_tier_mask the same way. THP victims use the same test (the
-        GFP_TRANSHUGE direct reclaim of a THP demotion is not modelled)."""
+        GFP_TRANSHUGE direct reclaim of a THP demotion is not modelled). numastat as any
+        allocation, preferred = the list's first node, the reclaimer's CPU taken to be
+        on the source node."""
         for zonelist in ([target], fallback):
             if not zonelist:
                 continue
@@ -396,6 +398,7 @@ class TieringMixin:
                 node = self.get_page_from_freelist(order, zonelist, self.wmark_min)
             if node is not None:
                 self.free[node] -= 1 << order
+                self.zone_statistics(zonelist[0], node, src)
                 return node
         return None
 
