@@ -155,3 +155,19 @@ def test_memory_tiering_off_keeps_the_old_machine(tmake):
     m = tmake(TOPO, numa_balancing=1, tiering_profile="6.12")
     assert not m.memory_tiering and "pgpromote_success" not in m.vmstat()
     assert m.node_vmstat()[1]["pgpromote_success"] == 0
+
+
+def test_t5_each_batch_draws_a_preferred_target(tmake):
+    topo = dict(node_pages=[1 << 18, 1 << 18, 1 << 18], node_cpus=[[0, 1], [], []],
+                distance=[[10, 14, 14], [14, 10, 20], [14, 20, 10]])
+    _, lo, hi, _ = linux_watermarks(topo["node_pages"], None, 200)
+    m, pid, sp = setup(tmake, topo, numa_balancing=2, demotion_enabled=True,
+                       watermark_scale_factor=200, **NO_SCAN)   # promo - high: 2 % of node0
+    cold, _ = sp.fill_to(0, hi[0], lo[0])
+    hot = sp.region(1, node=1)
+    arm(m, pid, hot, 1)
+    m.advance(10 * MS)
+    touch(m, pid, hot, 1)                              # gate fails: kswapd(0) demotes
+    m.advance(10 * MS)                                 # ~5243 pages: 11 THP batches
+    got = nodes(m, pid, cold, 11 * 512)
+    assert (got == 1).any() and (got == 2).any()       # both preferred targets drawn

@@ -15,8 +15,6 @@ last examined gets one second chance (the young bit's role in folio_check_refere
 kswapd runs as its own actor: woken at time t, balance_pgdat runs at the first
 millisecond tick after t and reclaims to its target at once (its speed is not modelled).
 """
-import random
-
 from fastnuma.constants import HPAGE_PMD_ORDER
 
 from .memory_tiers import RefTiers, linux_watermarks
@@ -90,7 +88,7 @@ class TieringMixin:
                 for node in range(self.n_nodes)]
         self.tiers = RefTiers(self.node_pages, cpus, self.node_distance,
                               getattr(topology, "adistance", None))
-        self.tier_rng = random.Random(0)       # next_demotion_node's node_random
+        self.tier_rng = 0                      # splitmix64 state of node_random (T5)
         self.node_vm = {n: dict.fromkeys(NODE_COUNTERS, 0) for n in range(self.n_nodes)}
         self.vm.update(dict.fromkeys(RECLAIM_EVENTS, 0))
         self.nbp = [NodeTierState(0) for _ in range(self.n_nodes)]
@@ -342,6 +340,15 @@ class TieringMixin:
                 return reclaimed
         return reclaimed
 
+    def node_random(self):
+        """T5's uniform draw, made reproducible: splitmix64 from state 0, one step per
+        draw (the engine uses the same generator, so the two pick the same targets)."""
+        self.tier_rng = (self.tier_rng + 0x9E3779B97F4A7C15) & (1 << 64) - 1
+        z = self.tier_rng
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9 & (1 << 64) - 1
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EB & (1 << 64) - 1
+        return z ^ (z >> 31)
+
     def can_demote(self, node):
         """D1."""
         return self.demotion_enabled and bool(self.tiers.next_demotion_nodes(node))
@@ -353,7 +360,8 @@ class TieringMixin:
         done = 0
         rest = list(victims)
         if victims and self.can_demote(node):
-            target = self.tier_rng.choice(self.tiers.next_demotion_nodes(node))
+            targets = self.tiers.next_demotion_nodes(node)
+            target = targets[self.node_random() % len(targets)]
             fallback = [n for n in self.fallback[target] if n in self.tiers.lower[node]]
             while rest:
                 f = rest[0]
