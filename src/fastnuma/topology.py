@@ -1,15 +1,15 @@
-"""The simulated machine: nodes, CPUs, SLIT distances, watermarks and the fallback order.
+"""The simulated machine: nodes, CPUs, SLIT distances, watermarks, fallback order, tiers.
 
 `Topology` is frozen and validated once. Its ``fallback`` lists are the zonelists of
-docs/linux-semantics.md §1.6, built as Linux builds them at boot (mm/page_alloc.c
-``__build_all_zonelists`` -> ``build_zonelists`` -> ``find_next_best_node``).
-"""
+docs/linux-semantics.md §1.6, as Linux builds them at boot (mm/page_alloc.c
+``build_zonelists``); its memory tiers come from memory_tiers.py."""
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import memory_tiers as _mt
 from .constants import MAX_NUMNODES, MAX_SIM_NODES, PAGE_SIZE
 
 __all__ = ["Topology", "LOCAL_DISTANCE", "REMOTE_DISTANCE", "MAX_DISTANCE",
@@ -185,6 +185,10 @@ class Topology:
         Default 10 local, 20 remote.
     wmark_min, wmark_low, wmark_high : sequence of int, optional
         Watermarks in pages (default 0), with 0 <= min <= low <= high <= node_pages.
+        :meth:`with_linux_watermarks` computes them as Linux does (docs/tiering.md §3).
+    wmark_promo, adistance : sequence of int, optional
+        WMARK_PROMO (pages, >= high; default high + (high - low)); abstract distance per
+        node (0..2**31-1; default 576 DRAM with CPUs, 2880 CPU-less CXL; docs/tiering.md §2).
 
     Attributes
     ----------
@@ -193,6 +197,8 @@ class Topology:
     fallback : tuple of tuple of int
         Per node, its zonelist: the memory nodes in allocation order (§1.6). A node with
         memory comes first in its own list; a memoryless node's list holds only other nodes.
+    memtier, memory_tiers, demotion_preferred, demotion_fallback, top_tier_adistance
+        Tiers (ids; nodes fastest first), demotion targets per node: memory_tiers.py.
 
     Raises
     ------
@@ -208,8 +214,15 @@ class Topology:
     wmark_min: tuple[int, ...] = None
     wmark_low: tuple[int, ...] = None
     wmark_high: tuple[int, ...] = None
+    wmark_promo: tuple[int, ...] = None
+    adistance: tuple[int, ...] = None
     cpu_node: tuple[int, ...] = field(init=False, repr=False)
     fallback: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    memtier: tuple[int, ...] = field(init=False, repr=False)
+    memory_tiers: tuple = field(init=False)
+    demotion_preferred: tuple[tuple[int, ...], ...] = field(init=False)
+    demotion_fallback: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    top_tier_adistance: int = field(init=False, repr=False)
 
     def __post_init__(self):
         pages = _int_vector(self.node_pages, "node_pages")
@@ -230,6 +243,15 @@ class Topology:
                             ("wmark_high", wmarks[2]), ("cpu_node", cpu_node),
                             ("fallback", fallback)):
             object.__setattr__(self, name, value)
+        for name, value in _mt.topology_tiers(self, pages, cpus, distance, wmarks).items():
+            object.__setattr__(self, name, value)
+
+    # tier methods and CXL presets (docs/tiering.md §2, §3): bodies, docs in memory_tiers.py
+    node_is_toptier = _mt.node_is_toptier
+    with_linux_watermarks = _mt.with_linux_watermarks
+    describe_tiers = _mt.describe_tiers
+    cxl_one_socket = classmethod(_mt.cxl_one_socket)
+    cxl_two_socket = classmethod(_mt.cxl_two_socket)
 
     @property
     def n_nodes(self):
