@@ -4,6 +4,8 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .constants import DEFAULT_MAX_MAP_COUNT
+from .dtypes import (OPT_DEMOTION_ENABLED, OPT_HOT_THRESHOLD_MS, OPT_MEMORY_TIERING,
+                     OPT_PROMOTE_RATE, OPT_SCAN_PERIOD_MAX_MS, OPT_TIERING_61)
 from .dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, DEFRAG_NEVER, N_OPTS, OPT_IL_THP_BASE,
                      OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT, OPT_NUMA_BALANCING,
                      OPT_NUMA_STAT, OPT_PMD_NUMA_BATCHING, OPT_SHARED_PAGE_RULE,
@@ -25,9 +27,23 @@ class SimConfig:
         /sys/kernel/mm/transparent_hugepage/defrag: whether a THP fault that cannot be
         served by its start node may reclaim and fall back to other nodes (always; the
         madvise forms only in MADV_HUGEPAGE areas) or uses base pages.
-    numa_balancing : 0 | 1
-        kernel.numa_balancing: 1 runs the NUMA scanner in simulated time
-        (docs/lazy-migration.md §6). 2 and 3 (memory tiering) are not modelled: ValueError.
+    numa_balancing : 0 | 1 | 2 | 3
+        kernel.numa_balancing: bit 0 (1) runs the NUMA scanner in simulated time
+        (docs/lazy-migration.md §6); bit 1 (2, NUMA_BALANCING_MEMORY_TIERING) promotes hot
+        slow-tier pages (docs/tiering.md §5, §6); 3 both.
+    numa_balancing_promote_rate_limit_MBps, numa_balancing_hot_threshold_ms : int
+        sysctl kernel.numa_balancing_promote_rate_limit_MBps (65536) and debugfs
+        numa_balancing/hot_threshold_ms (1000), docs/tiering.md §6.
+    demotion_enabled : bool
+        /sys/kernel/mm/numa/demotion_enabled: reclaim demotes to the next tier (§7).
+    min_free_kbytes, watermark_scale_factor : int, optional
+        vm.min_free_kbytes, vm.watermark_scale_factor: given, the watermarks are
+        recomputed as Linux does (docs/tiering.md §3); None keeps the topology's.
+    memory_tiering : bool, optional
+        Model tiers, promotion and reclaim; None (default): on with the TIERING bit or
+        demotion_enabled. Off, every node is top tier (the machine of issue 1-15).
+    tiering_profile : "6.12" | "6.1"
+        The counters' meaning (docs/tiering.md §8, V1/V2).
     numa_balancing_scan_delay_ms, numa_balancing_scan_period_min_ms,
     numa_balancing_scan_period_max_ms, numa_balancing_scan_size_mb : int
         The scanner's knobs (sysctl kernel.numa_balancing_*), Linux's defaults.
@@ -72,6 +88,13 @@ class SimConfig:
     thp_update_count: int = None
     skip_local_single_thread: bool = None
     interleave_thp_index: str = None
+    numa_balancing_promote_rate_limit_MBps: int = 65536
+    numa_balancing_hot_threshold_ms: int = 1000
+    demotion_enabled: bool = False
+    min_free_kbytes: int = None
+    watermark_scale_factor: int = None
+    memory_tiering: bool = None
+    tiering_profile: str = "6.12"
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -82,8 +105,9 @@ class SimConfig:
             elif getattr(self, name) not in _SWITCH_VALUES[name]:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of "
                                  f"{_SWITCH_VALUES[name]}")
+        _check_tiering(self)
         for f in fields(self):
-            if f.name.startswith("numa_balancing_"):
+            if f.name.startswith("numa_balancing_") and f.name not in _TIER_INTS:
                 v = getattr(self, f.name)
                 low = 1 if "period" in f.name else 0
                 if not isinstance(v, int) or isinstance(v, bool) or not low <= v < 1 << 40:
@@ -93,11 +117,9 @@ class SimConfig:
         if self.thp_defrag not in _DEFRAG:
             raise ValueError(f"thp_defrag={self.thp_defrag!r}: expected one of "
                              f"{sorted(_DEFRAG)}")
-        if self.numa_balancing in (2, 3):
-            raise ValueError(f"numa_balancing={self.numa_balancing}: memory tiering "
-                             f"(NUMA_BALANCING_MEMORY_TIERING) is not modelled; use 0 or 1")
-        if self.numa_balancing not in (0, 1) or isinstance(self.numa_balancing, bool):
-            raise ValueError(f"numa_balancing={self.numa_balancing!r}: expected 0 or 1")
+        if self.numa_balancing not in (0, 1, 2, 3) or isinstance(self.numa_balancing, bool):
+            raise ValueError(f"numa_balancing={self.numa_balancing!r}: expected 0, 1, 2 "
+                             "or 3")
         if not isinstance(self.max_map_count, int) or self.max_map_count < 1:
             raise ValueError(f"max_map_count={self.max_map_count!r}: expected an int >= 1")
         if self.interleave_weights is not None:
@@ -107,6 +129,14 @@ class SimConfig:
                 if not isinstance(node, int) or not isinstance(w, int) or not 0 <= w <= 255:
                     raise ValueError(f"interleave_weights[{node!r}]={w!r}: weights are ints "
                                      f"0..255 keyed by node id")
+
+    @property
+    def tiering_on(self):
+        """Memory tiering modelled: ``memory_tiering``, or by default the TIERING bit of
+        numa_balancing or demotion_enabled."""
+        if self.memory_tiering is not None:
+            return bool(self.memory_tiering)
+        return bool(self.numa_balancing & 2 or self.demotion_enabled)
 
     def describe(self):
         """Every knob and its value (a dict, JSON-ready)."""
@@ -132,6 +162,12 @@ class SimConfig:
             OPT_LAST_NODE_FILTER: self.two_stage_filter == "last_node",
             OPT_MIGRATE_RATE_LIMIT: self.migrate_rate_limit,
             OPT_IL_THP_BASE: self.interleave_thp_index == "base",
+            OPT_MEMORY_TIERING: self.tiering_on,
+            OPT_DEMOTION_ENABLED: self.demotion_enabled,
+            OPT_TIERING_61: self.tiering_profile == "6.1",
+            OPT_PROMOTE_RATE: self.numa_balancing_promote_rate_limit_MBps << 8,  # pages/s
+            OPT_HOT_THRESHOLD_MS: self.numa_balancing_hot_threshold_ms,
+            OPT_SCAN_PERIOD_MAX_MS: self.numa_balancing_scan_period_max_ms,
         }
         if len(values) != N_OPTS:                  # every slot has its knob
             raise AssertionError(f"kernel_opts sets {len(values)} of {N_OPTS} options")
@@ -158,3 +194,25 @@ _SWITCH_VALUES = dict(noop_mode=(False, True), pmd_numa_batching=(False, True),
                       migrate_rate_limit=(False, True), thp_update_count=(512, 1),
                       skip_local_single_thread=(False, True),
                       interleave_thp_index=("order", "base"))
+
+
+_TIER_INTS = ("numa_balancing_promote_rate_limit_MBps", "numa_balancing_hot_threshold_ms")
+
+
+def _check_tiering(cfg):
+    """The tiering knobs' ranges (docs/tiering.md §9), as the reference model checks them."""
+    for name in _TIER_INTS:
+        v = getattr(cfg, name)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < 1 << 32:
+            raise ValueError(f"{name}={v!r}: expected an int >= 0")
+    if cfg.tiering_profile not in ("6.12", "6.1"):
+        raise ValueError(f"tiering_profile={cfg.tiering_profile!r}: expected '6.12' or '6.1'")
+    for name, lo, hi in (("min_free_kbytes", 0, 1 << 40), ("watermark_scale_factor", 1, 3000)):
+        v = getattr(cfg, name)
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool)
+                              or not lo <= v <= hi):
+            raise ValueError(f"{name}={v!r}: expected an int {lo}..{hi}")
+    for name in ("demotion_enabled", "memory_tiering"):
+        v = getattr(cfg, name)
+        if v is not None and not isinstance(v, (bool, int)):
+            raise TypeError(f"{name}={v!r}: expected a bool")

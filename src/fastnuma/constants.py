@@ -86,6 +86,16 @@ RATELIMIT_WINDOW_NS = 100 * NSEC_PER_MSEC
 GOLDEN_RATIO_32 = 0x61C88647
 PID_BITS_SHIFT = 32 - 6
 
+# Memory tiering (docs/tiering.md; Linux 6.12 values)
+NUMA_BALANCING_NORMAL = 1           # kernel.numa_balancing bit 0
+NUMA_BALANCING_MEMORY_TIERING = 2   # bit 1: promotion of slow-tier pages (TPP)
+PAGE_ACCESS_TIME_MASK = LAST_CPUPID_UNSET   # folio_xchg_access_time: ms in the cpupid bits
+PROMO_ROOM_MIN_PAGES = 262144       # pgdat_free_space_enough: 1 GiB (in 4 KiB pages)
+SWAP_CLUSTER_MAX = 32               # reclaim batch (isolate_lru_folios), pages
+MAX_RECLAIM_RETRIES = 16            # kswapd_failures at which a node is hopeless
+DEFAULT_PROMOTE_RATE_LIMIT_MBPS = 65536   # numa_balancing_promote_rate_limit_MBps
+DEFAULT_HOT_THRESHOLD_MS = 1000     # debugfs numa_balancing/hot_threshold_ms
+
 # Trace event kinds (trace format v1)
 OP_READ = 0
 OP_WRITE = 1

@@ -72,6 +72,15 @@ VMSTAT_NAMES = (
  C_THP_MIGRATION_SPLIT, C_THP_SPLIT_PMD, C_THP_SPLIT_PAGE, C_OOM_KILL,
  C_PROT_NUMA_FLUSHES) = range(len(VMSTAT_NAMES))
 N_VMSTAT = len(VMSTAT_NAMES)
+# reclaim events (docs/tiering.md §8), kept in vm[] after VMSTAT_NAMES; vmstat() lists them
+# only with memory tiering on (as the reference model does)
+TIER_VMSTAT_NAMES = ("pgscan_kswapd", "pgscan_direct", "pgscan_khugepaged", "pgscan_anon",
+                     "pgscan_file", "pgsteal_kswapd", "pgsteal_direct", "pgsteal_khugepaged",
+                     "pgsteal_anon", "pgsteal_file", "pageoutrun")
+(C_PGSCAN_KSWAPD, C_PGSCAN_DIRECT, C_PGSCAN_KHUGEPAGED, C_PGSCAN_ANON, C_PGSCAN_FILE,
+ C_PGSTEAL_KSWAPD, C_PGSTEAL_DIRECT, C_PGSTEAL_KHUGEPAGED, C_PGSTEAL_ANON, C_PGSTEAL_FILE,
+ C_PAGEOUTRUN) = range(N_VMSTAT, N_VMSTAT + len(TIER_VMSTAT_NAMES))
+N_VM_ALL = N_VMSTAT + len(TIER_VMSTAT_NAMES)
 
 # per-node allocation counters (/sys/devices/system/node/nodeN/numastat names)
 NUMASTAT_NAMES = ("numa_hit", "numa_miss", "numa_foreign", "interleave_hit",
@@ -100,10 +109,16 @@ ROOM_FRAMES = PTRS_PER_PMD + 1
 # knobs only Python reads, such as thp_update_count, are not here) ---------------------
 OPT_NAMES = ("thp", "thp_defrag", "zero_page", "numa_stat", "numa_balancing",
              "pmd_numa_batching", "shared_page_rule", "last_node_filter",
-             "migrate_rate_limit", "il_thp_base")
+             "migrate_rate_limit", "il_thp_base",
+             # memory tiering (docs/tiering.md): on/off, demotion_enabled, 6.1 profile,
+             # promote rate limit in pages/s (MB/s << 8), hot threshold and
+             # scan_period_max in ms (the threshold's adjustment period)
+             "memory_tiering", "demotion_enabled", "tiering_61", "promote_rate_pages",
+             "hot_threshold_ms", "scan_period_max_ms")
 (OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE, OPT_NUMA_STAT, OPT_NUMA_BALANCING,
  OPT_PMD_NUMA_BATCHING, OPT_SHARED_PAGE_RULE, OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT,
- OPT_IL_THP_BASE) = range(len(OPT_NAMES))
+ OPT_IL_THP_BASE, OPT_MEMORY_TIERING, OPT_DEMOTION_ENABLED, OPT_TIERING_61,
+ OPT_PROMOTE_RATE, OPT_HOT_THRESHOLD_MS, OPT_SCAN_PERIOD_MAX_MS) = range(len(OPT_NAMES))
 N_OPTS = len(OPT_NAMES)
 # values of opts[OPT_THP] and opts[OPT_THP_DEFRAG]
 THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
@@ -125,7 +140,19 @@ M_NEXT_SCAN, M_SCAN_SEQ, M_SCAN_OFFSET, M_SCAN_MIN, M_SCAN_MAX = range(5)
 N_MM = 5
 # numa_nodes[node, N_*]: the seed's migration rate-limit window, and the nearest CPU node
 N_RATE_END, N_RATE_PAGES, N_NEAREST_CPU_NODE = range(3)
-N_NODE = 3
+# ... memory tiering (docs/tiering.md; kernels/tiering.py, kernels/reclaim.py): the node's
+# tier facts (top tier 0/1, WMARK_PROMO, promo + max(1 GiB, node/16) of P4, demotion targets as node bitmasks), pgdat's nbp_*
+# promotion state (threshold ms, candidates at the last adjustment, its start ms, the
+# rate-limit window's start ms (NBP_NONE: none yet) and candidates then), kswapd (wake
+# time ns, -1 none; failures), and the per-node counters of node_vmstat()
+(N_TOPTIER, N_WMARK_PROMO, N_PROMO_ROOM, N_DEMOTE_PREFERRED, N_DEMOTE_LOWER, N_NBP_THRESHOLD,
+ N_NBP_TH_NR_CAND, N_NBP_TH_START, N_NBP_RL_START, N_NBP_RL_NR_CAND, N_KSWAPD_WAKE,
+ N_KSWAPD_FAILURES, N_PGPROMOTE_SUCCESS, N_PGPROMOTE_CANDIDATE, N_PGDEMOTE_KSWAPD,
+ N_PGDEMOTE_DIRECT, N_PGDEMOTE_KHUGEPAGED) = range(3, 20)
+N_NODE = 20
+NODE_VMSTAT_NAMES = ("pgpromote_success", "pgpromote_candidate", "pgdemote_kswapd",
+                     "pgdemote_direct", "pgdemote_khugepaged")   # columns N_PGPROMOTE_SUCCESS..
+NBP_NONE = -(1 << 62)        # nbp_rl_start before the first candidate
 # task_numa_fault flags (TNF_*)
 TNF_MIGRATED, TNF_MIGRATE_FAIL = 1, 2
 

@@ -35,6 +35,7 @@ from .mempolicy import Mempolicy
 from .migrate import Migrate
 from .mm import Mm
 from .numa_balancing import NumaBalancing
+from .tiering import Tiering
 from .pagetable import PageTable
 from .replay import Replay
 from .sched import Sched
@@ -96,6 +97,7 @@ class Simulator:
                                     self._stats)
         self._filemap = Filemap(m)
         self._replay = Replay(m, self._sched, self._numab, self._stats, self)
+        self._tiering = Tiering(m)
 
     @property
     def now_ns(self) -> int:
@@ -207,8 +209,27 @@ class Simulator:
 
     # ----------------------------------------------------------------- observation
     def vmstat(self) -> dict[str, int]:
-        """/proc/vmstat counters (Linux names)."""
-        return self._stats.vmstat()
+        """/proc/vmstat counters (Linux names); with memory tiering on also the tiering
+        ones (docs/tiering.md §8)."""
+        out = self._stats.vmstat()
+        out.update(self._tiering.vmstat())
+        return out
+
+    def set_numa_balancing(self, mode: int) -> None:
+        """sysctl kernel.numa_balancing = mode (0-3; docs/tiering.md K1)."""
+        self.config = self._tiering.set_numa_balancing(mode)
+
+    # memory tiering (docs/tiering.md): per-node counters, the knobs under the reference
+    # model's names (one-line forwards, to keep the facade's method count down)
+    node_vmstat = property(lambda self: self._tiering.node_vmstat, doc="node_vmstat() -> "
+                           "{node: {pgpromote_success, pgpromote_candidate, pgdemote_*}}: "
+                           "the tiering items of /sys/devices/system/node/nodeN/vmstat")
+    numa_balancing = property(lambda self: self.config.numa_balancing)
+    memory_tiering = property(lambda self: self._tiering.on)
+    demotion_enabled = property(lambda self: self.config.demotion_enabled)
+    promote_rate_limit_MBps = property(
+        lambda self: self.config.numa_balancing_promote_rate_limit_MBps)
+    hot_threshold_ms = property(lambda self: self.config.numa_balancing_hot_threshold_ms)
 
     def numastat(self) -> dict[int, dict[str, int]]:
         """/sys/devices/system/node/nodeN/numastat of every node."""

@@ -16,7 +16,7 @@ import numpy as np
 
 from .config import SimConfig
 from .dtypes import (N_MM, N_NODE, N_NUMASTAT, N_TASK, N_TASK_FAULTS,
-                     N_VMSTAT, T_ACC_LOCAL, T_ACC_REMOTE, T_CPU, T_POLICY)
+                     N_VM_ALL, T_ACC_LOCAL, T_ACC_REMOTE, T_CPU, T_POLICY)
 from .errors import raise_errno
 from .kernels.state import SimState
 from .pagetable import PageTable
@@ -99,7 +99,7 @@ class Machine:
         self.pt = PageTable(frames=min(n_pages + 1024, 1 << 20), max_frames=n_pages + 1024)
         self.node_pages = ka["node_pages"]                   # capacity per node
         self.free = ka["node_pages"].copy()                 # free pages per node
-        self.vm = np.zeros(N_VMSTAT, np.int64)               # VMSTAT_NAMES counters
+        self.vm = np.zeros(N_VM_ALL, np.int64)   # VMSTAT_NAMES, then TIER_VMSTAT_NAMES counters
         self.node_stats = np.zeros((n, N_NUMASTAT), np.int64)  # NUMASTAT_NAMES per node
         self.clock = np.zeros(1, np.int64)                   # simulated time, ns
         self.tasks = np.zeros((_INITIAL_ROWS, N_TASK), np.int64)

@@ -14,7 +14,7 @@ from ..constants import (GOLDEN_RATIO_32, LAST_CPUPID_UNSET, MPOL_BIND, MPOL_F_M
                          MPOL_F_MORON, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED,
                          MPOL_PREFERRED_MANY, MPOL_WEIGHTED_INTERLEAVE, NSEC_PER_MSEC,
                          PID_BITS_SHIFT, RATELIMIT_PAGES, RATELIMIT_WINDOW_NS)
-from ..dtypes import (C_NUMA_HINT_FAULTS, C_NUMA_HINT_FAULTS_LOCAL, C_NUMA_PAGES_MIGRATED,
+from ..dtypes import (OPT_MEMORY_TIERING, C_NUMA_HINT_FAULTS, C_NUMA_HINT_FAULTS_LOCAL, C_NUMA_PAGES_MIGRATED,
                       C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, C_THP_MIGRATION_FAIL,
                       C_THP_MIGRATION_SUCCESS, F_BUF_SHARED, F_MEM_SHARED, M_NEXT_SCAN,
                       M_SCAN_MAX, M_SCAN_MIN, M_SCAN_SEQ, NO_POLICY, N_NEAREST_CPU_NODE,
@@ -29,20 +29,24 @@ from ._jit import kernel
 from .alloc import alloc_thisnode, interleave_nid, nth_node, weighted_interleave_nid
 from .migrate import commit_folio_move
 from .state import block_vpn, entry_range
+from .tiering import (count_promotion, folio_use_access_time, promotion_gate_failed,
+                      refuse_first_fault, should_promote, skip_arming, skip_task_stats,
+                      stamp_if_slow)
 from .vma import find_vma, folio_ilx, vma_policy
 
 
 
 # ------------------------------------------------------------------ change_prot_numa
 @kernel(inline="always")
-def mark_block(ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_node,
-               shared_page_rule, thp_update_count):
+def mark_block(st, ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_node,
+               shared_page_rule, thp_update_count, tier):
     """change_pmd_range for one PMD: (updates, huge updates) of entries [lo, hi) of block
     b (first = its first vpn). A THP here is wholly covered (the caller split the edges).
     The folio is read only when a rule needs it: ``cow_check`` (a private VMA of a process
     that took part in a fork: skip folios mapped more than once), ``local_skip_node``
     (skip folios on this node; -1: no such rule), ``shared_page_rule`` (seed: mapcount 1
-    only)."""
+    only), ``tier`` (memory tiering: mode 2 skips top-tier folios, slow-tier ones get
+    the access time; kernels/tiering.py)."""
     base, i0, i1 = entry_range(b, first, lo, hi)
     fl = ptes[base]["flags"]
     if fl & PTE_HUGE:                                   # change_huge_pmd
@@ -50,10 +54,15 @@ def mark_block(ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_n
             return 0, 0
         if shared_page_rule and frames[ptes[base]["frame"]]["mapcount"] != 1:
             return 0, 0
+        if tier:
+            f = np.int64(ptes[base]["frame"])
+            if skip_arming(st, np.int64(frames[f]["node"])):
+                return 0, 0
+            stamp_if_slow(st, f)
         for i in range(PTRS_PER_PMD):
             ptes[base + i]["flags"] |= PTE_NUMA
         return thp_update_count, (1 if thp_update_count == PTRS_PER_PMD else 0)
-    need_folio = cow_check or shared_page_rule or local_skip_node >= 0
+    need_folio = cow_check or shared_page_rule or local_skip_node >= 0 or tier
     upd = 0
     for i in range(i0, i1):                             # change_pte_range
         fl = ptes[base + i]["flags"]
@@ -65,6 +74,11 @@ def mark_block(ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_n
             if (shared_page_rule and mc != 1) or (cow_check and mc > 1) \
                     or fr["node"] == local_skip_node:
                 continue
+            if tier:
+                f = np.int64(ptes[base + i]["frame"])
+                if skip_arming(st, np.int64(fr["node"])):
+                    continue
+                stamp_if_slow(st, f)
         ptes[base + i]["flags"] = fl | PTE_NUMA
         upd += 1
     return upd, 0
@@ -76,11 +90,12 @@ def mark_blocks(st, blocks, k0, k1, lo, hi, cow_check, local_skip_node, pmd_batc
     ptes, frames, blk_numa, blk_key = st.ptes, st.frames, st.blk_numa, st.blk_key
     upd = 0
     huge = 0
+    tier = st.opts[OPT_MEMORY_TIERING] != 0
     for k in range(k0, k1):
         b = blocks[k]
         first = block_vpn(blk_key, b)
-        u, h = mark_block(ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_node,
-                          shared_page_rule, thp_update_count)
+        u, h = mark_block(st, ptes, frames, blk_numa, b, first, lo, hi, cow_check,
+                          local_skip_node, shared_page_rule, thp_update_count, tier)
         if u and pmd_batching and not ptes[b << PTRS_PER_PMD_SHIFT]["flags"] & PTE_HUGE:
             blk_numa[b] = 1                 # seed: the PMD itself is marked too
         upd += u
@@ -126,9 +141,13 @@ def should_numa_migrate_memory(st, f, cpu, slot, this):
     """The two-stage filter of a MORON policy (kernel/sched/fair.c), with no NUMA groups."""
     if st.fallback[this, 0] != this:                     # the CPU's node has no memory
         return False
+    if folio_use_access_time(st, f):                    # docs/tiering.md P4-P6
+        return should_promote(st, f, this)
     tid = st.tasks[slot, T_TID]
     old = np.int64(st.frames[f]["last_cpupid"])
     st.frames[f]["last_cpupid"] = ((cpu & 0x1FFF) << 8) | (tid & 0xFF)
+    if refuse_first_fault(st, f, old):                  # docs/tiering.md P3
+        return False
     pid_unset = (old & 0xFF) == 0xFF
     same_pid = (old & 0xFF) == (tid & 0xFF)
     if (st.tasks[slot, T_PREFERRED] == -1 or st.tasks[slot, T_SCAN_SEQ] <= 4) and \
@@ -207,13 +226,16 @@ def migrate_misplaced(st, pi, f, target, cpu):
             return TNF_MIGRATE_FAIL
         st.numa_nodes[target, N_RATE_PAGES] += nr
     if st.free[target] <= st.wmark_high[target] + nr:   # migrate_balanced_pgdat
+        promotion_gate_failed(st, target)               # docs/tiering.md P7
         return TNF_MIGRATE_FAIL
     if alloc_thisnode(st, target, order, np.int64(st.cpu_node[cpu])) < 0:
         st.vm[C_PGMIGRATE_FAIL] += nr
         if order > 0:
             st.vm[C_THP_MIGRATION_FAIL] += 1
         return TNF_MIGRATE_FAIL
+    src = np.int64(st.frames[f]["node"])
     commit_folio_move(st, f, pi, target)
+    count_promotion(st, f, src, target, nr)             # docs/tiering.md P8, S7
     st.vm[C_PGMIGRATE_SUCCESS] += nr
     st.vm[C_NUMA_PAGES_MIGRATED] += nr
     if order > 0:
@@ -325,13 +347,17 @@ def numa_fault_folio(st, vmas, v, pi, f, vpn, cpu, slot, task_pol):
     if node == st.cpu_node[cpu]:
         st.vm[C_NUMA_HINT_FAULTS_LOCAL] += 1
     vmas[v]["pids"] |= np.uint64(1) << np.uint64(pid_bit(st.tasks[slot, T_TID]))
-    old = np.int64(st.frames[f]["last_cpupid"])
+    # docs/tiering.md P1: a slow-tier folio's field holds a time, not a cpupid
+    old = np.int64(-1) if folio_use_access_time(st, f) else \
+        np.int64(st.frames[f]["last_cpupid"])
     target = mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol)
     flags = 0
     if target >= 0:
         flags = migrate_misplaced(st, pi, f, target, cpu)
         if flags == TNF_MIGRATED:
             node = target
+    if skip_task_stats(st, node, old):                  # docs/tiering.md P9
+        return
     task_numa_fault(st, slot, old, node, np.int64(1) << st.frames[f]["order"], flags, cpu)
 
 
