@@ -6,7 +6,10 @@ every step the counters, free pages, numa_maps of every process, the node and th
 remote accesses and NUMA-balancing state of every thread must agree too, and every node
 cached in a PTE must be its folio's. Programs include lazy migration
 (docs/lazy-migration.md): LAZY and MPOL_NOOP mbinds, change_prot_numa, simulated time
-(scheduler ticks and the NUMA scanner) and random profiles, switches and scan knobs."""
+(scheduler ticks and the NUMA scanner) and random profiles, switches and scan knobs.
+DifferentialTiering runs the same programs with memory tiering (docs/tiering.md): modes
+1-3 with the tiering rules, demotion on or off, small thresholds and rate limits, and
+compares the per-node tiering counters (node_vmstat) too."""
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -18,7 +21,7 @@ import fastnuma as fn
 from fastnuma.constants import PAGE_SIZE
 from tests.invariants import pte_node_mismatch
 from tests.reference.model import RefMachine, RefTopology
-from tests.strategies import knobs, lazy_knobs, topology_args
+from tests.strategies import knobs, lazy_knobs, tiering_knobs, topology_args
 
 ARENA = 1 << 30                      # fixed mappings land in [ARENA, ARENA + ARENA_PAGES)
 ARENA_PAGES = 3 * 512                # three PMDs: THP cases included
@@ -59,7 +62,9 @@ class Differential(RuleBasedStateMachine):
         if opts["interleave_weights"] and max(opts["interleave_weights"]) >= len(
                 targs["node_pages"]):
             opts = {**opts, "interleave_weights": None}
-        opts = {**opts, **lazy}
+        self._build(targs, {**opts, **lazy}, workers, fill)
+
+    def _build(self, targs, opts, workers, fill):
         self.sim = fn.Simulator(fn.Topology(**targs), **opts)
         self.model = RefMachine(RefTopology(**targs), **opts)
         self.n_cpus = 1 + max(c for cpus in targs["node_cpus"] for c in cpus)
@@ -300,5 +305,33 @@ test_engine_matches_model = Differential.TestCase
 
 @pytest.mark.slow
 class TestDifferentialMany(Differential.TestCase):
+    settings = settings(max_examples=3000, stateful_step_count=50, deadline=None,
+                        suppress_health_check=[HealthCheck.too_slow])
+
+
+class DifferentialTiering(Differential):
+    """The same programs with memory tiering on (strategies.tiering_knobs): promotion,
+    kswapd, demotion and direct reclaim on both sides."""
+
+    @initialize(targs=topology_args(), opts=tiering_knobs(),
+                workers=st.lists(st.integers(0, 7), min_size=1, max_size=2),
+                fill=st.sampled_from([0, 1, 64, 600, ARENA_PAGES]))
+    def build(self, targs, opts, workers, fill):
+        self._build(targs, opts, workers, fill)
+
+    @invariant()
+    def same_tiering_state(self):
+        if hasattr(self, "sim"):
+            assert self.sim.node_vmstat() == self.model.node_vmstat()
+
+
+DifferentialTiering.TestCase.settings = settings(
+    max_examples=200, stateful_step_count=25, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow])
+test_engine_matches_model_with_tiering = DifferentialTiering.TestCase
+
+
+@pytest.mark.slow
+class TestDifferentialTieringMany(DifferentialTiering.TestCase):
     settings = settings(max_examples=3000, stateful_step_count=50, deadline=None,
                         suppress_health_check=[HealthCheck.too_slow])

@@ -1,6 +1,6 @@
 """docs/tiering.md: one test per rule not already pinned by a scenario of §12
-(test_tiering_scenarios.py covers X1-X12). Model now; engine a strict xfail until its
-phase 2 (fixture ``tmake``)."""
+(test_tiering_scenarios.py covers X1-X12), on the reference model and the engine
+(fixture ``tmake``)."""
 import pytest
 
 from fastnuma.constants import MPOL_BIND

@@ -1,5 +1,5 @@
 """docs/tiering.md §12: every scenario (X2-X12; X1 is in test_memory_tiers.py), on the
-reference model now and on the engine once it models tiering (strict xfail until then).
+reference model and on the engine.
 
 Common setup (tiering_helpers.TOPO): node0 DRAM 4 GiB with CPUs 0-1, node1 CXL 8 GiB
 CPU-less (adistance 2880), watermarks of W3, one single-threaded process on CPU 0,

@@ -16,25 +16,11 @@ TOPO = dict(node_pages=[1 << 20, 1 << 21], node_cpus=[[0, 1], []],
             wmark_high=list(HIGH), wmark_promo=list(PROMO))
 ROOM = PROMO[0] + (1 << 18)        # P4: node0 has room above this many free pages
 NO_SCAN = dict(numa_balancing_scan_delay_ms=1 << 30)   # arm with change_prot_numa only
-# tests that need the reclaim side (kswapd runs, demotion, direct reclaim) on the engine
-ENGINE_RECLAIM_PENDING = {
-    "test_x6_gate_wakes_kswapd_without_demotion", "test_x7_demotion_makes_room",
-    "test_x8_allocation_spill", "test_x9_demotion_target_full",
-    "test_x10_direct_demotion_under_bind", "test_counter_invariants_after_a_mixed_run",
-    "test_d2_without_tiering_bit_kswapd_stops_at_high",
-    "test_a3_demotion_falls_back_to_the_lower_tier_mask",
-    "test_v2_61_demotion_counters_are_global", "test_t5_each_batch_draws_a_preferred_target"}
 
 
 @pytest.fixture
-def tmake(make, machine_cls, request):
-    """``make`` for the tiering tests: model and engine must pass; the tests that need
-    kswapd's reclaim and demotion (not in the engine yet) are a strict xfail there."""
-    if machine_cls.__name__ != "RefMachine" and \
-            request.node.originalname in ENGINE_RECLAIM_PENDING:
-        request.node.add_marker(pytest.mark.xfail(
-            reason="engine: kswapd reclaim and demotion not built yet", strict=True))
-
+def tmake(make):
+    """``make`` for the tiering tests (model and engine alike)."""
     def build(topology_kwargs=None, **opts):
         return make(TOPO if topology_kwargs is None else topology_kwargs,
                     **{"thp": "madvise", **opts})

@@ -3,7 +3,7 @@
     fastnuma demo [--pages N]
     fastnuma generate SCENARIO --events N [--seed S] -o FILE [--nodes ...] [--pages ...]
     fastnuma info TRACE | --topology PRESET|FILE
-    fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0|1] [--profile ...]
+    fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0-3] [--demotion] ...
     fastnuma convert lackey|perf|csv INPUT -o FILE
     fastnuma --version
 """
@@ -51,7 +51,7 @@ def _parser():
             ("--ns-per-event", int, "ns between two events of one thread (default 1000)"),
             ("--write-fraction", float, "probability that an access is a write"),
             ("--exponent", float, "zipf: the Zipf exponent (default 1.0)"),
-            ("--phases", int, "phase: number of phases (default 2)"),
+            ("--phases", int, "phase, hotshift: number of phases (default 2, 4)"),
             ("--stride", int, "sequential: bytes between accesses (default 4096)"),
             ("--lag", int, "prodcons: pages the readers trail the writers by")):
         gen.add_argument(flag, type=kind, help=what)
@@ -77,8 +77,11 @@ def _parser():
                      "cxl_one_socket, cxl_two_socket), a "
                      "file of `numactl --hardware` output, or a sysfs node directory "
                      "(default: the trace's suggested machine, else four_socket)")
-    rep.add_argument("--numa-balancing", type=int, choices=(0, 1), default=0,
-                     help="kernel.numa_balancing (default 0)")
+    rep.add_argument("--numa-balancing", type=int, choices=(0, 1, 2, 3), default=0,
+                     help="kernel.numa_balancing (default 0; 2, 3: memory tiering)")
+    rep.add_argument("--demotion", action="store_true",
+                     help="/sys/kernel/mm/numa/demotion_enabled: reclaim demotes to the "
+                     "next memory tier (docs/tiering.md)")
     rep.add_argument("--profile", choices=("mainline", "seed"), default="mainline",
                      help="the kernel's rules: today's, or the 2012 lazy-migration design")
     rep.add_argument("--thp", choices=("never", "madvise", "always"), default="never",
@@ -256,7 +259,7 @@ def _replay(args):
         raise ValueError(f"--out {args.out!r} exists and is not a directory")
     topo, named = _topology(args.topology, args.trace)
     sim = fn.Simulator(topo, numa_balancing=args.numa_balancing, profile=args.profile,
-                       thp=args.thp)
+                       thp=args.thp, demotion_enabled=args.demotion)
     progress = None
     if not args.no_progress and sys.stderr.isatty():
         progress = _Progress(_trace_rows(args.trace))

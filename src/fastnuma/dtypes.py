@@ -34,7 +34,11 @@ FRAME_FREE = 1 << 1       # on the free list
 FRAME_DIRTY = 1 << 2      # PageDirty (shared memory: written, or a dirty mapping went)
 FRAME_PTE_DIRTY = 1 << 3  # some mapping of the page was dirtied (a migration dirties it)
 FRAME_ISOLATED = 1 << 4   # queued for migration by the running move_pages
+FRAME_FILE = 1 << 5       # a page-cache page (file LRU): reclaim drops it
 ZERO_PAGE_NODE = 0        # the zero page lives in the kernel image, on node 0
+# per frame, outside FRAME_DTYPE (touched only with memory tiering on): the access sequence
+# number of its last access and of its last examination by reclaim (docs/tiering.md §7)
+LRU_DTYPE = np.dtype([("lru", np.int64), ("seen", np.int64)])
 
 # --- VMAs as the kernels see them (one row per policy segment), 48 bytes ---------------
 # pids: bits hash_32(tid, 6) of threads that took a NUMA hinting fault here since the view
@@ -99,7 +103,10 @@ PMD_KEY_MASK = (1 << ASID_SHIFT) - 1
 # ctl[] words: blocks in use, frame records in use, frame records on the free list, hash
 # slots taken
 CTL_NBLOCKS, CTL_NFRAMES, CTL_NFREE, CTL_HCOUNT = range(4)
-N_CTL = 4
+# memory tiering: the access sequence (the LRU approximation's clock, docs/tiering.md §7)
+# and the splitmix64 state of the demotion target draw (T5)
+CTL_ACCESS_SEQ, CTL_TIER_RNG = 4, 5
+N_CTL = 6
 # headroom a kernel needs before handling one more event (a fault may create a block and
 # its page table's neighbour, and a THP's 512 frame records plus one)
 ROOM_BLOCKS = 2

@@ -97,7 +97,8 @@ class Simulator:
                                     self._stats)
         self._filemap = Filemap(m)
         self._replay = Replay(m, self._sched, self._numab, self._stats, self)
-        self._tiering = Tiering(m)
+        self._tiering = m.tiering = Tiering(m)
+        self._numab.kswapd = self._tiering.run_kswapds_until
 
     @property
     def now_ns(self) -> int:

@@ -30,6 +30,8 @@ class Filemap:
         n_pages = as_int(n_pages, "n_pages")
         if n_pages < 0:
             raise ValueError(f"n_pages {n_pages} is negative")
+        if m.tiering is not None:                  # frames reclaim dropped leave the list
+            m.tiering.prune_page_cache()
         n_try = min(n_pages, int(m.free.sum()))    # no more can be allocated
         m.pt.reserve(blocks=0, frames=n_try)
         pol_id = m.policies.intern(th.policy)
@@ -39,6 +41,8 @@ class Filemap:
         done = alloc_pages_task(m.st, pol_id, th.cpu, il, frames)
         th.il_prev, th.il_weight = int(il[0]), int(il[1])
         m.page_cache.extend(frames[:done].tolist())
+        if m.tiering is not None:                  # docs/tiering.md §7: file LRU
+            m.tiering.mark_page_cache(frames[:done])
         nodes = m.pt.frames["node"][frames[:done]].astype(np.int64)
         if done < n_pages:
             raise_errno(errno.ENOMEM, f"page cache: no memory after {done} of {n_pages} pages")
@@ -47,6 +51,8 @@ class Filemap:
     def drop_caches(self):
         """echo 1 > /proc/sys/vm/drop_caches: every page-cache page is freed."""
         m = self.m
+        if m.tiering is not None:
+            m.tiering.prune_page_cache()
         frames = np.array(m.page_cache, np.int64)
         m.page_cache.clear()
         release_frames(m.st, frames)

@@ -128,6 +128,7 @@ class Machine:
         self.next_id = 1
         self.next_asid = 1
         self.page_cache: list[int] = []          # frames of page-cache pages
+        self.tiering = None                      # tiering.Tiering (set by the Simulator)
 
     # ----------------------------------------------------------------- time
     @property

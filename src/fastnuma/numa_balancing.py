@@ -47,6 +47,7 @@ class NumaBalancing:
     def __init__(self, machine, mm):
         self.m = machine
         self.mm = mm
+        self.kswapd = None          # Tiering.run_kswapds_until, with memory tiering
         topo = machine.topology
         n_nodes = topo.n_nodes
         cpu_nodes = [n for n in range(n_nodes) if topo.has_cpus(n)]
@@ -167,7 +168,13 @@ class NumaBalancing:
         self.run_until(self.m.now_ns + ns)
 
     def run_until(self, target):
-        """Run the scheduler ticks in (now, target], then set the clock to target."""
+        """Run the scheduler ticks in (now, target], then set the clock to target; with
+        memory tiering, kswapd runs due by then go first (``kswapd``: tiering.py)."""
+        while self.kswapd is not None and self.kswapd(target, self._run_ticks):
+            pass
+        self._run_ticks(target)
+
+    def _run_ticks(self, target):
         if self.m.config.numa_balancing:
             heap = [(self.next_tick(th), tid) for tid, th in self.m.threads.items()]
             heapq.heapify(heap)

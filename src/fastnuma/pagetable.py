@@ -5,7 +5,7 @@ they need more room; arrays are never reallocated per access or per batch, only 
 """
 import numpy as np
 
-from .dtypes import (ASID_SHIFT, CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, FRAME_DTYPE, N_CTL,
+from .dtypes import (ASID_SHIFT, CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, FRAME_DTYPE, LRU_DTYPE, N_CTL,
                      PMD_KEY_MASK, PTE_DTYPE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS,
                      ROOM_FRAMES)
 
@@ -28,6 +28,7 @@ class PageTable:
             pmd_hash=np.full((4 * blocks, 2), -1, np.int64),   # (key, block) per slot
             frames=np.zeros(frames, FRAME_DTYPE),
             frame_free=np.zeros(frames, np.int32),
+            frame_lru=np.zeros(frames, LRU_DTYPE),
             ctl=np.zeros(N_CTL, np.int64),
         )
         self.st = None           # the SimState holding the arrays (set by the Simulator)
@@ -65,6 +66,7 @@ class PageTable:
             cap = min(_grown(m.frames.size, need), self.max_frames)
             changes["frames"] = _resized(m.frames, cap, 0)
             changes["frame_free"] = _resized(m.frame_free, cap, 0)
+            changes["frame_lru"] = _resized(m.frame_lru, cap, 0)
         if changes:
             self.arrays.update(changes)
             self.st.replace(**changes)

@@ -83,7 +83,9 @@ class _Replay:
         self.rows = 0
         self.next_epoch_row = epoch_events or NEVER
         self.next_epoch_ts = NEVER      # in trace ts units, once the base is known
-        self.report = ReportBuilder(sim.access_counts, sim.vm, sim.node_pages, sim.free)
+        tier = sim.tiering is not None and sim.tiering.on     # docs/tiering.md §10
+        self.report = ReportBuilder(sim.access_counts, sim.vm, sim.node_pages, sim.free,
+                                    node_rows=sim.numa_nodes if tier else None)
         self.pos = np.zeros(1, np.int64)
 
     # ---------------------------------------------------------------- one batch
@@ -163,9 +165,13 @@ class _Replay:
     def _next_tick_ts(self, offset):
         """The first time (trace units) at which NUMA-balancing ticks are due."""
         sim = self.m
-        if not sim.config.numa_balancing or not sim.threads:
-            return NEVER
-        return min(self.owner.numab.next_tick(th) for th in sim.threads.values()) - offset
+        due = NEVER
+        if sim.config.numa_balancing and sim.threads:
+            due = min(self.owner.numab.next_tick(th) for th in sim.threads.values())
+        kswapd = sim.tiering.next_kswapd_ns() if sim.tiering is not None else None
+        if kswapd is not None:          # docs/tiering.md D2: a kswapd run is due then
+            due = min(due, kswapd)
+        return NEVER if due == NEVER else due - offset
 
     def _vma_spans(self):
         """The VMA rows of every process in one array, and each address space's span."""
@@ -283,8 +289,13 @@ class _Replay:
             self.report.epoch(self.rows, self.m.now_ns)
         owner = self.owner
         sim = self.m
+        vmstat = owner.stats.vmstat()
+        tier = sim.tiering is not None and sim.tiering.on
+        if tier:                                   # docs/tiering.md §8, §10
+            vmstat.update(sim.tiering.vmstat())
         return self.report.build(self.rows, topology=sim.topology.describe(),
-                                 knobs=sim.config.describe(), vmstat=owner.stats.vmstat(),
+                                 knobs=sim.config.describe(), vmstat=vmstat,
+                                 node_vmstat=sim.tiering.node_vmstat() if tier else None,
                                  numastat=owner.stats.numastat(),
                                  threads=owner.stats.threads(),
                                  placement=owner.stats.placement(), now_ns=sim.now_ns)

@@ -18,10 +18,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS
+from .dtypes import (C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS,
+                     N_PGDEMOTE_DIRECT, N_PGDEMOTE_KSWAPD, N_PGPROMOTE_SUCCESS)
 
 EPOCH_COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
                  "numa_hint_faults", "numa_pages_migrated", "pgmigrate_success")
+# with memory tiering on, the epochs also count pages promoted and demoted (all nodes)
+TIERING_EPOCH_COLUMNS = ("pgpromote_success", "pgdemote_kswapd", "pgdemote_direct")
 
 
 class ReportBuilder:
@@ -31,9 +34,12 @@ class ReportBuilder:
     its ``free`` pages. They are live arrays the replay updates; each epoch reads them."""
 
     def __init__(self, access_counts: np.ndarray, vm: np.ndarray, node_pages: np.ndarray,
-                 free: np.ndarray):
+                 free: np.ndarray, node_rows: np.ndarray | None = None):
         self._access_counts = access_counts
         self._vm = vm
+        self._node_rows = node_rows        # the per-node tiering counters (dtypes N_*)
+        self.epoch_columns = EPOCH_COLUMNS + (TIERING_EPOCH_COLUMNS if node_rows is not None
+                                              else ())
         self._node_pages = node_pages
         self._free = free
         self.epochs: list[tuple] = []
@@ -45,16 +51,21 @@ class ReportBuilder:
     def _snapshot(self):
         c = self._access_counts.sum(axis=2)
         vm = self._vm
-        return (int(c.sum()), int(c.sum() - np.trace(c)), int(vm[C_NUMA_HINT_FAULTS]),
-                int(vm[C_NUMA_PAGES_MIGRATED]), int(vm[C_PGMIGRATE_SUCCESS]))
+        out = (int(c.sum()), int(c.sum() - np.trace(c)), int(vm[C_NUMA_HINT_FAULTS]),
+               int(vm[C_NUMA_PAGES_MIGRATED]), int(vm[C_PGMIGRATE_SUCCESS]))
+        if self._node_rows is None:
+            return out
+        rows = self._node_rows
+        return out + tuple(int(rows[:, k].sum()) for k in (
+            N_PGPROMOTE_SUCCESS, N_PGDEMOTE_KSWAPD, N_PGDEMOTE_DIRECT))
 
     def epoch(self, end_row: int, end_ns: int) -> None:
         now = self._snapshot()
-        acc, remote, hints, migrated, moved = (a - b for a, b in zip(now, self._last))
+        acc, remote, hints, migrated, moved, *tier = (a - b for a, b in zip(now, self._last))
         self._last = now
         used = self._node_pages - self._free
         self.epochs.append((end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
-                            hints, migrated, moved, used.copy()))
+                            hints, migrated, moved, *tier, used.copy()))
 
     def fault_event(self, row: int, kind: str, pid: int, tid: int, addr: int) -> None:
         self.faults.append((row, kind, pid, tid, addr))
@@ -67,7 +78,8 @@ class ReportBuilder:
         self.implicit_mappings += 1
 
     def build(self, rows: int, *, topology: str, knobs: dict, vmstat: dict, numastat: dict,
-              threads: list, placement: dict, now_ns: int) -> Report:
+              threads: list, placement: dict, now_ns: int,
+              node_vmstat: dict | None = None) -> Report:
         """The report, from what the replay collected and the final state handed in."""
         return Report(rows=rows, topology=topology, knobs=knobs, vmstat=vmstat,
                       numastat=numastat, access_matrix=self._access_counts.copy(),
@@ -75,7 +87,8 @@ class ReportBuilder:
                       failed_calls=list(self.failed),
                       implicit_mappings=self.implicit_mappings, epochs=list(self.epochs),
                       free_pages=self._free.copy(), node_pages=self._node_pages.copy(),
-                      now_ns=now_ns)
+                      now_ns=now_ns, epoch_columns=self.epoch_columns,
+                      node_vmstat=node_vmstat)
 
 
 @dataclass(eq=False, repr=False)
@@ -112,6 +125,11 @@ class Report:
         Free pages and capacity per node at the end (4 KiB pages).
     now_ns : int
         Simulated time at the end, ns.
+    epoch_columns : tuple of str
+        The epochs' columns: :data:`EPOCH_COLUMNS`, with memory tiering on followed by
+        :data:`TIERING_EPOCH_COLUMNS` (pages promoted/demoted in the epoch).
+    node_vmstat : dict or None
+        With memory tiering on, {node: pgpromote_*/pgdemote_* counters} (docs/tiering.md §8).
     """
     rows: int
     topology: str
@@ -128,6 +146,8 @@ class Report:
     free_pages: np.ndarray
     node_pages: np.ndarray
     now_ns: int
+    epoch_columns: tuple = EPOCH_COLUMNS
+    node_vmstat: dict | None = None
 
     def to_tables(self) -> dict[str, pa.Table]:
         """The report as pyarrow Tables: counters, nodes, access_matrix, threads, placement,
@@ -137,10 +157,12 @@ class Report:
                  "free_pages": self.free_pages.tolist()}
         for name in next(iter(self.numastat.values()), {}):
             nodes[name] = [self.numastat[k][name] for k in range(n)]
+        for name in next(iter((self.node_vmstat or {}).values()), {}):
+            nodes[name] = [self.node_vmstat[k][name] for k in range(n)]
         m = self.access_matrix
         cpu_node, mem_node = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
         ep = self.epochs
-        epochs = {c: [e[k] for e in ep] for k, c in enumerate(EPOCH_COLUMNS)}
+        epochs = {c: [e[k] for e in ep] for k, c in enumerate(self.epoch_columns)}
         for node in range(n):
             epochs[f"pages_node{node}"] = [int(e[-1][node]) for e in ep]
         return {
@@ -161,7 +183,7 @@ class Report:
                                            schema=_FAULTS),
             "failed_calls": pa.Table.from_pylist(
                 [dict(zip(_FAILED.names, f)) for f in self.failed_calls], schema=_FAILED),
-            "epochs": pa.table(epochs) if ep else pa.table({c: [] for c in EPOCH_COLUMNS}),
+            "epochs": pa.table(epochs) if ep else pa.table({c: [] for c in self.epoch_columns}),
         }
 
     def summary_dict(self) -> dict:
@@ -171,7 +193,9 @@ class Report:
                 "numastat": {str(k): v for k, v in self.numastat.items()},
                 "placement": {str(k): v.tolist() for k, v in self.placement.items()},
                 "faults": len(self.faults), "failed_calls": len(self.failed_calls),
-                "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)}
+                "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs),
+                **({} if self.node_vmstat is None else {"node_vmstat": {
+                    str(k): v for k, v in self.node_vmstat.items()}})}
 
     def write(self, directory: str | os.PathLike) -> None:
         """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``
@@ -195,8 +219,10 @@ class Report:
                  f"remote)"]
         for name in ("pgfault", "numa_hit", "numa_miss", "numa_pte_updates",
                      "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
-                     "pgmigrate_success", "pgmigrate_fail", "thp_fault_alloc", "oom_kill"):
-            lines.append(f"{name:<20} {vm[name]:,}")
+                     "pgmigrate_success", "pgmigrate_fail", "thp_fault_alloc", "oom_kill",
+                     "pgpromote_success", "pgdemote_kswapd", "pgdemote_direct"):
+            if name in vm:                         # the last three: memory tiering on
+                lines.append(f"{name:<20} {vm[name]:,}")
         lines.append("placement (pages per node)")
         for pid, per_node in self.placement.items():
             lines.append(f"  process {pid:<10} " + "  ".join(

@@ -9,13 +9,18 @@ tiers and reads the counters back.
 """
 import dataclasses
 
+import numpy as np
+
 from . import memory_tiers as _mt
 from .constants import NUMA_BALANCING_MEMORY_TIERING, PROMO_ROOM_MIN_PAGES
-from .dtypes import (N_DEMOTE_LOWER, N_DEMOTE_PREFERRED, N_KSWAPD_WAKE, N_NBP_RL_START,
+from .dtypes import (CTL_ACCESS_SEQ, FRAME_FILE, N_DEMOTE_LOWER, N_DEMOTE_PREFERRED, N_KSWAPD_WAKE, N_NBP_RL_START,
                      N_NBP_TH_NR_CAND, N_NBP_TH_START, N_NBP_THRESHOLD, N_PGPROMOTE_CANDIDATE,
                      N_PGPROMOTE_SUCCESS, N_PROMO_ROOM, N_TOPTIER, N_WMARK_PROMO, NBP_NONE,
                      NODE_VMSTAT_NAMES, OPT_NUMA_BALANCING, TIER_VMSTAT_NAMES, N_VMSTAT)
 
+from .kernels.reclaim import run_kswapds_at
+
+MS = 1_000_000
 _DEMOTE_COUNTERS = ("pgdemote_kswapd", "pgdemote_direct", "pgdemote_khugepaged")
 
 
@@ -32,11 +37,6 @@ class Tiering:
         self.m = machine
         cfg, topo = machine.config, machine.topology
         self.on = cfg.tiering_on
-        if cfg.demotion_enabled:
-            # the engine's reclaim kernel (kswapd, demotion) is not built yet (issue 16,
-            # phase 2 left); refuse rather than run a machine that never demotes
-            raise ValueError("demotion_enabled=True: kswapd and demotion are modelled by "
-                             "the reference model only so far (docs/tiering.md §11)")
         st = machine.st
         promo = list(topo.wmark_promo)
         if cfg.min_free_kbytes is not None or cfg.watermark_scale_factor is not None:
@@ -75,6 +75,47 @@ class Tiering:
                                        memory_tiering=self.on)
         m.st.opts[OPT_NUMA_BALANCING] = mode
         return m.config
+
+    # ------------------------------------------------------------------ kswapd
+    def next_kswapd_ns(self):
+        """When the earliest pending kswapd runs (its wake's next whole ms), or None."""
+        wake = self.m.numa_nodes[:, N_KSWAPD_WAKE]
+        pending = wake[wake >= 0]
+        if not self.on or not pending.size:
+            return None
+        return int((pending.min() // MS + 1) * MS)
+
+    def run_kswapds_until(self, end, run_ticks):
+        """D2: run every pending kswapd due at or before ``end``, in time order (node order
+        at equal times); NUMA ticks up to a kswapd's time run first (``run_ticks(t)``), as
+        in the reference model. Returns whether one ran."""
+        t = self.next_kswapd_ns()
+        if t is None or t > end:
+            return False
+        m = self.m
+        if t > m.now_ns:
+            run_ticks(t)
+        m.now_ns = max(m.now_ns, t)
+        run_kswapds_at(m.st, t, m.node_pages)
+        self.prune_page_cache()
+        return True
+
+    def prune_page_cache(self):
+        """Page-cache frames that reclaim dropped leave the page-cache list."""
+        m = self.m
+        if m.page_cache:
+            keep = m.pt.frames["flags"][np.asarray(m.page_cache, np.int64)] & FRAME_FILE
+            if not keep.all():
+                m.page_cache[:] = [f for f, k in zip(m.page_cache, keep) if k]
+
+    def mark_page_cache(self, frames):
+        """New page-cache frames: file LRU, and accessed now (the model's touch_folio)."""
+        if self.on and len(frames):
+            m = self.m
+            m.pt.frames["flags"][frames] |= FRAME_FILE
+            seq = int(m.pt.ctl[CTL_ACCESS_SEQ])
+            m.pt.frame_lru["lru"][frames] = np.arange(seq + 1, seq + 1 + len(frames))
+            m.pt.ctl[CTL_ACCESS_SEQ] = seq + len(frames)
 
     # ------------------------------------------------------------------ counters
     def vmstat(self):

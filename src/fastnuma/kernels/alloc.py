@@ -7,20 +7,12 @@ import numpy as np
 
 from ..constants import (MPOL_BIND, MPOL_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
                          MPOL_WEIGHTED_INTERLEAVE)
-from ..dtypes import (NO_INTERLEAVE_INDEX, NO_POLICY, NS_FOREIGN, NS_HIT, NS_INTERLEAVE,
-                      NS_LOCAL, NS_MISS, NS_OTHER, OPT_NUMA_STAT)
+from ..dtypes import NO_INTERLEAVE_INDEX, NO_POLICY, NS_INTERLEAVE, OPT_MEMORY_TIERING, OPT_NUMA_STAT
 from ._jit import kernel
+from .reclaim import try_to_free_pages
 from .state import new_frame
-
-WMARK_LOW, WMARK_MIN = 0, 1
-
-
-@kernel(inline="always")
-def node_ok(st, n, order, wmark):
-    """zone_watermark_fast: free pages after the allocation stay above the mark."""
-    mark = st.wmark_low[n] if wmark == WMARK_LOW else st.wmark_min[n]
-    return st.free[n] - ((np.int64(1) << order) - 1) > mark
-
+from .tiering import wake_all_kswapds
+from .zone import WMARK_LOW, WMARK_MIN, node_ok, zone_statistics
 
 @kernel(inline="always")
 def walk_zonelist(st, start, mask, order, wmark):
@@ -50,27 +42,16 @@ def preferred_zone_node(st, start, mask):
     return np.int64(-1)
 
 
-@kernel(inline="always")
-def zone_statistics(st, node, preferred, cpu_nid):
-    """numa_hit/miss/foreign on the serving/preferred node, numa_local/other by CPU node."""
-    if st.opts[OPT_NUMA_STAT] == 0:
-        return
-    if node == preferred or preferred < 0:
-        st.numastat[node, NS_HIT] += 1
-    else:
-        st.numastat[node, NS_MISS] += 1
-        st.numastat[preferred, NS_FOREIGN] += 1
-    if node == cpu_nid:
-        st.numastat[node, NS_LOCAL] += 1
-    else:
-        st.numastat[node, NS_OTHER] += 1
-
-
 @kernel
 def rmqueue_list(st, start, mask, order, cpu_nid):
     """One allocation attempt over start's list: low pass, then min pass (section 1.7)."""
     n = walk_zonelist(st, start, mask, order, WMARK_LOW)
+    if n < 0 and order == 0 and st.opts[OPT_MEMORY_TIERING] != 0:
+        wake_all_kswapds(st, start, mask)              # docs/tiering.md A2
     if n < 0:
+        n = walk_zonelist(st, start, mask, order, WMARK_MIN)
+    if n < 0 and order == 0 and st.opts[OPT_MEMORY_TIERING] != 0:
+        try_to_free_pages(st, start, mask)             # docs/tiering.md D8, then min again
         n = walk_zonelist(st, start, mask, order, WMARK_MIN)
     if n >= 0:
         st.free[n] -= np.int64(1) << order
@@ -174,12 +155,8 @@ def alloc_pages_mpol(st, pol_id, cpu, ilx, order, thp_may_reclaim):
                 st.numastat[n, NS_INTERLEAVE] += 1
             return n
         elif mode == MPOL_PREFERRED_MANY:
-            n = walk_zonelist(st, start, nodes, order, WMARK_LOW)
-            if n < 0:
-                n = walk_zonelist(st, start, nodes, order, WMARK_MIN)
+            n = rmqueue_list(st, start, nodes, order, cpu_nid)   # S first, then any node
             if n >= 0:
-                st.free[n] -= np.int64(1) << order
-                zone_statistics(st, n, preferred_zone_node(st, start, nodes), cpu_nid)
                 return n
             return rmqueue_list(st, start, np.uint64(0), order, cpu_nid)
     if order > 0 and ilx != NO_INTERLEAVE_INDEX and (

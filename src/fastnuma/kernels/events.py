@@ -15,12 +15,13 @@ import numpy as np
 from ..constants import OP_WRITE
 from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_PID, EV_CONTROL,
                       EV_DONE, EV_NEED_GROW, EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME,
-                      FRAME_PTE_DIRTY, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA, PTE_PRESENT,
+                      FRAME_PTE_DIRTY, OPT_MEMORY_TIERING, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA, PTE_PRESENT,
                       PTE_WRITE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS, ROOM_FRAMES,
                       T_ACC_LOCAL, T_ACC_REMOTE, T_ASID, T_CPU, T_PID, T_POLICY, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
 from .state import borrowed, lookup_block
+from .tiering import lru_touch
 from .vma import find_vma_in
 
 PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
@@ -115,6 +116,9 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     ring_event = np.full(RING, -1, np.int64)
     pf_pmd, pf_blk = np.int64(-1), np.int64(-1)
     tid_mask = tid_keys.size - 1
+    # memory tiering: every access stamps its frame (the LRU clock, docs/tiering.md §7);
+    # runs are off then, so that each access passes the stamp below (tiering hook)
+    tier = st.opts[OPT_MEMORY_TIERING] != 0
     status = EV_DONE
     # events at or after stop_ts do not run: one search instead of a check per event
     limit = first_at_or_after(ts, start, stop, stop_ts) if not one_ts else (
@@ -200,6 +204,8 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
                     ptes[pi]["flags"] = fl | PTE_DIRTY
                     frames[ptes[pi]["frame"]]["flags"] |= FRAME_PTE_DIRTY
+                if tier:
+                    lru_touch(st, np.int64(ptes[pi]["frame"]))
                 i += 1
                 # A run: the next events of this thread, on this CPU, in this PMD, to
                 # present pages whose PTE caches the node and allows the access as it is
@@ -214,7 +220,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 # longer with this loop here (benchmarks/README.md, 2026-11-26 third
                 # part, has what was tried).
                 run_node, run_w, run_n = node, w, np.int64(1)
-                while i < limit and not faulted:
+                while i < limit and not faulted and not tier:
                     vpn = np.int64(addr[i]) >> 12
                     if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd:
                         break

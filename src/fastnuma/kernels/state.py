@@ -24,7 +24,7 @@ EMPTY = -1                            # a free slot of the PMD hash
 STATE_FIELDS = (
     # page tables and frames (grown by pagetable.PageTable)
     "ptes", "blk_key", "blk_used", "blk_table", "blk_numa", "pmd_hash", "frames",
-    "frame_free", "ctl",
+    "frame_free", "frame_lru", "ctl",
     # the machine (engine.Simulator): topology, free pages, counters, policies, knobs
     "cpu_node", "fallback", "free", "wmark_min", "wmark_low", "wmark_high", "il_weight",
     "numastat", "vm", "policies", "opts",
@@ -137,7 +137,7 @@ def borrowed(typingctx, arr):
 
 @kernel
 def _store_borrowed(st, ptes, blk_key, blk_used, blk_table, blk_numa, pmd_hash,
-                     frames, frame_free, ctl, cpu_node, fallback, free, wmark_min,
+                     frames, frame_free, frame_lru, ctl, cpu_node, fallback, free, wmark_min,
                      wmark_low, wmark_high, il_weight, numastat, vm, policies, opts,
                      tasks, task_faults, mms, numa_nodes, clock):
     """Store every array into ``st``, borrowed (argument order: STATE_FIELDS)."""
@@ -149,6 +149,7 @@ def _store_borrowed(st, ptes, blk_key, blk_used, blk_table, blk_numa, pmd_hash,
     st.pmd_hash = borrowed(pmd_hash)
     st.frames = borrowed(frames)
     st.frame_free = borrowed(frame_free)
+    st.frame_lru = borrowed(frame_lru)
     st.ctl = borrowed(ctl)
     st.cpu_node = borrowed(cpu_node)
     st.fallback = borrowed(fallback)
@@ -291,6 +292,8 @@ def new_frame(st, node, order):
     st.frames[f]["flags"] = 0
     st.frames[f]["mapcount"] = 0
     st.frames[f]["last_cpupid"] = LAST_CPUPID_UNSET
+    st.frame_lru[f]["lru"] = 0              # never accessed, never examined (tiering)
+    st.frame_lru[f]["seen"] = 0
     return f
 
 

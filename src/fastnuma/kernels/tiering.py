@@ -13,7 +13,7 @@ import numpy as np
 
 from ..constants import (MAX_RECLAIM_RETRIES, NSEC_PER_MSEC, NUMA_BALANCING_MEMORY_TIERING,
                          PAGE_ACCESS_TIME_MASK)
-from ..dtypes import (N_KSWAPD_FAILURES, N_KSWAPD_WAKE, N_NBP_RL_NR_CAND, N_NBP_RL_START,
+from ..dtypes import (CTL_ACCESS_SEQ, N_KSWAPD_FAILURES, N_KSWAPD_WAKE, N_NBP_RL_NR_CAND, N_NBP_RL_START,
                       N_NBP_TH_NR_CAND, N_NBP_TH_START, N_NBP_THRESHOLD, N_PGPROMOTE_CANDIDATE,
                       N_PGPROMOTE_SUCCESS, N_PROMO_ROOM, N_TOPTIER, N_WMARK_PROMO, NBP_NONE,
                       OPT_HOT_THRESHOLD_MS, OPT_MEMORY_TIERING, OPT_NUMA_BALANCING,
@@ -49,6 +49,16 @@ def valid_cpu(st, cpu):
 @kernel(inline="always")
 def now_ms(st):
     return st.clock[0] // NSEC_PER_MSEC
+
+
+@kernel(inline="always")
+def lru_touch(st, f):
+    """An access to frame f (-1: the zero page, no frame): it becomes the most recently
+    used (docs/tiering.md §7, the model's touch_folio). The event loop's hook."""
+    if f >= 0:
+        seq = st.ctl[CTL_ACCESS_SEQ] + 1
+        st.ctl[CTL_ACCESS_SEQ] = seq
+        st.frame_lru[f]["lru"] = seq
 
 
 # ------------------------------------------------------------------ §5 the scanner
@@ -149,6 +159,19 @@ def wakeup_kswapd(st, node):
         return
     if row[N_KSWAPD_WAKE] < 0:
         row[N_KSWAPD_WAKE] = st.clock[0]
+
+
+@kernel(inline="always")
+def wake_all_kswapds(st, start, mask):
+    """A2: the allocation slow path wakes the kswapd of each node of the (restricted)
+    list; ``mask`` 0 = every node."""
+    lst = st.fallback[start]
+    for j in range(lst.size):
+        n = np.int64(lst[j])
+        if n < 0:
+            break
+        if mask == 0 or (np.uint64(mask) >> np.uint64(n)) & np.uint64(1):
+            wakeup_kswapd(st, n)
 
 
 @kernel(inline="always")

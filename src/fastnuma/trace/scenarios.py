@@ -197,6 +197,43 @@ def phase(p):
     return plan(p, segs)
 
 
+def hotshift(p):
+    """A hot set moving over time: ``phases`` (default 4) phases of equal length; in phase
+    k, 90 % of the accesses go to a window of ``pages // 8`` pages starting at page
+    ``k * pages // phases`` (wrapping at the end), the other 10 % uniformly over all
+    ``pages``; ``threads`` (default one per node) share it (``write_fraction`` 0.25).
+    ``init`` (default True): the main thread first writes every page in address order.
+
+    Models: a working set larger than the fast memory whose hot part drifts (a cache
+    warming new keys, a time-ordered index). Exercises memory tiering: first touch fills
+    DRAM and spills the tail to a CPU-less CXL node; the hot window then moves from
+    DRAM to CXL pages, which numa_balancing mode 2 promotes while reclaim demotes the
+    window left behind (docs/tiering.md).
+    """
+    t = n_threads(p, p["nodes"])
+    tids = MAIN_TID + np.arange(t)
+    cpus = cpu_of(np.arange(t), p["nodes"], p["cpus_per_node"])
+    n, wf = p["pages"], p["write_fraction"]
+    hot = max(1, n // 8)
+
+    def accesses_in(ph):
+        start = ph * n // p["phases"]
+
+        def accesses(rng, i):
+            k, _ = round_robin(i, t)
+            in_hot = rng.random(i.size) < 0.9
+            page = np.where(in_hot, (start + rng.integers(0, hot, i.size)) % n,
+                            rng.integers(0, n, i.size))
+            return event_rows(i.size, addr=page_addr(page, rng), cpu=cpus[k], tid=tids[k],
+                              op=random_ops(rng, i.size, wf))
+        return accesses
+
+    segs = start_rows(p, tids, cpus, p["init"])
+    for ph in range(p["phases"]):
+        segs.append(Segment(None, t, accesses_in(ph)))
+    return plan(p, segs)
+
+
 def prodcons(p):
     """Producer-consumer sharing through a ring of ``pages`` pages: the first half of
     ``threads`` (default 2; at least one producer and one consumer) write on node 0, the
@@ -313,6 +350,7 @@ SCENARIOS = {
     "uniform": (uniform, dict(_WF)),
     "zipf": (zipf, dict(_WF, exponent=1.0)),
     "phase": (phase, dict(_WF, phases=2)),
+    "hotshift": (hotshift, dict(_WF, phases=4, init=True)),
     "prodcons": (prodcons, {"lag": None, "init": False}),
     "sequential": (sequential, {"write_fraction": 0.0, "stride": PAGE_SIZE,
                                 "init": False}),
