@@ -30,20 +30,21 @@ class Filemap:
         n_pages = as_int(n_pages, "n_pages")
         if n_pages < 0:
             raise ValueError(f"n_pages {n_pages} is negative")
-        if m.tiering is not None:                  # frames reclaim dropped leave the list
-            m.tiering.prune_page_cache()
-        n_try = min(n_pages, int(m.free.sum()))    # no more can be allocated
+        n_try = min(n_pages, int(m.free.sum()))    # no more can be allocated ...
+        if m.tiering is not None and m.tiering.on:  # ... unless reclaim frees some
+            n_try = min(n_pages, int(m.node_pages.sum()))
         m.pt.reserve(blocks=0, frames=n_try)
         pol_id = m.policies.intern(th.policy)
         m.sync_policies()
         il = np.array([th.il_prev, th.il_weight], np.int64)
         frames = np.empty(n_try, np.int64)
-        done = alloc_pages_task(m.st, pol_id, th.cpu, il, frames)
+        nodes = np.empty(n_try, np.int64)
+        done = alloc_pages_task(m.st, pol_id, th.cpu, il, frames, nodes)
         th.il_prev, th.il_weight = int(il[0]), int(il[1])
         m.page_cache.extend(frames[:done].tolist())
-        if m.tiering is not None:                  # docs/tiering.md §7: file LRU
-            m.tiering.mark_page_cache(frames[:done])
-        nodes = m.pt.frames["node"][frames[:done]].astype(np.int64)
+        if m.tiering is not None:                  # frames reclaim dropped leave the list
+            m.tiering.prune_page_cache()
+        nodes = nodes[:done]
         if done < n_pages:
             raise_errno(errno.ENOMEM, f"page cache: no memory after {done} of {n_pages} pages")
         return nodes

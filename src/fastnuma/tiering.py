@@ -13,7 +13,7 @@ import numpy as np
 
 from . import memory_tiers as _mt
 from .constants import NUMA_BALANCING_MEMORY_TIERING, PROMO_ROOM_MIN_PAGES
-from .dtypes import (CTL_ACCESS_SEQ, FRAME_FILE, N_DEMOTE_LOWER, N_DEMOTE_PREFERRED, N_KSWAPD_WAKE, N_NBP_RL_START,
+from .dtypes import (FRAME_FILE, N_DEMOTE_LOWER, N_DEMOTE_PREFERRED, N_KSWAPD_WAKE, N_NBP_RL_START,
                      N_NBP_TH_NR_CAND, N_NBP_TH_START, N_NBP_THRESHOLD, N_PGPROMOTE_CANDIDATE,
                      N_PGPROMOTE_SUCCESS, N_PROMO_ROOM, N_TOPTIER, N_WMARK_PROMO, NBP_NONE,
                      NODE_VMSTAT_NAMES, OPT_NUMA_BALANCING, TIER_VMSTAT_NAMES, N_VMSTAT)
@@ -101,21 +101,15 @@ class Tiering:
         return True
 
     def prune_page_cache(self):
-        """Page-cache frames that reclaim dropped leave the page-cache list."""
+        """Page-cache frames that reclaim dropped leave the page-cache list (reclaim runs
+        inside kernels, which cannot edit this Python list)."""
         m = self.m
-        if m.page_cache:
-            keep = m.pt.frames["flags"][np.asarray(m.page_cache, np.int64)] & FRAME_FILE
-            if not keep.all():
-                m.page_cache[:] = [f for f, k in zip(m.page_cache, keep) if k]
-
-    def mark_page_cache(self, frames):
-        """New page-cache frames: file LRU, and accessed now (the model's touch_folio)."""
-        if self.on and len(frames):
-            m = self.m
-            m.pt.frames["flags"][frames] |= FRAME_FILE
-            seq = int(m.pt.ctl[CTL_ACCESS_SEQ])
-            m.pt.frame_lru["lru"][frames] = np.arange(seq + 1, seq + 1 + len(frames))
-            m.pt.ctl[CTL_ACCESS_SEQ] = seq + len(frames)
+        if self.on and m.page_cache:           # (FRAME_FILE is set with tiering only)
+            # a dropped frame may since hold a new page-cache page: listed once
+            live = m.pt.frames["flags"][np.asarray(m.page_cache, np.int64)] & FRAME_FILE
+            if not live.all() or len(set(m.page_cache)) != len(m.page_cache):
+                m.page_cache[:] = list(dict.fromkeys(
+                    f for f, k in zip(m.page_cache, live) if k))
 
     # ------------------------------------------------------------------ counters
     def vmstat(self):

@@ -7,11 +7,11 @@ import numpy as np
 
 from ..constants import (MPOL_BIND, MPOL_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
                          MPOL_WEIGHTED_INTERLEAVE)
-from ..dtypes import NO_INTERLEAVE_INDEX, NO_POLICY, NS_INTERLEAVE, OPT_MEMORY_TIERING, OPT_NUMA_STAT
+from ..dtypes import FRAME_FILE, NO_INTERLEAVE_INDEX, NO_POLICY, NS_INTERLEAVE, OPT_MEMORY_TIERING, OPT_NUMA_STAT
 from ._jit import kernel
 from .reclaim import try_to_free_pages
 from .state import new_frame
-from .tiering import wake_all_kswapds
+from .tiering import lru_touch, wake_all_kswapds
 from .zone import WMARK_LOW, WMARK_MIN, node_ok, zone_statistics
 
 @kernel(inline="always")
@@ -178,12 +178,13 @@ def next_node_in(node, mask):
 
 
 @kernel
-def alloc_pages_task(st, pol_id, cpu, il, frames_out):
+def alloc_pages_task(st, pol_id, cpu, il, frames_out, nodes_out):
     """alloc_pages() without a VMA (page cache, kernel data): the task policy with no
     interleave index, so (weighted) interleave takes the per-task round robin
     (interleave_nodes / weighted_interleave_nodes; ``il`` = [il_prev, il_weight], updated).
-    One order-0 page per entry of frames_out; returns how many were allocated (fewer when
-    memory ran out)."""
+    One order-0 page per entry of frames_out (its node in nodes_out); returns how many
+    were allocated (fewer when memory ran out). With memory tiering the pages are page
+    cache (FRAME_FILE) and accessed now: an allocation's direct reclaim may drop them."""
     cpu_nid = np.int64(st.cpu_node[cpu])
     for k in range(frames_out.size):
         mode = st.policies[pol_id]["mode"] if pol_id != NO_POLICY else -1
@@ -205,5 +206,10 @@ def alloc_pages_task(st, pol_id, cpu, il, frames_out):
             n = alloc_pages_mpol(st, pol_id, cpu, NO_INTERLEAVE_INDEX, 0, False)
         if n < 0:
             return k
-        frames_out[k] = new_frame(st, n, 0)
+        f = new_frame(st, n, 0)
+        frames_out[k] = f
+        nodes_out[k] = n
+        if st.opts[OPT_MEMORY_TIERING] != 0:          # docs/tiering.md §7: file LRU
+            st.frames[f]["flags"] |= FRAME_FILE
+            lru_touch(st, f)
     return frames_out.size
