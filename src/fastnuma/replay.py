@@ -34,7 +34,7 @@ class ReplayMixin:
     """``Simulator.replay``."""
 
     def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=None,
-               epoch_ns=None, strict=False, progress=None):
+               epoch_ns=None, strict=False, progress=None, task_policy=None, cpu_map=None):
         """Replay a trace (a path, directory or glob of .arrow/.feather/.arrows/.parquet
         files, a pyarrow Table or RecordBatchReader) and return its :class:`Report`.
 
@@ -44,6 +44,10 @@ class ReplayMixin:
         them; default 1,000,000 events). ``strict``: an access outside every mapping is a segmentation-fault event
         (the access is dropped) instead of an implicit private anonymous mapping of its
         2 MiB region. ``progress(rows_done)`` is called after every batch.
+        ``task_policy``: a numactl policy (``"interleave:all"``, a
+        :class:`fastnuma.numactl.TaskPolicy`) set on every traced process at its first
+        event; ``cpu_map``: a :class:`fastnuma.numactl.CpuPlacement` (or its mode name)
+        remapping the trace's CPUs (docs/run-config.md).
         """
         if epoch_events is not None and epoch_ns is not None:
             raise ValueError("give epoch_events or epoch_ns, not both")
@@ -53,8 +57,9 @@ class ReplayMixin:
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
         run = _Replay(self, epoch_events, epoch_ns, strict)
+        remap = run.what_if(task_policy, cpu_map, batch_rows)   # what-if hook (numactl.py)
         for batch in open_trace(source, batch_rows):
-            run.batch(batch)
+            run.batch(remap(batch) if remap else batch)
             if progress is not None:
                 progress(batch.row + len(batch))
         return run.finish()
@@ -75,6 +80,20 @@ class _Replay:
         self.next_epoch_ts = NEVER      # in trace ts units, once the base is known
         self.report = ReportBuilder(sim)
         self.pos = np.zeros(1, np.int64)
+        self.task_policy = None
+
+    def what_if(self, task_policy, cpu_map, batch_rows):
+        """Set up the run's numactl policy and CPU map; returns the batch remapper or
+        None."""
+        from .numactl import CpuPlacement, TaskPolicy, parse_policy, remapper
+        if task_policy is not None and not isinstance(task_policy, TaskPolicy):
+            task_policy = parse_policy(task_policy, self.sim.topology)
+        self.task_policy = task_policy
+        if isinstance(cpu_map, str):
+            cpu_map = CpuPlacement(cpu_map)
+        if cpu_map is None or cpu_map.is_identity():
+            return None
+        return remapper(cpu_map.table(self.sim.topology), batch_rows)
 
     # ---------------------------------------------------------------- one batch
     def batch(self, b):
@@ -191,7 +210,10 @@ class _Replay:
                              path=b.path, column="cpu", row=b.row + i, value=cpu)
         th = sim.threads.get(tid)
         if th is None:
+            new_process = pid not in sim.procs
             th = sim._adopt_thread(pid, tid, cpu)
+            if new_process and self.task_policy is not None:
+                self.task_policy.apply(sim, tid)          # as if numactl started it
         elif th.pid != pid:
             raise TraceError(f"thread {tid} belongs to process {th.pid}", path=b.path,
                              column="pid", row=b.row + i, value=pid)
