@@ -360,6 +360,16 @@ class Topology:
         return cls(*_parse_numactl(text))
 
     @classmethod
+    def from_mlc(cls, text, *, node_pages=1 << 20, cpus_per_node=8):
+        """A machine from Intel MLC ``--latency_matrix`` output (banner lines and all):
+        one node per column, ``cpus_per_node`` CPUs on each node with a row (numbered node
+        by node), CPU-less nodes for columns without a row, SLIT = 10 x latency / local
+        latency. See fastnuma.mlc; the cost model reads the same file's latencies."""
+        from .mlc import topology_from_mlc
+        return topology_from_mlc(cls, text, node_pages=node_pages,
+                                 cpus_per_node=cpus_per_node)
+
+    @classmethod
     def from_sysfs(cls, path="/sys/devices/system/node"):
         """Read ``nodeN/cpulist``, ``nodeN/meminfo`` (MemTotal) and ``nodeN/distance``.
 
