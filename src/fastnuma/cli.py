@@ -96,6 +96,9 @@ def _parser():
     conv.add_argument("--cpu", type=int, default=0, help="lackey: the CPU of every event")
     conv.add_argument("--instructions", action="store_true",
                       help="lackey: keep instruction fetches (as reads)")
+    conv.add_argument("--ns-per-event", type=int, default=1,
+                      help="lackey: simulated ns between two accesses (lackey has no clock; "
+                      "default 1)")
     return parser
 
 
@@ -259,7 +262,8 @@ def _replay(args):
 
 def _convert(args):
     from .trace import convert
-    kw = {"cpu": args.cpu, "instructions": args.instructions} if args.format == "lackey" else {}
+    kw = {"cpu": args.cpu, "instructions": args.instructions,
+          "ns_per_event": args.ns_per_event} if args.format == "lackey" else {}
     n = convert.CONVERTERS[args.format](args.input, args.output, **kw)
     print(f"wrote {args.output}: {n} events (from {args.format} {args.input})")
 

@@ -9,13 +9,16 @@ Field mappings (what each format gives, and what the trace gets):
   L → op READ; S and M → op WRITE (M's load hits the page the store then dirties, so one
   write event is what the page table sees); I → skipped unless ``instructions=True``
   (then READ). Lackey records one thread and no CPU: ``cpu`` = ``tid`` = the ``cpu=``
-  argument (default 0), ``pid`` 0, ``ts`` = the event's index (1 ns per access). Other
-  lines (``==pid==`` messages) are skipped.
+  argument (default 0), ``pid`` 0, ``ts`` = the event's index x ``ns_per_event``
+  (default 1 ns per access; lackey has no clock). Other lines (``==pid==`` messages) are
+  skipped. The trace's generator metadata says ``"level": "instruction"``: the cost
+  model's cache filter applies (docs/cost-model.md).
 
 ``perf`` — ``perf script -F comm,pid,tid,cpu,time,event,addr`` output of ``perf mem
 record`` samples, lines such as
 ``  a.out  1234/1235  [003]  5051.123456789:  cpu/mem-loads,ldlat=30/P:  7f1234567000``
-(an optional sample period before the event name is accepted).
+(an optional sample period before the event name, printed by ``-F ...,period,...``, is
+kept as the ``count`` column: the sample stands for that many accesses; default 1).
   addr = the data address; cpu, pid, tid as printed; ts = time in ns (seconds x 10^9,
   the fraction's digits as printed); op = WRITE when the event name contains "store",
   else READ. Lines that do not match (headers, other events without an address) are
@@ -47,7 +50,7 @@ OP_NAMES = {"READ": OP_READ, "WRITE": OP_WRITE, "MMAP": OP_MMAP, "MUNMAP": OP_MU
             "MOVE_PAGES": OP_MOVE_PAGES, "SCHED": OP_SCHED, "MADVISE": OP_MADVISE}
 _LACKEY = r"^(?P<kind>I|\s[LSM])\s+(?P<addr>[0-9a-fA-F]+),(?P<size>\d+)\s*$"
 _PERF = (r"^\s*(?P<comm>.*?)\s+(?P<pid>\d+)/(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+"
-         r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?:\d+\s+)?(?P<event>\S+?):?\s+"
+         r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?:(?P<period>\d+)\s+)?(?P<event>\S+?):?\s+"
          r"(?P<addr>[0-9a-fA-F]+)\s*$")
 _HEX = np.full(256, 255, np.uint8)
 for _k, _c in enumerate(b"0123456789abcdef"):
@@ -105,10 +108,13 @@ def _text_blocks(path):
         yield batch.column(0)
 
 
-def lackey(path, out, *, cpu=0, instructions=False, format=None):
+def lackey(path, out, *, cpu=0, instructions=False, ns_per_event=1, format=None):
     """Valgrind lackey output → trace (see the module docstring). Returns events written."""
+    if not isinstance(ns_per_event, int) or ns_per_event < 1:
+        raise ValueError(f"ns_per_event {ns_per_event!r}: expected a positive int")
     n = 0
-    with TraceWriter(out, format=format) as w:
+    gen = {"converter": "lackey", "level": "instruction", "ns_per_event": ns_per_event}
+    with TraceWriter(out, format=format, generator=gen) as w:
         for lines in _text_blocks(path):
             m = pc.extract_regex(lines, _LACKEY)
             ok = pc.is_valid(m).to_numpy(zero_copy_only=False)
@@ -125,7 +131,7 @@ def lackey(path, out, *, cpu=0, instructions=False, format=None):
                           OP_WRITE, OP_READ).astype(np.uint8)
             k = len(addr)
             w.write({"addr": addr, "cpu": np.full(k, cpu, np.uint16), "op": op,
-                     "ts": np.arange(n, n + k, dtype=np.uint64)})
+                     "ts": np.arange(n, n + k, dtype=np.uint64) * np.uint64(ns_per_event)})
             n += k
     return n
 
@@ -140,7 +146,7 @@ def perf(path, out, *, format=None):
             if not ok.any():
                 continue
             f = {name: pc.filter(pc.struct_field(m, name), ok)
-                 for name in ("pid", "tid", "cpu", "sec", "frac", "event", "addr")}
+                 for name in ("pid", "tid", "cpu", "sec", "frac", "event", "addr", "period")}
             cols = {}
             for name in ("pid", "tid", "cpu", "sec"):
                 cols[name], _ = parse_uint(f[name], 10)
@@ -155,9 +161,18 @@ def perf(path, out, *, format=None):
             if too_big.size:
                 raise TraceError("CPU number out of range", path=str(path), column="cpu",
                                  value=int(cols["cpu"][too_big[0]]))
+            # the sample period (when printed: -F ...,period,...) is how many accesses the
+            # sample stands for; without it a sample counts once
+            period = pc.if_else(pc.equal(f["period"], ""), "1", f["period"])
+            count, _ = parse_uint(pc.fill_null(period, "1"), 10)
+            big = np.flatnonzero(count > np.iinfo(np.uint32).max)
+            if big.size:
+                raise TraceError("sample period out of range", path=str(path),
+                                 column="count", value=int(count[big[0]]))
             w.write({"addr": addr, "cpu": cols["cpu"].astype(np.uint16),
                      "op": op.astype(np.uint8), "ts": ts,
-                     "tid": cols["tid"].astype(np.uint32), "pid": cols["pid"].astype(np.uint32)})
+                     "tid": cols["tid"].astype(np.uint32), "pid": cols["pid"].astype(np.uint32),
+                     "count": count.astype(np.uint32)})
             n += len(addr)
     return n
 

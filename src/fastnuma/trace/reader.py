@@ -39,6 +39,7 @@ class TraceBatch:
     nodemask: np.ndarray
     flags: np.ndarray
     path: str = None          # the file it came from (None for an in-memory source)
+    count: np.ndarray = None  # accesses each event stands for (default 1)
 
     def __len__(self):
         return self.addr.size

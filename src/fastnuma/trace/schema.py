@@ -21,6 +21,9 @@ COLUMNS = {
     "mode": (np.uint16, False, 0),
     "nodemask": (np.uint64, False, 0),
     "flags": (np.uint32, False, 0),
+    # accesses this event stands for (perf mem's sample period); the cost model weighs
+    # by it (docs/trace-format.md). 0 is allowed: an event that stands for nothing.
+    "count": (np.uint32, False, 1),
 }
 REQUIRED = tuple(c for c, (_, req, _) in COLUMNS.items() if req)
 MAX_OP = OP_MADVISE                         # ops 0..8 are defined by version 1
