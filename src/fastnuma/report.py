@@ -32,6 +32,10 @@ class ReportBuilder:
         self.failed = []                 # (row, op, pid, tid, errno, message)
         self.implicit_mappings = 0
         self._last = self._snapshot()
+        # what-if hook: per-epoch access matrix and vmstat deltas (the cost model's input)
+        self.epoch_access, self.epoch_vmstat = [], []
+        self._last_matrix = sim.access_counts.sum(axis=2)
+        self._last_vm = sim.vm.copy()
 
     def _snapshot(self):
         c = self.sim.access_counts.sum(axis=2)
@@ -46,6 +50,10 @@ class ReportBuilder:
         used = self.sim.topology_pages - self.sim.free
         self.epochs.append((end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
                             hints, migrated, moved, used.copy()))
+        matrix = self.sim.access_counts.sum(axis=2)
+        self.epoch_access.append(matrix - self._last_matrix)
+        self.epoch_vmstat.append(self.sim.vm - self._last_vm)
+        self._last_matrix, self._last_vm = matrix, self.sim.vm.copy()
 
     def fault_event(self, row, kind, pid, tid, addr):
         self.faults.append((row, kind, pid, tid, addr))
@@ -74,7 +82,12 @@ class ReportBuilder:
                     placement=placement, faults=list(self.faults), failed_calls=list(self.failed),
                     implicit_mappings=self.implicit_mappings, epochs=list(self.epochs),
                     free_pages=sim.free.copy(), node_pages=sim.topology_pages.copy(),
-                    now_ns=sim.now_ns)
+                    now_ns=sim.now_ns,
+                    epoch_access=np.array(self.epoch_access, np.int64).reshape(-1, n, n),
+                    epoch_vmstat=np.array(self.epoch_vmstat, np.int64).reshape(
+                        -1, sim.vm.size),
+                    numa_maps={pid: sim.numa_maps(pid) for pid in sorted(sim.procs)},
+                    provenance=None)
 
 
 class Report:
@@ -86,7 +99,10 @@ class Report:
     dicts: tid, pid, cpu, node, local, remote), ``placement`` ({pid: pages per node}),
     ``faults`` (out-of-memory kills and segmentation faults: row, kind, pid, tid, addr),
     ``failed_calls`` (row, op, pid, tid, errno, message), ``implicit_mappings``,
-    ``epochs`` (see :meth:`to_tables`).
+    ``epochs`` (see :meth:`to_tables`), ``epoch_access`` (int64 [epoch, cpu node, memory
+    node]: accesses in each epoch), ``epoch_vmstat`` (int64 [epoch, counter]: vmstat
+    deltas, VMSTAT_NAMES order), ``numa_maps`` ({pid: /proc/PID/numa_maps text}),
+    ``provenance`` (dict or None: configuration and trace, docs/run-config.md).
     """
 
     def __init__(self, data):
@@ -125,6 +141,7 @@ class Report:
             "failed_calls": pa.Table.from_pylist(
                 [dict(zip(_FAILED.names, f)) for f in self.failed_calls], schema=_FAILED),
             "epochs": pa.table(epochs) if ep else pa.table({c: [] for c in EPOCH_COLUMNS}),
+            **_what_if_tables(self),
         }
 
     def summary_dict(self):
@@ -141,9 +158,16 @@ class Report:
         (created if needed). Each file is written to a temporary name and renamed: it is
         there whole or not at all."""
         os.makedirs(directory, exist_ok=True)
+        meta = provenance_metadata(self)
         for name, table in self.to_tables().items():
+            if name in WHAT_IF_TABLES and not getattr(self, "provenance", None):
+                continue          # a plain Simulator.replay keeps its original file set
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
             _atomic(directory, f"{name}.parquet", lambda f, t=table: pq.write_table(t, f))
-        text = json.dumps(self.summary_dict(), indent=2, default=int)
+        summary = self.summary_dict()
+        if getattr(self, "provenance", None):
+            summary["provenance"] = self.provenance
+        text = json.dumps(summary, indent=2, default=int)
         _atomic(directory, "summary.json", lambda f: f.write(text.encode()))
 
     def summary(self):
@@ -193,7 +217,58 @@ def _atomic(directory, name, write):
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes 0600; a report is for sharing
         os.replace(tmp, os.path.join(directory, name))
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# ---------------------------------------------------------------- what-if additions
+# written by runs with a provenance (RunConfig, the CLI); always in to_tables()
+WHAT_IF_TABLES = ("epoch_nodes", "numa_maps")
+
+def _what_if_tables(report):
+    """epoch_nodes (long form: one row per epoch and node) and numa_maps (one row per
+    line per process); docs/report.md gives every column's unit."""
+    n = len(report.node_pages)
+    ep = report.epochs
+    e_idx = np.repeat(np.arange(len(ep), dtype=np.int64), n)
+    node = np.tile(np.arange(n, dtype=np.int64), len(ep))
+    acc = getattr(report, "epoch_access", np.zeros((len(ep), n, n), np.int64))
+    used = np.array([e[-1] for e in ep], np.int64).reshape(-1, n)
+    long = pa.table({
+        "epoch": e_idx, "end_row": np.repeat([e[0] for e in ep], n).astype(np.int64),
+        "end_ns": np.repeat([e[1] for e in ep], n).astype(np.int64), "node": node,
+        "pages_used": used.ravel(), "accesses_from": acc.sum(axis=2).ravel(),
+        "accesses_to": acc.sum(axis=1).ravel(),
+        "remote_to": (acc.sum(axis=1) - np.diagonal(acc, axis1=1, axis2=2)).ravel()},
+        schema=_EPOCH_NODES)
+    maps = getattr(report, "numa_maps", {}) or {}
+    rows = [(pid, line) for pid, text in maps.items() for line in text.splitlines()]
+    return {"epoch_nodes": long,
+            "numa_maps": pa.table({"pid": [r[0] for r in rows], "line": [r[1] for r in rows]},
+                                  schema=_NUMA_MAPS)}
+
+
+_EPOCH_NODES = pa.schema([(c, pa.int64()) for c in (
+    "epoch", "end_row", "end_ns", "node", "pages_used", "accesses_from", "accesses_to",
+    "remote_to")])
+_NUMA_MAPS = pa.schema([("pid", pa.int64()), ("line", pa.string())])
+
+
+def provenance_metadata(report):
+    """Parquet schema metadata of every report file: the fastnuma version, and the run's
+    configuration and trace (``report.provenance``) as JSON."""
+    from . import __version__
+    meta = {b"fastnuma.version": __version__.encode()}
+    prov = getattr(report, "provenance", None)
+    if prov:
+        meta[b"fastnuma.provenance"] = json.dumps(prov, sort_keys=True, default=str).encode()
+    return meta
