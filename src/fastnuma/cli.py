@@ -5,6 +5,7 @@
     fastnuma info TRACE
     fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0|1] [--profile ...]
     fastnuma convert lackey|perf|csv INPUT -o FILE
+    fastnuma compare TRACE... -c A.toml -c B.toml | --vary KEY=V1,V2 [-o table.parquet]
 """
 import argparse
 import os
@@ -70,13 +71,13 @@ def _parser():
     rep.add_argument("--topology", help="preset (uniform, two_socket, four_socket, cxl), a "
                      "file of `numactl --hardware` output, or a sysfs node directory "
                      "(default: the trace's suggested machine, else four_socket)")
-    rep.add_argument("--numa-balancing", type=int, choices=(0, 1), default=0,
+    rep.add_argument("--numa-balancing", type=int, choices=(0, 1), default=None,
                      help="kernel.numa_balancing (default 0)")
-    rep.add_argument("--profile", choices=("mainline", "seed"), default="mainline",
+    rep.add_argument("--profile", choices=("mainline", "seed"), default=None,
                      help="the kernel's rules: today's, or the 2012 lazy-migration design")
-    rep.add_argument("--thp", choices=("never", "madvise", "always"), default="never",
+    rep.add_argument("--thp", choices=("never", "madvise", "always"), default=None,
                      help="transparent_hugepage/enabled (default never)")
-    rep.add_argument("--epoch", default="1000000", help="time-series step: a number of "
+    rep.add_argument("--epoch", default=None, help="time-series step: a number of "
                      "events, or a time such as 100ms, 1s, 500us, 2000ns (default 1000000)")
     rep.add_argument("--strict", action="store_true", help="an access outside every "
                      "mapping is a segfault event (default: map its 2 MiB region)")
@@ -84,6 +85,8 @@ def _parser():
                      help="rows read per batch (default 1048576)")
     rep.add_argument("--out", help="directory for the report (Parquet tables + summary.json)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .cli_whatif import add_compare_parser, add_what_if_options
+    add_what_if_options(rep)            # -c FILE, numactl's flags, CPU map, cost model
 
     conv = sub.add_parser("convert", help="convert a memory trace to trace format v1",
                           description="Convert Valgrind lackey output (--trace-mem=yes), "
@@ -96,6 +99,7 @@ def _parser():
     conv.add_argument("--cpu", type=int, default=0, help="lackey: the CPU of every event")
     conv.add_argument("--instructions", action="store_true",
                       help="lackey: keep instruction fetches (as reads)")
+    add_compare_parser(sub)
     conv.add_argument("--ns-per-event", type=int, default=1,
                       help="lackey: simulated ns between two accesses (lackey has no clock; "
                       "default 1)")
@@ -234,29 +238,33 @@ class _Progress:
 
 
 def _replay(args):
-    import fastnuma as fn
+    from .cli_whatif import config_from_args
+    from .compare import cost_summary, run, write_report
     if args.batch_rows < 1:
         raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
-    kind, step = parse_epoch(args.epoch)
+    if args.epoch is not None:
+        parse_epoch(args.epoch)
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out!r} exists and is not a directory")
-    topo, named = _topology(args.topology, args.trace)
-    sim = fn.Simulator(topo, numa_balancing=args.numa_balancing, profile=args.profile,
-                       thp=args.thp)
+    args.strict = args.strict or None
+    config = config_from_args(args)          # -c FILE with the options on top
+    if config.machine or args.config:
+        named = config.label().rsplit(" ", 1)[0] if not args.topology else args.topology
+    else:
+        _, named = _topology(args.topology, args.trace)
     progress = None
     if not args.no_progress and sys.stderr.isatty():
         progress = _Progress(_trace_rows(args.trace))
     try:
-        report = sim.replay(args.trace, batch_rows=args.batch_rows, strict=args.strict,
-                            progress=progress,
-                            **({"epoch_events": step} if kind == "events" else {"epoch_ns": step}))
+        report = run(config, args.trace, progress=progress, batch_rows=args.batch_rows)
     finally:
         if progress is not None:
             progress.close()
     report.topology = f"{named}: {report.topology}"
     print(report.summary())
+    print(cost_summary(report))
     if args.out is not None:
-        report.write(args.out)
+        write_report(report, args.out)
         print(f"report written to {args.out}")
 
 
@@ -283,6 +291,9 @@ def _run(args):
             _replay(args)
         elif args.command == "convert":
             _convert(args)
+        elif args.command == "compare":
+            from .cli_whatif import run_compare
+            run_compare(args)
     except BrokenPipeError:
         raise
     except (OSError, ValueError, TypeError, MemoryError) as e:
