@@ -12,7 +12,7 @@ import pytest
 
 import fastnuma as fn
 from fastnuma.cli import main
-from fastnuma.compare import compare, split_values, vary
+from fastnuma.whatif import compare, split_values, vary
 from fastnuma.runconfig import RunConfig, parse_size
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 import fastnuma as fn
-from fastnuma.compare import run
+from fastnuma.whatif import run
 from fastnuma.costmodel import CostModel
 from fastnuma.runconfig import RunConfig
 

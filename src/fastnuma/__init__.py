@@ -14,6 +14,13 @@ def __getattr__(name):
     if name == "Simulator":
         from .engine import Simulator
         return Simulator
+    if name in _WHAT_IF:                    # what-if runs (docs/run-config.md)
+        import importlib
+        return getattr(importlib.import_module(_WHAT_IF[name], __name__), name)
     raise AttributeError(f"module 'fastnuma' has no attribute {name!r}")
+
+_WHAT_IF = {"RunConfig": ".runconfig", "CostModel": ".costmodel", "compare": ".whatif",
+            "vary": ".whatif", "run": ".whatif", "CpuPlacement": ".numactl",
+            "TaskPolicy": ".numactl"}
 
 __version__ = "0.1.0"

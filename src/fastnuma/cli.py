@@ -239,7 +239,7 @@ class _Progress:
 
 def _replay(args):
     from .cli_whatif import config_from_args
-    from .compare import cost_summary, run, write_report
+    from .whatif import cost_summary, run, write_report
     if args.batch_rows < 1:
         raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
     if args.epoch is not None:

@@ -131,7 +131,7 @@ def add_compare_parser(sub):
 
 
 def run_compare(args):
-    from .compare import compare, format_table, split_values, vary, write_table
+    from .whatif import compare, format_table, split_values, vary, write_table
     from .runconfig import RunConfig
     args.profile = args.thp = args.strict = None
     if args.output is not None and os.path.splitext(args.output)[1].lower() not in (

@@ -131,7 +131,15 @@ class RunConfig:
         if bad:
             raise ValueError(f"{where}: unknown key replay.{bad[0]} (epoch, strict, "
                              f"batch_rows)")
-        return cls(name=name, machine=machine, kernel=dict(data.get("kernel", {})),
+        kernel = dict(data.get("kernel", {}))
+        weights = kernel.get("interleave_weights")
+        if isinstance(weights, dict):             # TOML keys are strings: {"0" = 3}
+            try:
+                kernel["interleave_weights"] = {int(k): v for k, v in weights.items()}
+            except ValueError:
+                raise ValueError(f"{where}: kernel.interleave_weights: keys are node "
+                                 f"ids") from None
+        return cls(name=name, machine=machine, kernel=kernel,
                    policy=str(task), placement=placement, cost=cost, replay=replay_opts,
                    source=source)
 
