@@ -159,8 +159,13 @@ def test_replay_remaps_cpus_and_names_unmapped_rows():
     cpus = tuple(range(0, 16, 4))
     r = fn.Simulator(small).replay(trace(16, cpus), cpu_map="modulo")
     assert sorted(th["cpu"] for th in r.threads) == [0, 0, 0, 0]
-    r = fn.Simulator(small).replay(trace(16, cpus), cpu_map="spread")
-    assert [th["node"] for th in r.threads] == [0, 0, 0, 0]          # 0,4,8,12 mod 4 = 0
+    # spread / pack give CPUs to trace CPUs in order of first appearance
+    r = fn.Simulator(small).replay(trace(16, (12, 4, 8, 0)), cpu_map="spread",
+                                   batch_rows=7)
+    assert [(th["tid"], th["cpu"]) for th in r.threads] == [(10, 0), (11, 2), (12, 1),
+                                                           (13, 3)]
+    r = fn.Simulator(small).replay(trace(16, (12, 4, 8, 0)), cpu_map="pack")
+    assert [th["cpu"] for th in r.threads] == [0, 1, 2, 3]
     r = fn.Simulator(small).replay(trace(16, (0, 1, 2, 3)), cpu_map="spread")
     assert [th["node"] for th in r.threads] == [0, 1, 0, 1]
     assert r.placement[1].tolist() == [32, 32]
@@ -170,3 +175,12 @@ def test_replay_remaps_cpus_and_names_unmapped_rows():
     with pytest.raises(ValueError, match="cpu_map 'bogus'"):
         CpuPlacement("bogus")
     assert np.array_equal(CpuPlacement().table(small)[:4], [0, 1, 2, 3])
+
+
+def test_first_appearance_does_not_depend_on_batches():
+    small = fn.Topology.uniform(nodes=2, cpus_per_node=2, pages_per_node=1 << 12)
+    rng = np.random.default_rng(3)
+    cpus = tuple(int(c) for c in rng.permutation(40)[:9])
+    got = {br: [th["cpu"] for th in fn.Simulator(small).replay(
+        trace(8, cpus), cpu_map="spread", batch_rows=br).threads] for br in (1, 5, 1000)}
+    assert got[1] == got[5] == got[1000] == [0, 2, 1, 3, 0, 2, 1, 3, 0]

@@ -149,9 +149,9 @@ class CpuPlacement:
     """Where the trace's threads run on the target machine.
 
     mode: ``keep`` (trace CPU c runs on CPU c), ``modulo`` (c -> allowed[c mod m], allowed
-    CPUs in id order), ``pack`` (c -> the (c mod m)-th allowed CPU filling node by node:
-    node 0's CPUs first), ``spread`` (c -> round robin over the allowed nodes: trace CPU 0
-    on the first node, 1 on the second, ...), ``file`` (a mapping file of ``TRACE_CPU
+    CPUs in id order), ``pack`` (the k-th distinct trace CPU by first appearance -> the
+    (k mod m)-th allowed CPU filling node by node: node 0's CPUs first), ``spread`` (the
+    k-th distinct trace CPU -> round robin over the allowed nodes), ``file`` (a mapping file of ``TRACE_CPU
     TARGET_CPU`` lines, ``#`` comments). ``cpunodebind`` / ``physcpubind`` restrict the
     allowed CPUs (numactl's options; both: their intersection)."""
     mode: str = "keep"
@@ -183,8 +183,26 @@ class CpuPlacement:
             raise ValueError("--cpunodebind/--physcpubind leave no CPU")
         return cpus
 
+    def order(self, topology):
+        """pack/spread: the allowed CPUs in the order trace CPUs are given them."""
+        by_node = {}
+        for c in self.allowed(topology):
+            by_node.setdefault(topology.cpu_node[c], []).append(c)
+        groups = [by_node[n] for n in sorted(by_node)]
+        if self.mode == "pack":
+            return np.asarray([c for g in groups for c in g], np.uint16)
+        return np.asarray([g[k] for k in range(max(map(len, groups)))     # round robin
+                           for g in groups if k < len(g)], np.uint16)
+
+    def mapper(self, topology, batch_rows=1 << 20):
+        """A :class:`CpuMapper` for one replay (its table fills as trace CPUs appear)."""
+        return CpuMapper(self, topology, batch_rows)
+
     def table(self, topology):
-        """uint16[65536]: trace CPU -> target CPU (UNMAPPED where the map places none)."""
+        """uint16[65536]: trace CPU -> target CPU (UNMAPPED where the map places none).
+        pack and spread give CPUs by order of first appearance: their table is filled by
+        the CpuMapper of a replay; here it is the one of a trace whose CPUs appear in id
+        order."""
         allowed = self.allowed(topology)
         table = np.full(CPU_ID_LIMIT, UNMAPPED, np.uint16)
         ids = np.arange(CPU_ID_LIMIT)
@@ -193,16 +211,8 @@ class CpuPlacement:
         elif self.mode == "modulo":
             table[:] = np.asarray(allowed)[ids % len(allowed)]
         elif self.mode in ("pack", "spread"):
-            by_node = {}
-            for c in allowed:
-                by_node.setdefault(topology.cpu_node[c], []).append(c)
-            groups = [by_node[n] for n in sorted(by_node)]
-            if self.mode == "pack":
-                order = [c for g in groups for c in g]
-            else:                                   # round robin over the nodes
-                order = [g[k] for k in range(max(map(len, groups)))
-                         for g in groups if k < len(g)]
-            table[:] = np.asarray(order)[ids % len(order)]
+            order = self.order(topology)
+            table[:] = order[ids % len(order)]
         else:
             for src, dst in read_cpu_map_file(self.file):
                 if dst not in allowed:
@@ -249,6 +259,34 @@ def _list_str(ids):
         parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+class CpuMapper:
+    """The CPU map of one replay. keep/modulo/file: a fixed table. pack/spread: the k-th
+    distinct trace CPU, in order of first appearance, gets ``order[k mod m]``; new CPUs
+    are found per batch (``np.unique``), so the result does not depend on batch sizes.
+    ``table`` is the map as filled so far (the cost model's pass reuses it)."""
+
+    def __init__(self, placement, topology, batch_rows=1 << 20):
+        self.dynamic = placement.mode in ("pack", "spread")
+        if self.dynamic:
+            self.order = placement.order(topology)
+            self.table = np.full(CPU_ID_LIMIT, UNMAPPED, np.uint16)
+            self.given = 0
+        else:
+            self.table = placement.table(topology)
+        self._remap = remapper(self.table, batch_rows)
+
+    def __call__(self, b):
+        if self.dynamic:
+            fresh = self.table[b.cpu] == UNMAPPED
+            if fresh.any():
+                cpus, first = np.unique(b.cpu[fresh], return_index=True)
+                cpus = cpus[np.argsort(first)]            # order of first appearance
+                k = (self.given + np.arange(cpus.size)) % self.order.size
+                self.table[cpus] = self.order[k]
+                self.given += cpus.size
+        return self._remap(b)
 
 
 def remapper(table, batch_rows):

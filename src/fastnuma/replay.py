@@ -85,15 +85,17 @@ class _Replay:
     def what_if(self, task_policy, cpu_map, batch_rows):
         """Set up the run's numactl policy and CPU map; returns the batch remapper or
         None."""
-        from .numactl import CpuPlacement, TaskPolicy, parse_policy, remapper
+        from .numactl import CpuMapper, CpuPlacement, TaskPolicy, parse_policy
         if task_policy is not None and not isinstance(task_policy, TaskPolicy):
             task_policy = parse_policy(task_policy, self.sim.topology)
         self.task_policy = task_policy
         if isinstance(cpu_map, str):
             cpu_map = CpuPlacement(cpu_map)
+        if isinstance(cpu_map, CpuMapper):
+            return cpu_map
         if cpu_map is None or cpu_map.is_identity():
             return None
-        return remapper(cpu_map.table(self.sim.topology), batch_rows)
+        return cpu_map.mapper(self.sim.topology, batch_rows)
 
     # ---------------------------------------------------------------- one batch
     def batch(self, b):

@@ -24,10 +24,11 @@ def run(config, trace, *, progress=None, batch_rows=None):
     sim = fn.Simulator(topo, **config.kernel)
     policy = parse_policy(config.policy, topo)
     rows = int(batch_rows or config.replay.get("batch_rows", 1 << 20))
+    mapper = None if config.placement.is_identity() else config.placement.mapper(topo, rows)
     report = sim.replay(trace, batch_rows=rows, strict=bool(config.replay.get("strict")),
-                        progress=progress, task_policy=policy, cpu_map=config.placement,
+                        progress=progress, task_policy=policy, cpu_map=mapper,
                         **config.epoch_kwargs())
-    table = None if config.placement.is_identity() else config.placement.table(topo)
+    table = None if mapper is None else mapper.table        # as the replay filled it
     tp = trace_pass(trace, topo, [e[0] for e in report.epochs], config.cost, table, rows)
     report.cost = estimate(report, tp, topo, config.cost)
     report.cost["llc_filter"] = tp.llc
