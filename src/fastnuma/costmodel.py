@@ -175,22 +175,27 @@ def trace_pass(trace, topology, end_rows, model, cpu_table=None, batch_rows=1 <<
         else:
             reach = is_acc
         count = b.count.astype(np.float64) if b.count is not None else np.ones(len(b))
-        rows = np.arange(b.row, b.row + len(b), dtype=np.int64)
-        e = np.minimum(np.searchsorted(ends, rows, side="right"), max(E - 1, 0))
-        np.add.at(N, (e[is_acc], node[is_acc]), 1)
-        np.add.at(W, (e[reach], node[reach]), count[reach])
-        tid = b.tid.astype(np.int64)
-        for key in np.unique(e[is_acc] * (1 << 32) + tid[is_acc]).tolist():
-            pairs.add(key)
-        ids, inv = np.unique(tid, return_inverse=True)
-        ev = np.bincount(inv, weights=is_acc, minlength=ids.size)
-        wt = np.bincount(inv, weights=np.where(reach, count, 0.0), minlength=ids.size)
-        for t, a, w in zip(ids.tolist(), ev.tolist(), wt.tolist()):
-            t_events[t] = t_events.get(t, 0) + int(a)
-            t_weight[t] = t_weight.get(t, 0.0) + w
+        # the batch's rows split at epoch ends (a few per batch): bincounts per segment
+        lo = 0
+        while lo < len(b):
+            e = min(int(np.searchsorted(ends, b.row + lo, side="right")), max(E - 1, 0))
+            hi = len(b) if e >= E - 1 else min(len(b), int(ends[e]) - b.row)
+            acc, hit = is_acc[lo:hi], reach[lo:hi]
+            nd, w = node[lo:hi], np.where(hit, count[lo:hi], 0.0)
+            N[e] += np.bincount(nd[acc], minlength=n)
+            W[e] += np.bincount(nd, weights=w, minlength=n)
+            ids, inv = np.unique(b.tid[lo:hi], return_inverse=True)
+            ev = np.bincount(inv, weights=acc, minlength=ids.size)
+            wt = np.bincount(inv, weights=w, minlength=ids.size)
+            for t, a, x in zip(ids.tolist(), ev.tolist(), wt.tolist()):
+                if a:
+                    pairs.add((e, t))
+                t_events[t] = t_events.get(t, 0) + int(a)
+                t_weight[t] = t_weight.get(t, 0.0) + x
+            lo = hi
     P = np.zeros(max(E, 1), np.int64)
-    for key in pairs:
-        P[key >> 32] += 1
+    for e, _ in pairs:
+        P[e] += 1
     return TracePass(N[:E], W[:E], P[:E], t_events, t_weight, use_llc)
 
 
