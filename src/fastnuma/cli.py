@@ -249,7 +249,7 @@ def _replay(args):
     args.strict = args.strict or None
     config = config_from_args(args)          # -c FILE with the options on top
     if config.machine or args.config:
-        named = config.label().rsplit(" ", 1)[0] if not args.topology else args.topology
+        named = args.topology or config.machine_label()
     else:
         _, named = _topology(args.topology, args.trace)
     progress = None

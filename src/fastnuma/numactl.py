@@ -149,11 +149,11 @@ class CpuPlacement:
     """Where the trace's threads run on the target machine.
 
     mode: ``keep`` (trace CPU c runs on CPU c), ``modulo`` (c -> allowed[c mod m], allowed
-    CPUs in id order), ``pack`` (the k-th distinct trace CPU by first appearance -> the
-    (k mod m)-th allowed CPU filling node by node: node 0's CPUs first), ``spread`` (the
-    k-th distinct trace CPU -> round robin over the allowed nodes), ``file`` (a mapping file of ``TRACE_CPU
-    TARGET_CPU`` lines, ``#`` comments). ``cpunodebind`` / ``physcpubind`` restrict the
-    allowed CPUs (numactl's options; both: their intersection)."""
+    CPUs in id order), ``pack`` (the k-th distinct trace CPU by first appearance -> the (k
+    mod m)-th allowed CPU filling node by node: node 0's CPUs first), ``spread`` (the k-th
+    distinct trace CPU -> round robin over the allowed nodes), ``file`` (a mapping file of
+    ``TRACE_CPU TARGET_CPU`` lines, ``#`` comments). ``cpunodebind`` / ``physcpubind``
+    restrict the allowed CPUs (numactl's options; both: their intersection)."""
     mode: str = "keep"
     cpunodebind: str = None
     physcpubind: str = None

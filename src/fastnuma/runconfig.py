@@ -153,12 +153,14 @@ class RunConfig:
                 "cost": self.cost.describe(), "replay": dict(self.replay)}
 
     def label(self):
-        if self.name:
-            return self.name
-        m = self.machine.get("preset") or next(
+        """The name, else "<machine> <policy>"."""
+        return self.name or f"{self.machine_label()} {self.policy}"
+
+    def machine_label(self):
+        """The preset's name, the machine file's name, "nodes" or "machine"."""
+        return self.machine.get("preset") or next(
             (os.path.basename(str(self.machine[k])) for k in ("numactl", "sysfs", "mlc")
-             if k in self.machine), "machine")
-        return f"{m} {self.policy}"
+             if k in self.machine), "nodes" if "nodes" in self.machine else "machine")
 
     def with_value(self, key, value):
         """A copy with one dotted key set (``policy``, ``kernel.numa_balancing``,

@@ -1,6 +1,6 @@
 """What-if runs and ``fastnuma compare`` (``fastnuma.compare``): one trace (or several)
-under several configurations, replayed once each, as one Arrow table (docs/run-config.md lists the
-columns and their units).
+under several configurations, replayed once each, as one Arrow table (docs/run-config.md
+lists the columns and their units).
 """
 import os
 import re
