@@ -3,6 +3,7 @@ traced processes, every CPU-map mode, and the replay hook that applies them."""
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import fastnuma as fn
 from fastnuma.errors import TraceError
@@ -184,3 +185,26 @@ def test_first_appearance_does_not_depend_on_batches():
     got = {br: [th["cpu"] for th in fn.Simulator(small).replay(
         trace(8, cpus), cpu_map="spread", batch_rows=br).threads] for br in (1, 5, 1000)}
     assert got[1] == got[5] == got[1000] == [0, 2, 1, 3, 0, 2, 1, 3, 0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.sets(st.integers(0, 63), min_size=1), st.booleans(), st.booleans())
+def test_node_lists_against_a_set_model(ids, invert, relative):
+    """Render a set as numactl would (ranges and singles in a shuffled order), parse it,
+    compare with plain set arithmetic."""
+    t = fn.Topology.uniform(nodes=64, cpus_per_node=1, pages_per_node=16)
+    ids = sorted(ids)
+    parts, i = [], 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
+        i = j + 1
+    text = ("!" if invert else "") + ("+" if relative else "") + ",".join(reversed(parts))
+    want = set(range(64)) - set(ids) if invert else set(ids)
+    if not want:
+        with pytest.raises(ValueError):
+            parse_nodes(text, t)
+    else:
+        assert parse_nodes(text, t) == tuple(sorted(want))
