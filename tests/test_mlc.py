@@ -51,3 +51,22 @@ def test_dash_entries_are_nan_and_errors_name_the_line():
         parse_mlc("Numa node\t0\t1\n0\t1\t2\n")
     with pytest.raises(ValueError, match=":4: row"):
         parse_mlc(text.replace("\t  80.0\t   -", "\t80.0"))
+
+
+def test_run_config_machine_from_mlc_and_numactl(tmp_path):
+    from fastnuma.runconfig import RunConfig
+    (tmp_path / "m.txt").write_text((DATA / "icx_4s_default_run.txt").read_text())
+    (tmp_path / "c.toml").write_text('[machine]\nmlc = "m.txt"\ncpus_per_node = 2\n'
+                                     'node_pages = 4096\n')
+    t = RunConfig.from_toml(tmp_path / "c.toml").topology()
+    assert t.n_nodes == 4 and t.node_cpus[3] == (6, 7) and t.distance[0][2] == 23
+    (tmp_path / "hw.txt").write_text(
+        "available: 2 nodes (0-1)\nnode 0 cpus: 0 1\nnode 0 size: 64 MB\n"
+        "node 1 cpus: 2 3\nnode 1 size: 64 MB\nnode distances:\nnode   0   1\n"
+        "  0:  10  21\n  1:  21  10\n")
+    (tmp_path / "d.toml").write_text('[machine]\nnumactl = "hw.txt"\n')
+    t = RunConfig.from_toml(tmp_path / "d.toml").topology()
+    assert t.node_pages == (16384, 16384) and t.distance[0][1] == 21
+    (tmp_path / "e.toml").write_text('[machine]\nnumactl = "hw.txt"\npreset = "cxl"\n')
+    with pytest.raises(ValueError, match="give one of"):
+        RunConfig.from_toml(tmp_path / "e.toml").topology()

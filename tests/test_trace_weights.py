@@ -66,3 +66,20 @@ def test_cli_replay_numactl_flags(tmp_path, capsys):
     with pytest.raises(SystemExit) as e:                          # one policy at a time
         main(["replay", trace, "--membind=0", "--interleave=1"])
     assert e.value.code == 2
+
+
+def test_lackey_trace_turns_the_cache_filter_on(tmp_path):
+    src = tmp_path / "l.txt"
+    src.write_text(LACKEY)
+    out = tmp_path / "l.arrow"
+    assert main(["convert", "lackey", str(src), "-o", str(out)]) == 0
+    cfg = fn.RunConfig.from_dict({"machine": {"preset": "two_socket"}})
+    r = fn.run(cfg, str(out))
+    # L 0421fe00 misses, S 7ff000398 misses, M 0421fe00 hits the line the load brought in
+    assert r.cost["llc_filter"] and r.rows == 3 and r.cost["memory_accesses"] == 2
+    off = fn.run(fn.RunConfig.from_dict({"machine": {"preset": "two_socket"},
+                                         "cost": {"llc": "off"}}), str(out))
+    assert not off.cost["llc_filter"] and off.cost["memory_accesses"] == 3
+    with pytest.raises(TypeError, match="RecordBatchReader"):
+        fn.run(cfg, pa.RecordBatchReader.from_batches(
+            feather.read_table(out).schema, feather.read_table(out).to_batches()))

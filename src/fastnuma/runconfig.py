@@ -201,11 +201,14 @@ def machine_topology(machine, trace=None):
         raise ValueError(f"[machine]: give one of preset, numactl, sysfs, mlc, nodes "
                          f"(got {', '.join(kinds)})")
     if not kinds:
-        if trace is not None and not hasattr(trace, "schema"):
-            from .trace.info import read_schema
-            from .trace.reader import trace_files
+        if trace is not None:
             from .trace.writer import META_TOPOLOGY
-            meta = read_schema(trace_files(trace)[0]).metadata or {}
+            if hasattr(trace, "schema"):                    # a pyarrow Table
+                meta = trace.schema.metadata or {}
+            else:
+                from .trace.info import read_schema
+                from .trace.reader import trace_files
+                meta = read_schema(trace_files(trace)[0]).metadata or {}
             if META_TOPOLOGY.encode() in meta:
                 kw = json.loads(meta[META_TOPOLOGY.encode()])
                 return getattr(Topology, kw.pop("preset", "uniform"))(**kw)

@@ -18,6 +18,10 @@ def run(config, trace, *, progress=None, batch_rows=None):
     with ``report.cost`` (the cost estimate, fastnuma.costmodel.estimate) and
     ``report.provenance`` (configuration, resolved machine, trace fingerprint)."""
     import fastnuma as fn
+    if isinstance(trace, pa.RecordBatchReader):
+        raise TypeError("a what-if run reads the trace twice (replay, then the cost "
+                        "model's pass): give a path or a pyarrow Table, not a "
+                        "RecordBatchReader")
     if not isinstance(config, RunConfig):
         config = RunConfig.from_toml(config)
     topo = config.topology(trace)
