@@ -164,12 +164,13 @@ def trace_pass(trace, topology, end_rows, model, cpu_table=None, batch_rows=1 <<
     cache = new_cache(n, model.llc_bytes, model.llc_ways) if use_llc else None
     ends = np.asarray(end_rows, np.int64)
     pairs, t_events, t_weight = set(), {}, {}
+    miss_buf = np.empty(batch_rows, np.uint8)               # the filter's output, reused
     for b in open_trace(trace, batch_rows):
         cpu = b.cpu if cpu_table is None else cpu_table[b.cpu]
         is_acc = (b.op == OP_READ) | (b.op == OP_WRITE)
         node = cpu_node[cpu.astype(np.int64)]
         if use_llc:
-            miss = np.empty(len(b), np.uint8)
+            miss = miss_buf[:len(b)]
             llc_filter(b.addr, node, is_acc, *cache, miss)
             reach = is_acc & (miss == 1)
         else:
