@@ -184,7 +184,10 @@ def test_report_long_epochs_numa_maps_and_modes(tmp_path):
     prov = json.loads(meta[b"fastnuma.provenance"])
     assert prov["config"]["policy"] == {"task": "interleave:all"}
     assert prov["machine"]["distance"][0] == [10, 21, 31, 21]
-    assert json.loads((r / "summary.json").read_text())["provenance"]["trace"]["path"]
+    summary = json.loads((r / "summary.json").read_text())
+    assert summary["provenance"]["trace"]["path"]
+    est = pq.read_table(r / "cost_epochs.parquet").column("estimated_ns").to_numpy().sum()
+    assert summary["cost"]["estimated_ns"] == pytest.approx(est)
 
 
 def test_several_traces_each_compared_to_its_own_first_row():

@@ -167,6 +167,9 @@ class Report:
         summary = self.summary_dict()
         if getattr(self, "provenance", None):
             summary["provenance"] = self.provenance
+        if getattr(self, "cost", None):                 # the cost model's totals
+            summary["cost"] = {k: v for k, v in self.cost.items()
+                               if not isinstance(v, pa.Table)}
         text = json.dumps(summary, indent=2, default=int)
         _atomic(directory, "summary.json", lambda f: f.write(text.encode()))
 
