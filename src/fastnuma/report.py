@@ -25,8 +25,12 @@ EPOCH_COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
 class ReportBuilder:
     """Collects a replay's time series and events."""
 
-    def __init__(self, sim):
+    def __init__(self, sim, heat_buckets=None):
         self.sim = sim
+        self.heat = None                 # the placement heatmap's sampler (heat.py)
+        if heat_buckets is not None:
+            from .heat import HeatRecorder
+            self.heat = HeatRecorder(sim, heat_buckets)
         self.epochs = []
         self.faults = []                 # (row, kind, pid, tid, addr)
         self.failed = []                 # (row, op, pid, tid, errno, message)
@@ -46,6 +50,8 @@ class ReportBuilder:
         used = self.sim.topology_pages - self.sim.free
         self.epochs.append((end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
                             hints, migrated, moved, used.copy()))
+        if self.heat is not None:
+            self.heat.sample(len(self.epochs) - 1, end_row, end_ns)
 
     def fault_event(self, row, kind, pid, tid, addr):
         self.faults.append((row, kind, pid, tid, addr))
@@ -74,7 +80,8 @@ class ReportBuilder:
                     placement=placement, faults=list(self.faults), failed_calls=list(self.failed),
                     implicit_mappings=self.implicit_mappings, epochs=list(self.epochs),
                     free_pages=sim.free.copy(), node_pages=sim.topology_pages.copy(),
-                    now_ns=sim.now_ns)
+                    now_ns=sim.now_ns,
+                    heat=None if self.heat is None else self.heat.table())
 
 
 class Report:
@@ -86,7 +93,8 @@ class Report:
     dicts: tid, pid, cpu, node, local, remote), ``placement`` ({pid: pages per node}),
     ``faults`` (out-of-memory kills and segmentation faults: row, kind, pid, tid, addr),
     ``failed_calls`` (row, op, pid, tid, errno, message), ``implicit_mappings``,
-    ``epochs`` (see :meth:`to_tables`).
+    ``epochs`` (see :meth:`to_tables`), ``heat`` (the placement heatmap's long table when
+    the replay recorded one with ``heat_buckets``, else None; docs/report.md).
     """
 
     def __init__(self, data):
@@ -94,7 +102,7 @@ class Report:
 
     def to_tables(self):
         """The report as pyarrow Tables: counters, nodes, access_matrix, threads, placement,
-        faults, failed_calls, epochs."""
+        faults, failed_calls, epochs, and heat when recorded."""
         n = len(self.node_pages)
         nodes = {"node": list(range(n)), "node_pages": self.node_pages.tolist(),
                  "free_pages": self.free_pages.tolist()}
@@ -125,7 +133,7 @@ class Report:
             "failed_calls": pa.Table.from_pylist(
                 [dict(zip(_FAILED.names, f)) for f in self.failed_calls], schema=_FAILED),
             "epochs": pa.table(epochs) if ep else pa.table({c: [] for c in EPOCH_COLUMNS}),
-        }
+        } | ({} if getattr(self, "heat", None) is None else {"heat": self.heat})
 
     def summary_dict(self):
         """What summary.json holds: the scalars and small tables, JSON-ready."""
@@ -134,7 +142,9 @@ class Report:
                 "numastat": {str(k): v for k, v in self.numastat.items()},
                 "placement": {str(k): v.tolist() for k, v in self.placement.items()},
                 "faults": len(self.faults), "failed_calls": len(self.failed_calls),
-                "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)}
+                "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)} | (
+                    {"provenance": self.provenance} if getattr(self, "provenance", None)
+                    else {})
 
     def write(self, directory):
         """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``
@@ -173,6 +183,12 @@ class Report:
         if self.implicit_mappings:
             lines.append(f"implicit mappings    {self.implicit_mappings}")
         return "\n".join(lines)
+
+    def plot(self, kinds=None):
+        """The report's figures as {kind: matplotlib Figure} (needs fastnuma[plot]); kinds
+        and their axes are in docs/report.md (fastnuma.plot.KINDS)."""
+        from .plot import plot_report
+        return plot_report(self, kinds)
 
     def __repr__(self):
         return f"<fastnuma.Report: {self.rows:,} events, {len(self.epochs)} epochs>"
