@@ -159,7 +159,7 @@ def _balancing(view):
         if name in ep.column_names:
             ax.plot(x, ep.column(name).to_pylist(), ls, color=c, marker=".", label=name)
     ax.set_xlabel(xlabel)
-    ax.set_ylabel("events per epoch (count; migrations in 4 KiB pages)")
+    ax.set_ylabel("per epoch (count)")
     ax.set_ylim(bottom=0)
     ax.legend(loc="upper right", fontsize=8)
     _title(fig, view, "NUMA hinting faults and migrations per epoch")

@@ -47,7 +47,11 @@ class Progress:
         if self.t0 is None:
             self.t0, self.rows0, self.last_log = now, rows, now
             if self.tty:
-                from tqdm import tqdm
+                try:
+                    from tqdm import tqdm
+                except ImportError:      # tqdm is optional (fastnuma[progress]): log lines
+                    self.tty = False
+                    return
                 # initial=rows: the rate counts from here, not from the compile before it
                 self.bar = tqdm(total=self.total, initial=rows, file=self.stream,
                                 unit=" events", unit_scale=True, dynamic_ncols=True,
