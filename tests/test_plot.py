@@ -124,8 +124,14 @@ def test_heat_needs_the_recording():
 
 def test_plot_command_and_html(tmp_path, capsys):
     rep = tmp_path / "rep"
+    page = tmp_path / "replay.html"
     assert main(["replay", os.path.join(TRACES, "lazy_4node.arrow"), "--epoch", "500",
-                 "--out", str(rep), "--heat-buckets", "8", "--quiet"]) == 0
+                 "--out", str(rep), "--heat-buckets", "8", "--quiet", "--html",
+                 str(page)]) == 0
+    assert "heat.parquet" in os.listdir(rep)
+    first = page.read_text()
+    assert first.count("data:image/png;base64,") == len(KINDS)
+    assert "lazy_4node.arrow" in first and "knob numa_balancing" in first
     figs = tmp_path / "figs"
     assert main(["plot", str(rep), "-o", str(figs), "--html"]) == 0
     names = sorted(os.listdir(figs))

@@ -243,7 +243,7 @@ def _replay(args):
     if args.heat_buckets < 0:
         raise ValueError(f"--heat-buckets {args.heat_buckets}: expected 0 or more")
     report = run_with_progress(
-        sim, args, None if args.quiet else _trace_rows(args.trace),
+        sim, args, lambda: _trace_rows(args.trace),
         batch_rows=args.batch_rows, strict=args.strict, heat_buckets=args.heat_buckets or None,
         **({"epoch_events": step} if kind == "events" else {"epoch_ns": step}))
     report.topology = f"{named}: {report.topology}"

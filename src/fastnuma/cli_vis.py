@@ -7,12 +7,17 @@ import sys
 from . import __version__
 
 
-def run_with_progress(sim, args, total, **kw):
+def run_with_progress(sim, args, total_rows, **kw):
     """``sim.replay(args.trace, **kw)`` with the progress (progress.py) unless --quiet, and
-    the compile notice on a terminal. The final progress line only after a success."""
+    the compile notice on a terminal. The final progress line only after a success.
+    ``total_rows()``: the trace's rows from its metadata, or None."""
     from .progress import Progress, compile_notice
     if args.quiet:
         return sim.replay(args.trace, **kw)
+    try:
+        total = total_rows()
+    except Exception:        # noqa: BLE001 - a bad file: the replay's reader names the place
+        total = None
     progress = Progress(total)
     # the notice only on a terminal: in logs an extra line would precede errors that
     # scripts read as the one line of stderr

@@ -45,10 +45,10 @@ def _figure(width=7.0, height=3.6):
 
 def time_axis(view):
     """x values of the epochs and their label: simulated seconds when the trace carries
-    time (end_ns grows), else events replayed."""
+    time (end_ns never goes back and moves), else events replayed."""
     ep = view.tables["epochs"]
     ns = np.asarray(ep.column("end_ns").to_pylist(), np.int64)
-    if ns.size > 1 and np.all(np.diff(ns) > 0):
+    if ns.size > 1 and np.all(np.diff(ns) >= 0) and ns[-1] > ns[0]:
         return ns / 1e9, "simulated time (s)"
     return np.asarray(ep.column("end_row").to_pylist(), np.int64), "events replayed"
 
@@ -183,12 +183,11 @@ def _matrix(view):
     n = len(m)
     fig = _figure(1.6 + 0.9 * n, 1.0 + 0.8 * n)
     ax = fig.add_subplot()
-    im = ax.imshow(m, cmap="cividis", origin="upper")
-    top = m.max() if m.size else 0
+    im = ax.imshow(m, cmap="cividis", origin="upper", vmin=0)   # from 0: honest ratios
     for i in range(n):
         for j in range(n):
             ax.text(j, i, f"{m[i, j]:,}", ha="center", va="center", fontsize=8,
-                    color="white" if m[i, j] < 0.6 * top else "black")
+                    color="white" if im.norm(m[i, j]) < 0.6 else "black")
     ax.set_xticks(range(n))
     ax.set_yticks(range(n))
     ax.set_xlabel("memory node")
@@ -244,9 +243,8 @@ def _heat(view):
         ax.set_ylim(0, (hi_all - lo_all) / 2**20)
         ax.set_ylabel(f"process {pid}\nMiB above {lo_all:#x}", fontsize=8)
         ax.set_xlabel(xlabel)
-        ax.legend(handles=[Patch(color=node_colour(k), label=f"node {k}")
-                           for k in range(view.n_nodes)], fontsize=7, loc="upper right",
-                  ncol=min(view.n_nodes, 4))
+    fig.legend(handles=[Patch(color=node_colour(k), label=f"node {k}")
+                        for k in range(view.n_nodes)], fontsize=7, loc="outside right upper")
     _title(fig, view, "Placement: address ranges x time, coloured by node")
     return fig
 
