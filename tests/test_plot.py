@@ -129,6 +129,11 @@ def test_plot_command_and_html(tmp_path, capsys):
                  "--out", str(rep), "--heat-buckets", "8", "--quiet", "--html",
                  str(page)]) == 0
     assert "heat.parquet" in os.listdir(rep)
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("heat.parquet", "summary.json"):          # the umask's mode, not 0600
+        assert os.stat(rep / name).st_mode & 0o777 == 0o666 & ~mask
+    assert os.stat(page).st_mode & 0o777 == 0o666 & ~mask
     first = page.read_text()
     assert first.count("data:image/png;base64,") == len(KINDS)
     assert "lazy_4node.arrow" in first and "knob numa_balancing" in first

@@ -209,6 +209,9 @@ def _atomic(directory, name, write):
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        mask = os.umask(0)              # mkstemp makes 0600; the user's umask decides
+        os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)
         os.replace(tmp, os.path.join(directory, name))
     except BaseException:
         os.unlink(tmp)
