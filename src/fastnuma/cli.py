@@ -4,8 +4,10 @@
     fastnuma generate SCENARIO --events N [--seed S] -o FILE [--nodes ...] [--pages ...]
     fastnuma info TRACE
     fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0|1] [--profile ...]
-    fastnuma convert lackey|perf|csv INPUT -o FILE
+    fastnuma convert lackey|perf|csv INPUT -o FILE [--allow-empty] [--ns-per-event N]
     fastnuma compare TRACE... -c A.toml -c B.toml | --vary KEY=V1,V2 [-o table.parquet]
+    fastnuma plot REPORT_DIR -o DIR [--html [FILE]]
+    fastnuma --version
 """
 import argparse
 import os
@@ -16,12 +18,14 @@ class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (no usage block): ``fastnuma ...: error: ...``."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        where = self.prog.partition(" ")[2]          # the subcommand, if any
+        self.exit(2, f"fastnuma: error: {where + ': ' if where else ''}{message}\n")
 
 
 def _parser():
     from .trace.generate import SCENARIOS
     parser = _Parser(prog="fastnuma", description="Simulate Linux NUMA memory placement.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the bundled example and print its counters")
     demo.add_argument("--pages", type=int, default=1 << 16,
@@ -84,7 +88,16 @@ def _parser():
     rep.add_argument("--batch-rows", type=int, default=1 << 20,
                      help="rows read per batch (default 1048576)")
     rep.add_argument("--out", help="directory for the report (Parquet tables + summary.json)")
-    rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    rep.add_argument("--no-progress", "--quiet", "-q", dest="quiet", action="store_true",
+                     help="no progress (bar on a terminal, else a line every 5 s)")
+    rep.add_argument("--format", choices=("text", "json", "vmstat"), default="text",
+                     help="stdout: the summary (text), summary.json's content (json), or "
+                     "/proc/vmstat lines then numastat -n per node (vmstat)")
+    rep.add_argument("--html", metavar="FILE", help="also write a self-contained HTML "
+                     "report (figures need fastnuma[plot])")
+    rep.add_argument("--heat-buckets", type=int, default=64, metavar="N",
+                     help="placement heatmap: address ranges per process recorded at "
+                     "each epoch (default 64; 0: none)")
     from .cli_whatif import add_compare_parser, add_what_if_options
     add_what_if_options(rep)            # -c FILE, numactl's flags, CPU map, cost model
 
@@ -103,6 +116,20 @@ def _parser():
     conv.add_argument("--ns-per-event", type=int, default=1,
                       help="lackey: simulated ns between two accesses (lackey has no clock; "
                       "default 1)")
+    conv.add_argument("--allow-empty", action="store_true", help="write the trace and exit "
+                      "0 even when the input had no records that could be read")
+
+    plot = sub.add_parser("plot", help="draw a report's figures (needs fastnuma[plot])",
+                          description="Draw the figures of REPORT_DIR (written by `fastnuma "
+                          "replay --out`) as PNG and SVG files into DIR; figure kinds are "
+                          "documented in docs/report.md.")
+    plot.add_argument("report", help="report directory")
+    plot.add_argument("-o", "--output", help="directory for the figures")
+    plot.add_argument("--kinds", help="comma-separated subset of: timeline, pages, "
+                      "balancing, matrix, heat, threads (default: all the report has)")
+    plot.add_argument("--formats", default="png,svg", help="image formats (default png,svg)")
+    plot.add_argument("--html", nargs="?", const="", metavar="FILE", help="also write the "
+                      "HTML report (default FILE: DIR/report.html)")
     return parser
 
 
@@ -209,71 +236,66 @@ def _trace_rows(trace):
     return total
 
 
-class _Progress:
-    """A one-line progress bar on stderr: events/s and percent of the trace."""
-
-    def __init__(self, total):
-        import time
-        self.total, self.time, self.t0, self.last = total, time.perf_counter, None, 0.0
-
-    def __call__(self, rows):
-        now = self.time()
-        if self.t0 is None:
-            self.t0 = now
-        if now - self.last < 0.2 and rows != self.total:
-            return
-        self.last = now
-        rate = rows / max(now - self.t0, 1e-9)
-        if self.total:
-            done = rows / self.total
-            bar = "#" * int(30 * done)
-            line = f"[{bar:<30}] {100 * done:5.1f}%  {rows:,} events  {rate / 1e6:.1f} M/s"
-        else:
-            line = f"{rows:,} events  {rate / 1e6:.1f} M/s"
-        sys.stderr.write("\r" + line)
-        sys.stderr.flush()
-
-    def close(self):
-        sys.stderr.write("\n")
-
-
 def _replay(args):
     from .cli_whatif import config_from_args
-    from .whatif import cost_summary, run, write_report
+    from .whatif import run
     if args.batch_rows < 1:
         raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
     if args.epoch is not None:
         parse_epoch(args.epoch)
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out!r} exists and is not a directory")
+    if args.heat_buckets < 0:
+        raise ValueError(f"--heat-buckets {args.heat_buckets}: expected 0 or more")
     args.strict = args.strict or None
     config = config_from_args(args)          # -c FILE with the options on top
     if config.machine or args.config:
         named = args.topology or config.machine_label()
     else:
         _, named = _topology(args.topology, args.trace)
-    progress = None
-    if not args.no_progress and sys.stderr.isatty():
-        progress = _Progress(_trace_rows(args.trace))
-    try:
-        report = run(config, args.trace, progress=progress, batch_rows=args.batch_rows)
-    finally:
-        if progress is not None:
-            progress.close()
+    from .cli_vis import replay_outputs, run_with_progress
+    report = run_with_progress(
+        args, lambda: _trace_rows(args.trace),
+        lambda progress: run(config, args.trace, progress=progress, batch_rows=args.batch_rows,
+                             heat_buckets=args.heat_buckets or None))
     report.topology = f"{named}: {report.topology}"
-    print(report.summary())
-    print(cost_summary(report))
-    if args.out is not None:
-        write_report(report, args.out)
-        print(f"report written to {args.out}")
+    replay_outputs(report, args)
 
 
 def _convert(args):
+    import tempfile
     from .trace import convert
     kw = {"cpu": args.cpu, "instructions": args.instructions,
           "ns_per_event": args.ns_per_event} if args.format == "lackey" else {}
-    n = convert.CONVERTERS[args.format](args.input, args.output, **kw)
+    # convert into a temporary name: an input with no readable records writes nothing
+    # (unless --allow-empty), and an existing output stays as it was
+    out = os.path.abspath(args.output)
+    fd, tmp = tempfile.mkstemp(prefix=".fastnuma-", suffix=os.path.splitext(out)[1],
+                               dir=os.path.dirname(out))
+    os.close(fd)
+    try:
+        n = convert.CONVERTERS[args.format](args.input, tmp, **kw)
+        if n == 0 and not args.allow_empty:
+            raise ValueError(f"{args.input}: no {args.format} records could be read; nothing "
+                             f"written (--allow-empty writes an empty trace)")
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
     print(f"wrote {args.output}: {n} events (from {args.format} {args.input})")
+
+
+def _version():
+    from importlib.metadata import PackageNotFoundError, version
+    from . import __version__
+    import platform
+    deps = []
+    for dist in ("numba", "numpy", "pyarrow"):
+        try:
+            deps.append(f"{dist} {version(dist)}")
+        except PackageNotFoundError:
+            pass
+    return f"fastnuma {__version__} ({', '.join(deps)}, Python {platform.python_version()})"
 
 
 def _run(args):
@@ -294,9 +316,12 @@ def _run(args):
         elif args.command == "compare":
             from .cli_whatif import run_compare
             run_compare(args)
+        elif args.command == "plot":
+            from .cli_vis import plot_command
+            plot_command(args)
     except BrokenPipeError:
         raise
-    except (OSError, ValueError, TypeError, MemoryError) as e:
+    except (OSError, ValueError, TypeError, MemoryError, ImportError) as e:
         print(f"fastnuma: error: {e}", file=sys.stderr)
         return 1
     except Exception as e:                  # noqa: BLE001 - pyarrow's own error classes

@@ -34,7 +34,8 @@ class ReplayMixin:
     """``Simulator.replay``."""
 
     def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=None,
-               epoch_ns=None, strict=False, progress=None, task_policy=None, cpu_map=None):
+               epoch_ns=None, strict=False, progress=None, task_policy=None, cpu_map=None,
+               heat_buckets=None):
         """Replay a trace (a path, directory or glob of .arrow/.feather/.arrows/.parquet
         files, a pyarrow Table or RecordBatchReader) and return its :class:`Report`.
 
@@ -48,6 +49,8 @@ class ReplayMixin:
         :class:`fastnuma.numactl.TaskPolicy`) set on every traced process at its first
         event; ``cpu_map``: a :class:`fastnuma.numactl.CpuPlacement` (or its mode name)
         remapping the trace's CPUs (docs/run-config.md).
+        ``heat_buckets``: at each epoch, record pages per node in that many address ranges
+        of every process (the report's ``heat`` table, for the placement heatmap).
         """
         if epoch_events is not None and epoch_ns is not None:
             raise ValueError("give epoch_events or epoch_ns, not both")
@@ -56,7 +59,7 @@ class ReplayMixin:
         for name, value in (("epoch_events", epoch_events), ("epoch_ns", epoch_ns)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
-        run = _Replay(self, epoch_events, epoch_ns, strict)
+        run = _Replay(self, epoch_events, epoch_ns, strict, heat_buckets)
         remap = run.what_if(task_policy, cpu_map, batch_rows)   # what-if hook (numactl.py)
         for batch in open_trace(source, batch_rows):
             run.batch(remap(batch) if remap else batch)
@@ -68,7 +71,7 @@ class ReplayMixin:
 class _Replay:
     """The state of one replay: the time base, the epoch clock and the report."""
 
-    def __init__(self, sim, epoch_events, epoch_ns, strict):
+    def __init__(self, sim, epoch_events, epoch_ns, strict, heat_buckets=None):
         self.sim = sim
         self.strict = strict
         self.epoch_events = epoch_events
@@ -78,7 +81,7 @@ class _Replay:
         self.rows = 0
         self.next_epoch_row = epoch_events or NEVER
         self.next_epoch_ts = NEVER      # in trace ts units, once the base is known
-        self.report = ReportBuilder(sim)
+        self.report = ReportBuilder(sim, heat_buckets)
         self.pos = np.zeros(1, np.int64)
         self.task_policy = None
 

@@ -25,8 +25,12 @@ EPOCH_COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
 class ReportBuilder:
     """Collects a replay's time series and events."""
 
-    def __init__(self, sim):
+    def __init__(self, sim, heat_buckets=None):
         self.sim = sim
+        self.heat = None                 # the placement heatmap's sampler (heat.py)
+        if heat_buckets is not None:
+            from .heat import HeatRecorder
+            self.heat = HeatRecorder(sim, heat_buckets)
         self.epochs = []
         self.faults = []                 # (row, kind, pid, tid, addr)
         self.failed = []                 # (row, op, pid, tid, errno, message)
@@ -54,6 +58,8 @@ class ReportBuilder:
         self.epoch_access.append(matrix - self._last_matrix)
         self.epoch_vmstat.append(self.sim.vm - self._last_vm)
         self._last_matrix, self._last_vm = matrix, self.sim.vm.copy()
+        if self.heat is not None:
+            self.heat.sample(len(self.epochs) - 1, end_row, end_ns)
 
     def fault_event(self, row, kind, pid, tid, addr):
         self.faults.append((row, kind, pid, tid, addr))
@@ -87,7 +93,8 @@ class ReportBuilder:
                     epoch_vmstat=np.array(self.epoch_vmstat, np.int64).reshape(
                         -1, sim.vm.size),
                     numa_maps={pid: sim.numa_maps(pid) for pid in sorted(sim.procs)},
-                    provenance=None)
+                    provenance=None,
+                    heat=None if self.heat is None else self.heat.table())
 
 
 class Report:
@@ -102,7 +109,8 @@ class Report:
     ``epochs`` (see :meth:`to_tables`), ``epoch_access`` (int64 [epoch, cpu node, memory
     node]: accesses in each epoch), ``epoch_vmstat`` (int64 [epoch, counter]: vmstat
     deltas, VMSTAT_NAMES order), ``numa_maps`` ({pid: /proc/PID/numa_maps text}),
-    ``provenance`` (dict or None: configuration and trace, docs/run-config.md).
+    ``provenance`` (dict or None: configuration and trace, docs/run-config.md), ``heat`` (the placement heatmap's long
+    table when the replay recorded one with ``heat_buckets``, else None; docs/report.md).
     """
 
     def __init__(self, data):
@@ -110,7 +118,7 @@ class Report:
 
     def to_tables(self):
         """The report as pyarrow Tables: counters, nodes, access_matrix, threads, placement,
-        faults, failed_calls, epochs."""
+        faults, failed_calls, epochs, and heat when recorded."""
         n = len(self.node_pages)
         nodes = {"node": list(range(n)), "node_pages": self.node_pages.tolist(),
                  "free_pages": self.free_pages.tolist()}
@@ -142,7 +150,9 @@ class Report:
                 [dict(zip(_FAILED.names, f)) for f in self.failed_calls], schema=_FAILED),
             "epochs": pa.table(epochs) if ep else pa.table({c: [] for c in EPOCH_COLUMNS}),
             **_what_if_tables(self),
-        }
+        } | ({} if getattr(self, "heat", None) is None else {"heat": self.heat}) | {
+            f"cost_{name}": self.cost[name] for name in ("epochs", "threads")
+            if getattr(self, "cost", None)}
 
     def summary_dict(self):
         """What summary.json holds: the scalars and small tables, JSON-ready."""
@@ -151,7 +161,9 @@ class Report:
                 "numastat": {str(k): v for k, v in self.numastat.items()},
                 "placement": {str(k): v.tolist() for k, v in self.placement.items()},
                 "faults": len(self.faults), "failed_calls": len(self.failed_calls),
-                "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)}
+                "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)} | (
+                    {"provenance": self.provenance} if getattr(self, "provenance", None)
+                    else {})
 
     def write(self, directory):
         """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``
@@ -200,6 +212,12 @@ class Report:
         if self.implicit_mappings:
             lines.append(f"implicit mappings    {self.implicit_mappings}")
         return "\n".join(lines)
+
+    def plot(self, kinds=None):
+        """The report's figures as {kind: matplotlib Figure} (needs fastnuma[plot]); kinds
+        and their axes are in docs/report.md (fastnuma.plot.KINDS)."""
+        from .plot import plot_report
+        return plot_report(self, kinds)
 
     def __repr__(self):
         return f"<fastnuma.Report: {self.rows:,} events, {len(self.epochs)} epochs>"

@@ -13,7 +13,7 @@ from .numactl import parse_policy
 from .runconfig import RunConfig, trace_provenance
 
 
-def run(config, trace, *, progress=None, batch_rows=None):
+def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None):
     """Replay ``trace`` under ``config`` (a RunConfig or a TOML path) and return its Report
     with ``report.cost`` (the cost estimate, fastnuma.costmodel.estimate) and
     ``report.provenance`` (configuration, resolved machine, trace fingerprint)."""
@@ -31,6 +31,7 @@ def run(config, trace, *, progress=None, batch_rows=None):
     mapper = None if config.placement.is_identity() else config.placement.mapper(topo, rows)
     report = sim.replay(trace, batch_rows=rows, strict=bool(config.replay.get("strict")),
                         progress=progress, task_policy=policy, cpu_map=mapper,
+                        heat_buckets=heat_buckets,
                         **config.epoch_kwargs())
     table = None if mapper is None else mapper.table        # as the replay filled it
     tp = trace_pass(trace, topo, [e[0] for e in report.epochs], config.cost, table, rows)
@@ -46,20 +47,6 @@ def run(config, trace, *, progress=None, batch_rows=None):
                     "bandwidth_gbps": bw.round(3).tolist()},
         "trace": trace_provenance(trace), "llc_filter": tp.llc}
     return report
-
-
-def write_report(report, directory):
-    """report.write(directory) plus cost_epochs.parquet and cost_threads.parquet (same
-    provenance metadata; each file whole or not at all)."""
-    import pyarrow.parquet as pq
-
-    from .report import _atomic, provenance_metadata
-    report.write(directory)
-    meta = provenance_metadata(report)
-    for name in ("epochs", "threads"):
-        t = report.cost[name]
-        t = t.replace_schema_metadata(meta)
-        _atomic(directory, f"cost_{name}.parquet", lambda f, t=t: pq.write_table(t, f))
 
 
 def cost_summary(report):
