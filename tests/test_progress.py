@@ -119,7 +119,7 @@ def test_replay_formats(capsys):
     assert main(["replay", trace, "--format", "json", "--quiet"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["vmstat"]["numa_pages_migrated"] == 384
-    assert summary["provenance"]["trace"].endswith("lazy_4node.arrow")
+    assert summary["provenance"]["trace"]["path"].endswith("lazy_4node.arrow")
     assert main(["replay", trace, "--format", "vmstat", "--quiet"]) == 0
     out = capsys.readouterr().out
     head, _, numastat = out.partition("\n\n")
