@@ -31,6 +31,7 @@ def run_sweep_command(args):
     total = len(grid.combinations())
     client, cluster = connect(args.scheduler, args.workers, args.memory_limit)
     try:
+        client.wait_for_workers(1, timeout=60)
         where = cluster and "a local cluster" or f"scheduler {client.scheduler.address}"
         workers = len(client.scheduler_info()["workers"])
         print(f"sweep: {total} combinations on {where} ({workers} workers)", flush=True)

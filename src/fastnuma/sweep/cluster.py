@@ -61,9 +61,17 @@ def connect(scheduler=None, workers=None, memory_limit=None, processes=True):
 
 
 def dashboard(client):
-    """The dashboard's link, or None when the scheduler serves none (bokeh missing)."""
-    services = client.scheduler_info().get("services", {})
-    return client.dashboard_link if "dashboard" in services else None
+    """The dashboard's link, or None when nothing answers there (a scheduler started
+    with --no-dashboard still lists the service)."""
+    import urllib.request
+    if "dashboard" not in client.scheduler_info().get("services", {}):
+        return None
+    link = client.dashboard_link
+    try:
+        with urllib.request.urlopen(link, timeout=2):
+            return link
+    except (OSError, ValueError):
+        return None
 
 
 def _worker_memory(client):
