@@ -38,7 +38,9 @@ def local_cluster(workers=None, memory_limit=None, processes=True):
     divided among them) and declaring 70 % of it as the MEMORY resource."""
     distributed = _dask()
     from distributed.system import MEMORY_LIMIT
-    workers = workers or len(os.sched_getaffinity(0))
+    if not workers:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+            else os.cpu_count()
     limit = int(memory_limit or MEMORY_LIMIT // workers)
     return distributed.LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=processes, memory_limit=limit,

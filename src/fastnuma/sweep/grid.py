@@ -67,7 +67,10 @@ def is_url(path):
 def load_grid(path):
     """Read and check a grid file; errors are one-line ValueErrors naming the file and
     the key (nothing is run or written before the whole grid checks out)."""
-    import tomllib
+    try:
+        import tomllib
+    except ImportError:                       # Python 3.10: the same parser, packaged
+        import tomli as tomllib
     where = os.fspath(path)
     try:
         with open(where, "rb") as f:
