@@ -337,3 +337,61 @@ def test_against_a_scheduler_and_a_worker_processes(tmp_path):
                 p.kill()
                 p.wait()
     assert all(p.returncode is not None for p in procs)
+
+
+class _MaxExecuting(distributed.WorkerPlugin):
+    """Counts the worker's replays in its "executing" state (a task gets there only once
+    its resources are acquired) and keeps the largest count seen."""
+    name = "fastnuma-max-executing"
+
+    def setup(self, worker):
+        self.now = self.most = 0
+
+    def transition(self, key, start, finish, **kwargs):
+        if str(key).startswith("fastnuma-replay-"):
+            self.now += (finish == "executing") - (start == "executing")
+            self.most = max(self.most, self.now)
+
+
+def test_memory_resource_keeps_a_worker_from_oversubscribing(tmp_path):
+    """One worker with 2 threads whose MEMORY holds one replay of this trace (its
+    estimate x 1.5): it never executes two replays at once."""
+    from fastnuma.sweep import run_sweep
+    need = estimate_memory(survey_trace(LAZY))
+    grid = _grid(tmp_path, f'traces = ["{LAZY}"]\n[axes]\nnuma_balancing = [0, 1]\n'
+                           f'thp = ["never", "always"]\n')
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  resources={"MEMORY": int(1.5 * need)},
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        c.register_plugin(_MaxExecuting())
+        stats = run_sweep(grid, tmp_path / "r.parquet", c, progress=False)
+        (worker,) = cluster.workers.values()
+        most = worker.plugins[_MaxExecuting.name].most
+    assert stats["ran"] == 4 and stats["failed"] == 0
+    assert most == 1
+    assert set(pq.read_table(tmp_path / "r.parquet").column("memory_estimate_bytes")
+               .to_pylist()) == {need}
+
+
+def test_a_replay_larger_than_every_worker_fails_at_once(tmp_path):
+    from fastnuma.sweep import run_sweep
+    grid = _grid(tmp_path, f'traces = ["{LAZY}"]\n[axes]\nnuma_balancing = [0, 1]\n')
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                  resources={"MEMORY": 1 << 20},
+                                  dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as c:
+        stats = run_sweep(grid, tmp_path / "r.parquet", c, progress=False)
+    assert stats == {"total": 2, "skipped": 0, "ran": 2, "failed": 2}
+    errors = pq.read_table(tmp_path / "r.parquet").column("error").to_pylist()
+    assert all(e.startswith("MemoryError: needs about") and "offers 1,048,576" in e
+               for e in errors)
+
+
+def test_missing_trace_is_a_failed_row(client, tmp_path):
+    from fastnuma.sweep import run_sweep
+    grid = _grid(tmp_path, 'traces = ["nowhere.parquet"]\n[axes]\nthp = ["never"]\n')
+    stats = run_sweep(grid, tmp_path / "r.parquet", client, progress=False)
+    assert stats["failed"] == 1
+    (row,) = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert row["status"] == "failed" and row["error"].startswith("TraceError: no such trace")
