@@ -327,6 +327,15 @@ def test_against_a_scheduler_and_a_worker_processes(tmp_path):
         for r in rows:
             assert _outcome(r) == {k: v for k, v in _outcome(run_combination(
                 UNIFORM, {"numa_balancing": r["numa_balancing"]})).items() if k in r}
+        # the same command again, the scheduler named by Dask's environment variable:
+        # everything is in the table already
+        again = subprocess.run([sys.executable, "-m", "fastnuma", "sweep", str(grid), "-o",
+                                str(out), "--no-progress"], capture_output=True, text=True,
+                               env=dict(env, DASK_SCHEDULER_ADDRESS=address), timeout=300)
+        assert again.returncode == 0, again.stderr
+        assert f"on scheduler {address}" in again.stdout
+        assert "0 ran (0 failed), 2 already in" in again.stdout
+        assert pq.read_table(out).to_pylist() == rows
     finally:
         for p in reversed(procs):
             p.terminate()
