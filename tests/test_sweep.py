@@ -404,3 +404,24 @@ def test_missing_trace_is_a_failed_row(client, tmp_path):
     assert stats["failed"] == 1
     (row,) = pq.read_table(tmp_path / "r.parquet").to_pylist()
     assert row["status"] == "failed" and row["error"].startswith("TraceError: no such trace")
+
+
+def test_cli_exit_status_and_summary(client, tmp_path, capsys):
+    """The command on the test's cluster (in-process, by its address): a failed
+    combination makes the exit status 3, its row holds the error; a rerun skips the
+    finished ones and runs the failed one again."""
+    grid = tmp_path / "grid.toml"
+    grid.write_text(f'traces = ["{ZIPF}"]\n[axes]\ntopology = ["two_socket", "uniform"]\n')
+    out = tmp_path / "r.parquet"
+    argv = ["sweep", str(grid), "-o", str(out), "--scheduler", client.scheduler.address,
+            "--no-progress"]
+    assert main(argv) == 3
+    printed = capsys.readouterr().out
+    assert "sweep: 2 combinations on scheduler" in printed
+    assert "sweep: 2 ran (1 failed), 0 already in" in printed
+    assert main(argv) == 3
+    assert "sweep: 1 ran (1 failed), 1 already in" in capsys.readouterr().out
+    statuses = sorted(pq.read_table(out).column("status").to_pylist())
+    assert statuses == ["failed", "ok"]
+    assert main(["sweep", str(grid), "-o", str(tmp_path / "r.csv")]) == 1
+    assert "the results table is a .parquet file" in capsys.readouterr().err
