@@ -8,7 +8,6 @@ import pickle
 import socket
 import subprocess
 import sys
-import time
 import tracemalloc
 from pathlib import Path
 

@@ -18,16 +18,25 @@ def run_sweep_command(args):
         if v is not None and v < 1:
             raise ValueError(f"{flag} {v}: expected a positive number")
     grid = load_grid(args.grid)
-    from .cluster import connect, dashboard, run_sweep
     from .store import ResultStore
     ResultStore(args.output)               # refuses a file that is not a sweep table
     log = logging.getLogger("fastnuma.sweep")       # progress lines; Dask's own stay quiet
-    if not log.handlers:
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-        log.addHandler(handler)
-        log.setLevel(logging.INFO)
-        log.propagate = False
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    saved = log.level, log.propagate
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    try:
+        return _run(args, grid)
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(saved[0])
+        log.propagate = saved[1]
+
+
+def _run(args, grid):
+    from .cluster import connect, dashboard, run_sweep
     total = len(grid.combinations())
     client, cluster = connect(args.scheduler, args.workers, args.memory_limit)
     try:
