@@ -10,9 +10,11 @@ default: the trace's suggested machine, else four_socket), every
 ``epoch`` (events, or a time such as "100ms"), ``strict`` and ``batch_rows``.
 
 Integration point for issue 14 (the run configuration, numactl-vocabulary policies, CPU
-maps and the cost model, built on another branch): :data:`PENDING_KEYS` are refused today;
-at merge, ``_simulator`` builds the machine and policies from that configuration and
-``_estimated_time`` fills :data:`COST_COLUMNS` from its cost model.
+maps and the cost model, built on another branch): :data:`PENDING_KEYS` are refused today.
+Once it is merged, :func:`replay_combination` is the one place to change: map the grid's
+keys onto that configuration (topology -> machine, knobs -> kernel, epoch/strict/
+batch_rows -> replay, policy, cpu_map -> placement, cost.* -> cost) and replay through it;
+``_estimated_time`` then reads the report's cost estimate into :data:`COST_COLUMNS`.
 """
 import json
 import os
