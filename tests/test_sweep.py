@@ -424,3 +424,22 @@ def test_cli_exit_status_and_summary(client, tmp_path, capsys):
     assert statuses == ["failed", "ok"]
     assert main(["sweep", str(grid), "-o", str(tmp_path / "r.csv")]) == 1
     assert "the results table is a .parquet file" in capsys.readouterr().err
+
+
+def _dies(trace, params, key, memory_estimate):
+    raise RuntimeError("the worker went away")
+
+
+def test_a_task_that_dies_outside_the_replay_is_a_failed_row(client, tmp_path,
+                                                              monkeypatch):
+    """What Dask raises for a task (KilledWorker when its worker died, say) becomes the
+    combination's row; the sweep goes on (the in-process workers run the patched task)."""
+    import fastnuma.sweep.cluster as cluster
+    from fastnuma.sweep import run_sweep
+    monkeypatch.setattr(cluster, "run_combination", _dies)
+    grid = _grid(tmp_path, f'traces = ["{LAZY}"]\n[axes]\nthp = ["never", "always"]\n')
+    stats = run_sweep(grid, tmp_path / "r.parquet", client, progress=False)
+    assert stats == {"total": 2, "skipped": 0, "ran": 2, "failed": 2}
+    rows = pq.read_table(tmp_path / "r.parquet").to_pylist()
+    assert {r["thp"] for r in rows} == {"never", "always"}
+    assert all(r["error"] == "RuntimeError: the worker went away" for r in rows)

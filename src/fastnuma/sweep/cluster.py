@@ -125,8 +125,12 @@ def run_sweep(grid, output, client, *, progress=True, log_interval=10.0,
                     _submit(client, future, by_trace[surveys.pop(future)], capacity, tasks,
                             pending, store, config_columns, stats)
                 else:
-                    row = future.result()
-                    tasks.pop(future)
+                    key, trace, params = tasks.pop(future)
+                    try:
+                        row = future.result()
+                    except Exception as e:     # noqa: BLE001 - e.g. KilledWorker: the
+                        row = _failed(key, trace, params,   # worker died (out of memory?)
+                                      f"{type(e).__name__}: {e}")
                     store.add(row, config_columns)
                     stats["ran"] += 1
                     stats["failed"] += row["status"] != "ok"
@@ -170,7 +174,7 @@ def _submit(client, survey, combos, capacity, tasks, pending, store, config_colu
         resources = {RESOURCE: need} if capacity is not None else None
         f = client.submit(run_combination, trace, params, key, need, pure=False,
                           resources=resources, key=f"fastnuma-replay-{key}")
-        tasks[f] = key
+        tasks[f] = (key, trace, params)
         pending.add(f)
 
 
