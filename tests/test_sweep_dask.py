@@ -124,7 +124,7 @@ def test_against_a_scheduler_and_a_worker_processes(tmp_path):
                               str(out), "--scheduler", address, "--no-progress"], env=env,
                              capture_output=True, text=True, timeout=300)
         assert run.returncode == 0, run.stderr
-        assert f"on scheduler {address} (1 workers)" in run.stdout
+        assert f"on scheduler {address} (1 worker connected)" in run.stdout
         rows = pq.read_table(out).to_pylist()
         assert [r["status"] for r in rows] == ["ok", "ok"]
         pids = {r["worker"].rsplit(":", 1)[1] for r in rows}

@@ -43,7 +43,8 @@ def _run(args, grid):
         client.wait_for_workers(1, timeout=60)
         where = cluster and "a local cluster" or f"scheduler {client.scheduler.address}"
         workers = len(client.scheduler_info()["workers"])
-        print(f"sweep: {total} combinations on {where} ({workers} workers)", flush=True)
+        print(f"sweep: {total} combinations on {where} ({workers} worker"
+              f"{'s' if workers != 1 else ''} connected)", flush=True)
         link = dashboard(client)
         if link:
             print(f"dashboard: {link}", flush=True)

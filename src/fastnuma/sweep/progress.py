@@ -20,6 +20,7 @@ class SweepProgress:
         self.t0 = time.monotonic()
         self.last_log = self.t0
         self.state = (0, 0, 0)
+        self.logged = None
         if bar is None:
             bar = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.bar = None
@@ -36,7 +37,8 @@ class SweepProgress:
     def line(self):
         done, failed, running = self.state
         eta = self.eta(done)
-        left = "?" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
+        left = "?" if eta is None else "{:02d}:{:02d}:{:02d}".format(
+            int(eta) // 3600, int(eta) // 60 % 60, int(eta) % 60)   # hours may pass 24
         return (f"sweep: {done}/{self.total} done ({failed} failed), {running} running, "
                 f"ETA {left}")
 
@@ -49,10 +51,14 @@ class SweepProgress:
             self.bar.refresh()
         elif now - self.last_log >= self.interval:
             self.last_log = now
-            log.info(self.line())
+            self._log()
 
     def close(self):
         if self.bar is not None:
             self.bar.close()
-        else:
-            log.info(self.line())
+        elif self.logged != self.state[:2]:
+            self._log()
+
+    def _log(self):
+        self.logged = self.state[:2]
+        log.info(self.line())
