@@ -152,17 +152,28 @@ def test_memory_estimate_follows_pages_not_events():
     assert estimate_memory(sparse) > 64 * estimate_memory(small) // 8
 
 
-def test_memory_estimate_bounds_the_replay():
-    survey = survey_trace(ZIPF)
-    assert (survey["rows"], survey["distinct_pages"]) == (50_000, 3482)
+def _traced_peak(trace, params):
+    from fastnuma.sweep import replay_combination
     tracemalloc.start()
     try:
-        from fastnuma.sweep import replay_combination
-        replay_combination(ZIPF, {"numa_balancing": 1})
-        _, peak = tracemalloc.get_traced_memory()
+        replay_combination(trace, params)
+        return tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert peak <= estimate_memory(survey)
+
+
+def test_memory_estimate_bounds_the_replay(tmp_path):
+    """The estimate is above the replay's peak of traced allocations (numpy arrays, the
+    trace's batches) on a bundled trace and on one of 2**18 distinct pages."""
+    from fastnuma.trace.generate import write_trace
+    survey = survey_trace(ZIPF)
+    assert (survey["rows"], survey["distinct_pages"]) == (50_000, 3482)
+    assert _traced_peak(ZIPF, {"numa_balancing": 1}) <= estimate_memory(survey)
+    big = tmp_path / "wide.arrow"
+    write_trace(big, "uniform", 300_000, seed=1, nodes=2, cpus_per_node=4, pages=1 << 18)
+    survey = survey_trace(str(big))
+    assert survey["distinct_pages"] > 150_000 and survey["distinct_blocks"] == 512
+    assert _traced_peak(str(big), {"topology": "two_socket"}) <= estimate_memory(survey)
 
 
 # ---------------------------------------------------------------- progress
