@@ -8,6 +8,7 @@
     fastnuma compare TRACE... -c A.toml -c B.toml | --vary KEY=V1,V2 [-o table.parquet]
     fastnuma plot REPORT_DIR -o DIR [--html [FILE]]
     fastnuma --version
+    fastnuma sweep GRID.toml -o RESULTS.parquet [--scheduler tcp://HOST:PORT]
 """
 import argparse
 import os
@@ -130,7 +131,34 @@ def _parser():
     plot.add_argument("--formats", default="png,svg", help="image formats (default png,svg)")
     plot.add_argument("--html", nargs="?", const="", metavar="FILE", help="also write the "
                       "HTML report (default FILE: DIR/report.html)")
+    _add_sweep(sub)
     return parser
+
+
+def _add_sweep(sub):
+    """`fastnuma sweep` (issue 15; the work is in fastnuma.sweep, Dask is optional)."""
+    sw = sub.add_parser("sweep", help="replay a grid of configurations on Dask",
+                        description="Replay every combination of GRID (a TOML grid file, "
+                        "docs/sweep.md) on Dask and write one row per combination to "
+                        "OUTPUT (Parquet, rewritten whole as results arrive); combinations "
+                        "already finished in OUTPUT are skipped.")
+    sw.add_argument("grid", help="grid file (.toml)")
+    sw.add_argument("-o", "--output", required=True, help="results table (.parquet)")
+    sw.add_argument("--scheduler", help="address of a running Dask scheduler "
+                    "(tcp://HOST:PORT; default: $DASK_SCHEDULER_ADDRESS, else a local "
+                    "cluster in this process)")
+    sw.add_argument("--workers", type=int, help="local cluster: worker processes "
+                    "(default: the CPUs available)")
+    sw.add_argument("--memory-limit", type=int, help="local cluster: bytes per worker "
+                    "(default: the machine's memory divided among the workers)")
+    sw.add_argument("--log-interval", type=float, default=10.0, help="seconds between "
+                    "progress lines when stderr is not a terminal (default 10)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+
+
+def _sweep(args):
+    from .sweep.cli import run_sweep_command
+    return run_sweep_command(args)
 
 
 def main(argv=None):
@@ -319,6 +347,8 @@ def _run(args):
         elif args.command == "plot":
             from .cli_vis import plot_command
             plot_command(args)
+        elif args.command == "sweep":
+            return _sweep(args)
     except BrokenPipeError:
         raise
     except (OSError, ValueError, TypeError, MemoryError, ImportError) as e:
