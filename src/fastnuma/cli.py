@@ -2,7 +2,7 @@
 
     fastnuma demo [--pages N]
     fastnuma generate SCENARIO --events N [--seed S] -o FILE [--nodes ...] [--pages ...]
-    fastnuma info TRACE
+    fastnuma info TRACE | --topology PRESET|FILE
     fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0|1] [--profile ...]
     fastnuma convert lackey|perf|csv INPUT -o FILE [--allow-empty] [--ns-per-event N]
     fastnuma compare TRACE... -c A.toml -c B.toml | --vary KEY=V1,V2 [-o table.parquet]
@@ -63,8 +63,11 @@ def _parser():
     gen.add_argument("--bare", action="store_true", default=None,
                      help="accesses only, columns addr and cpu only")
 
-    info = sub.add_parser("info", help="summarise a trace (one streaming pass)")
-    info.add_argument("trace", help="trace file, directory or glob")
+    info = sub.add_parser("info", help="summarise a trace (one streaming pass), or a "
+                          "machine's memory tiers and watermarks (--topology)")
+    info.add_argument("trace", nargs="?", help="trace file, directory or glob")
+    info.add_argument("--topology", help="print this machine instead: a preset, a "
+                      "`numactl --hardware` file or a sysfs node directory")
     info.add_argument("--batch-rows", type=int, default=1 << 20,
                       help="rows read per batch (default 1048576)")
 
@@ -73,7 +76,8 @@ def _parser():
                          "simulated machine; print a summary, and with --out write the "
                          "report's tables (Parquet) and summary.json.")
     rep.add_argument("trace", help="trace file, directory or glob")
-    rep.add_argument("--topology", help="preset (uniform, two_socket, four_socket, cxl), a "
+    rep.add_argument("--topology", help="preset (uniform, two_socket, four_socket, cxl, "
+                     "cxl_one_socket, cxl_two_socket), a "
                      "file of `numactl --hardware` output, or a sysfs node directory "
                      "(default: the trace's suggested machine, else four_socket)")
     rep.add_argument("--numa-balancing", type=int, choices=(0, 1), default=None,
@@ -162,7 +166,10 @@ def _sweep(args):
 
 
 def main(argv=None):
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command == "info" and args.trace is None and args.topology is None:
+        parser.error("info: the following arguments are required: trace (or --topology)")
     try:
         return _run(args)
     except BrokenPipeError:                 # `fastnuma demo | head`: the reader went away
@@ -185,6 +192,12 @@ def _generate(args):
 
 def _info(args):
     from .trace.info import trace_info
+    if args.topology is not None:
+        topo, name = _topology(args.topology, None)
+        print(f"topology {name}: {topo.describe()}")
+        print("\n".join(topo.describe_tiers()))
+        if args.trace is None:
+            return
     if args.batch_rows < 1:
         raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
     print(trace_info(args.trace, batch_rows=args.batch_rows))
@@ -224,7 +237,8 @@ def _topology(spec, trace):
             preset = kw.pop("preset", "uniform")
             return getattr(Topology, preset)(**kw), f"{preset} (from the trace)"
         return Topology.four_socket(), "four_socket (default: the trace names none)"
-    presets = ("uniform", "two_socket", "four_socket", "cxl")
+    presets = ("uniform", "two_socket", "four_socket", "cxl", "cxl_one_socket",
+               "cxl_two_socket")
     if spec in presets:
         return getattr(Topology, spec)(), spec
     if os.path.isdir(spec):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import memory_tiers as _mt
 from .constants import MAX_NUMNODES, MAX_SIM_NODES, PAGE_SIZE
 
 __all__ = ["Topology", "LOCAL_DISTANCE", "REMOTE_DISTANCE", "MAX_DISTANCE",
@@ -186,6 +187,13 @@ class Topology:
         Default 10 local, 20 remote.
     wmark_min, wmark_low, wmark_high : sequence of int, optional
         Watermarks in pages (default 0), with 0 <= min <= low <= high <= node_pages.
+        :meth:`with_linux_watermarks` computes them as Linux does (docs/tiering.md §3).
+    wmark_promo : sequence of int, optional
+        WMARK_PROMO in pages, >= wmark_high; default high + (high - low), Linux's formula.
+    adistance : sequence of int, optional
+        Abstract distance of each node (docs/tiering.md §2), 0..2**31-1; default 576
+        (DRAM) for nodes with CPUs, 2880 (dax/kmem, e.g. CXL) for CPU-less nodes with
+        memory; ignored for memoryless nodes.
 
     Attributes
     ----------
@@ -194,6 +202,17 @@ class Topology:
     fallback : tuple of tuple of int
         Per node, its zonelist: the memory nodes in allocation order (§1.6). A node with
         memory comes first in its own list; a memoryless node's list holds only other nodes.
+    memtier : tuple of int
+        Per node, its memory tier id (``memory_tier<id>`` = adistance >> 7); -1 without memory.
+    memory_tiers : tuple of (int, tuple of int)
+        The tiers, fastest first: (id, nodes).
+    demotion_preferred : tuple of tuple of int
+        Per node, ``node_demotion[n].preferred`` of establish_demotion_targets (empty on the
+        last tier).
+    demotion_fallback : tuple of tuple of int
+        Per node, its tier's ``lower_tier_mask``: every memory node of the slower tiers.
+    top_tier_adistance : int
+        Last abstract distance of the slowest tier with a CPU node (node_is_toptier).
 
     Raises
     ------
@@ -209,8 +228,15 @@ class Topology:
     wmark_min: tuple[int, ...] = None
     wmark_low: tuple[int, ...] = None
     wmark_high: tuple[int, ...] = None
+    wmark_promo: tuple[int, ...] = None
+    adistance: tuple[int, ...] = None
     cpu_node: tuple[int, ...] = field(init=False, repr=False)
     fallback: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    memtier: tuple[int, ...] = field(init=False, repr=False)
+    memory_tiers: tuple = field(init=False)
+    demotion_preferred: tuple[tuple[int, ...], ...] = field(init=False)
+    demotion_fallback: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    top_tier_adistance: int = field(init=False, repr=False)
 
     def __post_init__(self):
         pages = _int_vector(self.node_pages, "node_pages")
@@ -231,6 +257,28 @@ class Topology:
                             ("wmark_high", wmarks[2]), ("cpu_node", cpu_node),
                             ("fallback", fallback)):
             object.__setattr__(self, name, value)
+        for name, value in _mt.topology_tiers(self, pages, cpus, distance, wmarks).items():
+            object.__setattr__(self, name, value)
+
+    def node_is_toptier(self, n):
+        """Linux node_is_toptier(): no tier (memoryless), or the node's tier starts at or
+        above ``top_tier_adistance`` (docs/tiering.md T3)."""
+        n = self._node(n, strict=True)
+        return self.memtier[n] < 0 or (self.memtier[n] << 7) <= self.top_tier_adistance
+
+    def with_linux_watermarks(self, min_free_kbytes=None, watermark_scale_factor=10):
+        """A copy whose min/low/high/promo watermarks are Linux's (docs/tiering.md §3):
+        ``min_free_kbytes`` None = the boot value int_sqrt(lowmem_kbytes * 16) clamped to
+        128..262144; ``watermark_scale_factor`` in 1/10000 of the node (1..3000)."""
+        wmin, wlow, whigh, wpromo = _mt.setup_per_zone_wmarks(
+            self.node_pages, min_free_kbytes, watermark_scale_factor)
+        return Topology(self.node_pages, self.node_cpus, self.distance, wmin, wlow, whigh,
+                        wpromo, self.adistance)
+
+    def describe_tiers(self):
+        """Lines: each memory tier and its nodes, then per node its tier, top-tier flag,
+        demotion targets and watermarks (pages), as `fastnuma info --topology` prints."""
+        return _mt.describe_tiers(self)
 
     @property
     def n_nodes(self):
@@ -338,6 +386,35 @@ class Topology:
         slit = [[10, 21, 14], [21, 10, 24], [14, 24, 10]]
         return cls([pages_per_node, pages_per_node, cxl_pages],
                    [range(0, 8), range(8, 16), ()], slit)
+
+    @classmethod
+    def cxl_one_socket(cls, dram_gib=128, cxl_gib=64, cpus=16):
+        """One socket (CPUs 0..cpus-1, node 0, DRAM) and node 1: a CPU-less CXL Type-3
+        expander onlined by dax/kmem (adistance 2880, memory_tier22). Default 128 GiB of
+        DDR5 plus one 64 GiB expander card (a third of the memory on CXL). SLIT 10/14.
+        Watermarks are Linux's (:meth:`with_linux_watermarks`)."""
+        return cls([_mt.gib_pages(dram_gib, "dram_gib"), _mt.gib_pages(cxl_gib, "cxl_gib")],
+                   [range(_check_range("cpus", cpus, 1, NR_CPUS_MAX)), ()],
+                   [[10, 14], [14, 10]]).with_linux_watermarks()
+
+    @classmethod
+    def cxl_two_socket(cls, dram_gib=256, cxl_gib=128, cpus_per_socket=16):
+        """Two sockets (nodes 0 and 1, DRAM, CPUs 0..c-1 and c..2c-1) and one CPU-less CXL
+        expander per socket (node 2 behind socket 0, node 3 behind socket 1, adistance
+        2880). Default 256 GiB DRAM and a 128 GiB card per socket. SLIT: cross-socket 21,
+        CXL from its own socket 14, from the other socket 24, between the two cards 34::
+
+            10 21 14 24
+            21 10 24 14
+            14 24 10 34
+            24 14 34 10
+
+        Watermarks are Linux's; each DRAM node demotes to its own socket's card."""
+        c = _check_range("cpus_per_socket", cpus_per_socket, 1, NR_CPUS_MAX // 2)
+        dram, cxl = _mt.gib_pages(dram_gib, "dram_gib"), _mt.gib_pages(cxl_gib, "cxl_gib")
+        slit = [[10, 21, 14, 24], [21, 10, 24, 14], [14, 24, 10, 34], [24, 14, 34, 10]]
+        return cls([dram, dram, cxl, cxl], [range(0, c), range(c, 2 * c), (), ()],
+                   slit).with_linux_watermarks()
 
     # ---------------------------------------------------------------- parsers
     @classmethod
