@@ -7,8 +7,6 @@ placement (pages per node per process), out-of-memory and segmentation-fault eve
 system calls that failed, and one time-series row per epoch.
 """
 import json
-import os
-import tempfile
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +15,11 @@ import pyarrow.parquet as pq
 from .constants import TASK_SIZE, PAGE_SHIFT
 from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS
 from .kernels.range import numa_maps_stats
+from .outdir import write_set
 
+REPORT_FILES = tuple(f"{name}.parquet" for name in (
+    "counters", "nodes", "access_matrix", "threads", "placement", "faults", "failed_calls",
+    "epochs")) + ("summary.json",)
 EPOCH_COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
                  "numa_hint_faults", "numa_pages_migrated", "pgmigrate_success")
 
@@ -137,14 +139,15 @@ class Report:
                 "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)}
 
     def write(self, directory):
-        """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``
-        (created if needed). Each file is written to a temporary name and renamed: it is
-        there whole or not at all."""
-        os.makedirs(directory, exist_ok=True)
-        for name, table in self.to_tables().items():
-            _atomic(directory, f"{name}.parquet", lambda f, t=table: pq.write_table(t, f))
+        """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``,
+        as a set: staged next to it and swapped in with one rename, so the directory holds
+        the whole new report or what it held before (fastnuma/outdir.py). An existing
+        ``directory`` may hold only a report's files (:data:`REPORT_FILES`)."""
+        writers = {f"{name}.parquet": lambda f, t=table: pq.write_table(t, f)
+                   for name, table in self.to_tables().items()}
         text = json.dumps(self.summary_dict(), indent=2, default=int)
-        _atomic(directory, "summary.json", lambda f: f.write(text.encode()))
+        writers["summary.json"] = lambda f: f.write(text.encode())
+        write_set(directory, writers)
 
     def summary(self):
         """A readable summary table (what ``fastnuma replay`` prints)."""
@@ -185,15 +188,3 @@ _FAULTS = pa.schema([("row", pa.int64()), ("kind", pa.string()), ("pid", pa.int6
                      ("tid", pa.int64()), ("addr", pa.uint64())])
 _FAILED = pa.schema([("row", pa.int64()), ("op", pa.string()), ("pid", pa.int64()),
                      ("tid", pa.int64()), ("errno", pa.int64()), ("message", pa.string())])
-
-
-def _atomic(directory, name, write):
-    """Write ``directory/name`` through a temporary file renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, os.path.join(directory, name))
-    except BaseException:
-        os.unlink(tmp)
-        raise
