@@ -218,3 +218,25 @@ def test_fifo_is_rejected_without_blocking(tmp_path, name):
     os.mkfifo(str(tmp_path / "d.arrow"))
     with pytest.raises(TraceError, match="not a regular file"):
         _sim().replay(str(tmp_path))
+
+
+# ------------------------------------------------------------------ 7. absurd lengths
+@pytest.mark.parametrize("call", ["page_nodes", "page_flags", "change_prot_numa"])
+@pytest.mark.parametrize("length", [(1 << 64) + 4096, 1 << 70, -(1 << 64)])
+def test_lengths_that_are_no_unsigned_long_are_einval(call, length):
+    sim = _sim()
+    pid = sim.spawn(cpu=0)
+    a = sim.mmap(pid, 1 << 20)
+    with pytest.raises(OSError) as e:
+        getattr(sim, call)(pid, a, length)
+    assert e.value.errno == errno.EINVAL
+
+
+@pytest.mark.parametrize("call", ["page_nodes", "page_flags"])
+def test_a_query_of_the_whole_address_space_is_einval_not_a_memory_error(call):
+    sim = _sim()
+    pid = sim.spawn(cpu=0)
+    with pytest.raises(OSError) as e:
+        getattr(sim, call)(pid, 0, 1 << 47)
+    assert e.value.errno == errno.EINVAL and "pages in one query" in str(e.value)
+    assert getattr(sim, call)(pid, 0, 1 << 20).size == 256

@@ -170,6 +170,8 @@ class BalancingMixin:
         Range checks as mbind's: EINVAL (alignment, beyond 2**47), EFAULT (a hole)."""
         proc = self._proc(pid)
         th = self._caller_thread(proc, tid)
+        if not 0 <= as_int(length, "length") < 1 << 64:      # not wrapped to a small one
+            raise_errno(errno.EINVAL, f"length {length} is not an unsigned long")
         lo, hi = self._range(addr, length, allow_zero=True)
         if lo == hi:
             return 0
