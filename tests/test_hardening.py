@@ -240,3 +240,26 @@ def test_a_query_of_the_whole_address_space_is_einval_not_a_memory_error(call):
         getattr(sim, call)(pid, 0, 1 << 47)
     assert e.value.errno == errno.EINVAL and "pages in one query" in str(e.value)
     assert getattr(sim, call)(pid, 0, 1 << 20).size == 256
+
+
+# ------------------------------------------------------------------ 7. epochs in arrays
+def test_one_epoch_per_event_is_stored_in_arrays():
+    import tracemalloc
+    n = 20000
+    t = table([dict(op=fn.OP_WRITE, addr=BASE + (k % 512) * 4096, tid=1, pid=1)
+               for k in range(n)])
+    sim = _sim()
+    sim.replay(t.slice(0, 10), epoch_events=1)       # compiled, warm
+    tracemalloc.start()
+    r = _sim().replay(t, epoch_events=1)
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(r.epochs) == n
+    assert size < 300 * n              # a tuple and an array per epoch took ~900 bytes
+    row = r.to_tables()["epochs"].slice(n - 1).to_pylist()[0]
+    last = r.epochs[-1]
+    assert last[:8] == tuple(row[c] for c in ("end_row", "end_ns", "accesses", "remote",
+                                               "remote_fraction", "numa_hint_faults",
+                                               "numa_pages_migrated", "pgmigrate_success"))
+    assert last[8].tolist() == [row[f"pages_node{k}"] for k in range(4)]
+    assert [e[0] for e in r.epochs][:3] == [1, 2, 3]

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 from .constants import TASK_SIZE, PAGE_SHIFT
 from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS
 from .kernels.range import numa_maps_stats
+from .epochs import EpochLog
 from .outdir import write_set
 
 REPORT_FILES = tuple(f"{name}.parquet" for name in (
@@ -29,7 +30,7 @@ class ReportBuilder:
 
     def __init__(self, sim):
         self.sim = sim
-        self.epochs = []
+        self.epochs = EpochLog(sim.topology.n_nodes)          # arrays, not a tuple each
         self.faults = []                 # (row, kind, pid, tid, addr)
         self.failed = []                 # (row, op, pid, tid, errno, message)
         self.implicit_mappings = 0
@@ -46,8 +47,8 @@ class ReportBuilder:
         acc, remote, hints, migrated, moved = (a - b for a, b in zip(now, self._last))
         self._last = now
         used = self.sim.topology_pages - self.sim.free
-        self.epochs.append((end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
-                            hints, migrated, moved, used.copy()))
+        self.epochs.append(end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
+                           hints, migrated, moved, used)
 
     def fault_event(self, row, kind, pid, tid, addr):
         self.faults.append((row, kind, pid, tid, addr))
@@ -74,7 +75,7 @@ class ReportBuilder:
                     vmstat=sim.vmstat(), numastat=sim.numastat(),
                     access_matrix=sim.access_counts.copy(), threads=threads,
                     placement=placement, faults=list(self.faults), failed_calls=list(self.failed),
-                    implicit_mappings=self.implicit_mappings, epochs=list(self.epochs),
+                    implicit_mappings=self.implicit_mappings, epochs=self.epochs,
                     free_pages=sim.free.copy(), node_pages=sim.topology_pages.copy(),
                     now_ns=sim.now_ns)
 
@@ -105,9 +106,7 @@ class Report:
         m = self.access_matrix
         cpu_node, mem_node = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
         ep = self.epochs
-        epochs = {c: [e[k] for e in ep] for k, c in enumerate(EPOCH_COLUMNS)}
-        for node in range(n):
-            epochs[f"pages_node{node}"] = [int(e[-1][node]) for e in ep]
+        epochs = ep.columns()
         return {
             "counters": pa.table({"name": list(self.vmstat),
                                   "value": pa.array(list(self.vmstat.values()), pa.int64())}),
