@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import numpy as np
-import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 import pytest
