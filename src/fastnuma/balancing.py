@@ -20,7 +20,7 @@ from .kernels.numa import (M_NEXT_SCAN, M_SCAN_MAX, M_SCAN_MIN, M_SCAN_OFFSET, M
                            T_CPU, T_PID, T_SCAN_PERIOD_MAX, T_SCAN_SEQ, T_START, T_TID,
                            change_prot_numa_range, change_prot_numa_range_parallel)
 from .kernels.range import rss_of
-from .constants import MPOL_F_MOF, PAGE_SHIFT
+from .constants import MPOL_F_MOF, PAGE_SHIFT, TIME_LIMIT_NS
 from .errors import raise_errno
 from .policy import as_int
 
@@ -170,6 +170,8 @@ class BalancingMixin:
         Range checks as mbind's: EINVAL (alignment, beyond 2**47), EFAULT (a hole)."""
         proc = self._proc(pid)
         th = self._caller_thread(proc, tid)
+        if not 0 <= as_int(length, "length") < 1 << 64:      # not wrapped to a small one
+            raise_errno(errno.EINVAL, f"length {length} is not an unsigned long")
         lo, hi = self._range(addr, length, allow_zero=True)
         if lo == hi:
             return 0
@@ -203,6 +205,9 @@ class BalancingMixin:
         ns = as_int(ns, "ns")
         if ns < 0:
             raise ValueError(f"advance({ns}): time cannot go backwards")
+        if self.now_ns + ns >= TIME_LIMIT_NS:     # docs/api.md: the time domain
+            raise ValueError(f"advance({ns}): simulated time would reach 2**62 ns, the end "
+                             f"of fastnuma's time domain (now {self.now_ns} ns)")
         self._run_until(self.now_ns + ns)
 
     def _run_until(self, target):

@@ -165,26 +165,71 @@ def _sweep(args):
     return run_sweep_command(args)
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an exception so that every ``finally`` (temporary files, staging
+    directories) runs before the process exits."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None):
-    parser = _parser()
-    args = parser.parse_args(argv)
-    if args.command == "info" and args.trace is None and args.topology is None:
-        parser.error("info: the following arguments are required: trace (or --topology)")
+    import signal
     try:
+        old = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:                      # not the main thread: leave signals alone
+        old = None
+    try:
+        parser = _parser()
+        args = parser.parse_args(argv)      # imports numpy and pyarrow: Ctrl-C lands here too
+        if args.command == "info" and args.trace is None and args.topology is None:
+            parser.error("info: the following arguments are required: trace (or --topology)")
         return _run(args)
     except BrokenPipeError:                 # `fastnuma demo | head`: the reader went away
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt as e:
+        print("fastnuma: " + ("terminated" if isinstance(e, _Terminated) else "interrupted"),
+              file=sys.stderr)
+        return 143 if isinstance(e, _Terminated) else 130
+    finally:
+        if old is not None:
+            signal.signal(signal.SIGTERM, old)
 
 
 _PARAMS = ("nodes", "cpus_per_node", "pages", "threads", "batch_rows", "ns_per_event",
            "write_fraction", "exponent", "phases", "stride", "lag", "init", "bare")
 
 
+ROW_BYTES = {"bare": 10, "full": 49}   # uncompressed bytes per row: addr+cpu, all columns
+
+
+def _check_output(args):
+    """generate -o: the extension must agree with --format, and the disk must hold an
+    uncompressed IPC trace of --events rows (a typo of three zeros fills a disk)."""
+    import shutil
+    from .trace.writer import FORMATS
+    ext = os.path.splitext(args.output)[1]
+    if args.format and ext in FORMATS and FORMATS[ext] != args.format:
+        raise ValueError(f"-o {args.output!r} names a {FORMATS[ext]} trace but --format is "
+                         f"{args.format}: change one")
+    kind = args.format or FORMATS.get(ext)
+    if kind in ("file", "stream") and not args.compression and args.events > 0:
+        need = args.events * ROW_BYTES["bare" if args.bare else "full"]
+        directory = os.path.dirname(os.path.abspath(args.output))
+        free = shutil.disk_usage(directory).free if os.path.isdir(directory) else None
+        if free is not None and need > free:
+            raise ValueError(f"--events {args.events}: the trace needs about "
+                             f"{need / 2**30:.1f} GiB, {free / 2**30:.1f} GiB free in "
+                             f"{directory!r} (use --compression zstd or Parquet)")
+
+
 def _generate(args):
     from .trace.generate import write_trace
     params = {k: getattr(args, k) for k in _PARAMS if getattr(args, k) is not None}
+    _check_output(args)
     rows = write_trace(args.output, args.scenario, args.events, args.seed, format=args.format,
                        compression=args.compression, **params)
     print(f"wrote {args.output}: {rows} rows (scenario {args.scenario}, seed {args.seed})")
@@ -203,6 +248,7 @@ def _info(args):
     print(trace_info(args.trace, batch_rows=args.batch_rows))
 
 
+TIME_LIMIT_NS = 1 << 62            # constants.TIME_LIMIT_NS (not imported: CLI starts fast)
 _TIME_UNITS = {"ns": 1, "us": 1_000, "ms": 1_000_000, "s": 1_000_000_000}
 
 
@@ -214,27 +260,25 @@ def parse_epoch(text):
             number = text[:-len(unit)].strip()
             try:
                 value = round(float(number) * _TIME_UNITS[unit])
-            except ValueError:
+            except (ValueError, OverflowError):     # nan, inf, 1e400
                 break
-            if value < 1:
+            if not 1 <= value < TIME_LIMIT_NS:
                 break
             return "ns", value
     else:
-        if text.isdigit() and int(text) > 0:
+        if text.isdigit() and 0 < int(text) < TIME_LIMIT_NS:
             return "events", int(text)
     raise ValueError(f"--epoch {text!r}: expected a number of events or a time such as "
-                     f"100ms")
+                     f"100ms (below 2**62 of either)")
 
 
 def _topology(spec, trace):
     from .topology import Topology
     from .trace.writer import META_TOPOLOGY
     if spec is None:
-        import json
         meta = _trace_metadata(trace)
         if META_TOPOLOGY in meta:
-            kw = json.loads(meta[META_TOPOLOGY])
-            preset = kw.pop("preset", "uniform")
+            preset, kw = _trace_topology(meta[META_TOPOLOGY], trace)
             return getattr(Topology, preset)(**kw), f"{preset} (from the trace)"
         return Topology.four_socket(), "four_socket (default: the trace names none)"
     presets = ("uniform", "two_socket", "four_socket", "cxl", "cxl_one_socket",
@@ -250,6 +294,41 @@ def _topology(spec, trace):
         return Topology.from_numactl(f.read()), spec
 
 
+# the presets a trace's metadata may name, and their arguments (all ints): nothing else of
+# Topology is reachable from a file
+_PRESET_ARGS = {"uniform": ("nodes", "cpus_per_node", "pages_per_node"),
+                "two_socket": ("pages_per_node",), "four_socket": ("pages_per_node",),
+                "cxl": ("pages_per_node", "cxl_pages")}
+_PRESET_MAX = {"nodes": 64, "cpus_per_node": 1 << 12}
+PAGES_MAX = 1 << 36                     # 256 TiB of 4 KiB pages per node
+
+
+def _trace_topology(text, trace):
+    """(preset, keyword arguments) from a trace's fastnuma.trace.topology metadata, checked
+    against the allow-list above; ValueError naming the trace otherwise."""
+    import json
+    where = f"{trace}: metadata fastnuma.trace.topology"
+    try:
+        kw = json.loads(text)
+    except ValueError:
+        raise ValueError(f"{where} is not JSON") from None
+    if not isinstance(kw, dict):
+        raise ValueError(f"{where} is not a JSON object")
+    preset = kw.pop("preset", "uniform")
+    if preset not in _PRESET_ARGS:
+        raise ValueError(f"{where}: unknown preset {str(preset)[:40]!r} (expected one of "
+                         f"{', '.join(_PRESET_ARGS)}; or give --topology)")
+    for k, v in kw.items():
+        if k not in _PRESET_ARGS[preset]:
+            raise ValueError(f"{where}: preset {preset} takes no argument {str(k)[:40]!r} "
+                             f"(it takes {', '.join(_PRESET_ARGS[preset])})")
+        top = _PRESET_MAX.get(k, PAGES_MAX)
+        if not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= top:
+            raise ValueError(f"{where}: {k} must be an integer in 1..{top}, not "
+                             f"{str(v)[:40]!r}")
+    return preset, kw
+
+
 def _trace_metadata(trace):
     """Schema metadata of the trace's first file ({} when there is none)."""
     from .trace.info import read_schema
@@ -260,12 +339,19 @@ def _trace_metadata(trace):
 
 def _trace_rows(trace):
     """Rows of the trace when its files say so cheaply (IPC files, Parquet), else None."""
+    from .trace.reader import trace_files
+    try:
+        return _count_rows(trace_files(trace))
+    except Exception:                       # noqa: BLE001 - the replay names the bad file
+        return None
+
+
+def _count_rows(files):
     import pyarrow as pa
     import pyarrow.ipc as ipc
     import pyarrow.parquet as pq
-    from .trace.reader import trace_files
     total = 0
-    for path in trace_files(trace):
+    for path in files:
         ext = os.path.splitext(path)[1]
         if ext == ".parquet":
             total += pq.ParquetFile(path).metadata.num_rows
@@ -285,8 +371,12 @@ def _replay(args):
         raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
     if args.epoch is not None:
         parse_epoch(args.epoch)
-    if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
-        raise ValueError(f"--out {args.out!r} exists and is not a directory")
+    if args.out is not None:                # before the replay, not after it
+        from .outdir import check_out_dir
+        from .report import REPORT_FILES
+        from .trace.reader import trace_files
+        for path in trace_files(args.trace):
+            check_out_dir(args.out, REPORT_FILES, trace=path)
     if args.heat_buckets < 0:
         raise ValueError(f"--heat-buckets {args.heat_buckets}: expected 0 or more")
     args.strict = args.strict or None
@@ -295,11 +385,17 @@ def _replay(args):
         named = args.topology or config.machine_label()
     else:
         _, named = _topology(args.topology, args.trace)
+    import warnings
     from .cli_vis import replay_outputs, run_with_progress
-    report = run_with_progress(
-        args, lambda: _trace_rows(args.trace),
-        lambda progress: run(config, args.trace, progress=progress, batch_rows=args.batch_rows,
-                             heat_buckets=args.heat_buckets or None))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = run_with_progress(
+            args, lambda: _trace_rows(args.trace),
+            lambda progress: run(config, args.trace, progress=progress,
+                                 batch_rows=args.batch_rows,
+                                 heat_buckets=args.heat_buckets or None))
+    for w in caught:                        # a cut stream: one line each, on stderr
+        print(f"fastnuma: warning: {w.message}", file=sys.stderr)
     report.topology = f"{named}: {report.topology}"
     replay_outputs(report, args)
 
@@ -307,8 +403,13 @@ def _replay(args):
 def _convert(args):
     import tempfile
     from .trace import convert
-    kw = {"cpu": args.cpu, "instructions": args.instructions,
-          "ns_per_event": args.ns_per_event} if args.format == "lackey" else {}
+    if not 0 <= args.cpu < 1 << 16:
+        raise ValueError(f"--cpu {args.cpu}: expected 0..65535 (the trace's cpu is uint16)")
+    kw, stats = {}, {}
+    if args.format == "lackey":
+        kw = {"cpu": args.cpu, "instructions": args.instructions,
+              "ns_per_event": args.ns_per_event, "stats": stats,
+              "allow_empty": args.allow_empty}
     # convert into a temporary name: an input with no readable records writes nothing
     # (unless --allow-empty), and an existing output stays as it was
     out = os.path.abspath(args.output)
@@ -325,6 +426,10 @@ def _convert(args):
         if os.path.exists(tmp):
             os.unlink(tmp)
     print(f"wrote {args.output}: {n} events (from {args.format} {args.input})")
+    if stats.get("skipped"):
+        print(f"fastnuma: warning: {args.input}: skipped {stats['skipped']} malformed "
+              f"line{'s' if stats['skipped'] != 1 else ''} (first: line "
+              f"{stats['first_skipped']})", file=sys.stderr)
 
 
 def _version():
@@ -373,7 +478,4 @@ def _run(args):
             raise
         print(f"fastnuma: error: {e}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("fastnuma: interrupted", file=sys.stderr)
-        return 130
     return 0

@@ -13,14 +13,15 @@ import errno
 import numpy as np
 
 from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, OP_MADVISE, OP_MBIND, OP_MMAP,
-                        OP_MOVE_PAGES, OP_MUNMAP, OP_SCHED, OP_SET_MEMPOLICY, PAGE_SHIFT)
+                        OP_MOVE_PAGES, OP_MUNMAP, OP_SCHED, OP_SET_MEMPOLICY, PAGE_SHIFT,
+                        TASK_SIZE, TIME_LIMIT_NS)
 from .dtypes import VMA_DTYPE
-from .errors import TraceError
+from .errors import TraceError, raise_errno
 from .kernels.events import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW,
                              EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME, NEVER,
                              run_events)
 from .report import Report, ReportBuilder
-from .trace.reader import DEFAULT_BATCH_ROWS, open_trace
+from .trace.reader import DEFAULT_BATCH_ROWS, cut_message, open_trace
 
 DEFAULT_EPOCH_EVENTS = 1_000_000
 IMPLICIT_REGION_PAGES = 512          # an implicit mapping covers the access's 2 MiB region
@@ -57,15 +58,42 @@ class ReplayMixin:
         if epoch_ns is None and epoch_events is None:
             epoch_events = DEFAULT_EPOCH_EVENTS
         for name, value in (("epoch_events", epoch_events), ("epoch_ns", epoch_ns)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive int, not {value!r}")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 1 <= value < TIME_LIMIT_NS):
+                raise ValueError(f"{name} must be a positive int below 2**62, not {value!r}")
         run = _Replay(self, epoch_events, epoch_ns, strict, heat_buckets)
         remap = run.what_if(task_policy, cpu_map, batch_rows)   # what-if hook (numactl.py)
-        for batch in open_trace(source, batch_rows):
-            run.batch(remap(batch) if remap else batch)
-            if progress is not None:
-                progress(batch.row + len(batch))
+        try:
+            for batch in open_trace(source, batch_rows, on_cut=_cut_strict if strict else None):
+                run.batch(remap(batch) if remap else batch)
+                if progress is not None:
+                    progress(batch.row + len(batch))
+        except BaseException as e:     # streaming semantics (docs/api.md): rows applied stay
+            e.rows_replayed = run.rows
+            raise
         return run.finish()
+
+
+def _cut_strict(path):
+    raise TraceError(cut_message(path) + " (an error under strict=True)", path=path)
+
+
+def _move_pages_range(proc, addr, length):
+    """The addresses of the mapped pages of a MOVE_PAGES row's [addr, addr+max(len,1)).
+    A range that wraps past 2**64 is EINVAL, one ending beyond the user address space
+    EFAULT (no page there can be read), as the range checks of the other calls; the pages
+    of its holes would only get -EFAULT in the status array, so only mapped pages are
+    listed: memory follows what is mapped, not ``len``."""
+    end = addr + max(length, 1)
+    if end > 1 << 64:
+        raise_errno(errno.EINVAL, f"MOVE_PAGES range {addr:#x} + {length:#x} wraps around")
+    if end > TASK_SIZE:
+        raise_errno(errno.EFAULT, f"MOVE_PAGES range {addr:#x}-{end:#x} ends beyond the "
+                                  f"47-bit user address space")
+    first, stop = addr >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1
+    runs = [np.arange(max(v.start, first), min(v.end, stop), dtype=np.int64)
+            for v in proc.vmas.overlapping(first, stop)]
+    return (np.concatenate(runs) if runs else np.zeros(0, np.int64)) << PAGE_SHIFT
 
 
 class _Replay:
@@ -110,8 +138,14 @@ class _Replay:
             self.ts_base = int(b.ts[0])
             if self.epoch_ns:
                 self.next_epoch_ts = self.ts_base + self.epoch_ns
-        ts = b.ts.view(np.int64)
         offset = self.t0 - self.ts_base
+        if int(b.ts[-1]) + offset >= TIME_LIMIT_NS:      # once per batch: ts is sorted
+            k = int(np.searchsorted(b.ts, np.uint64(TIME_LIMIT_NS - offset)))
+            raise TraceError(f"simulated time would reach 2**62 ns, the end of fastnuma's time "
+                             f"domain (replay starts at {self.t0} ns, first ts "
+                             f"{self.ts_base})", path=b.path, column="ts", row=b.row + k,
+                             value=int(b.ts[k]))
+        ts = b.ts.view(np.int64)
         i = 0
         while i < n:
             stop = min(n, self.next_epoch_row - b.row)
@@ -123,7 +157,7 @@ class _Replay:
             self._sync_views(vmas, procs)
             ran = int(self.pos[0]) - i
             i += ran
-            row = b.row + i
+            row = self.rows = b.row + i        # the rows before ``row`` are applied
             if ran:                       # the loop sets the clock for faults only
                 sim.now_ns = max(sim.now_ns, int(ts[i - 1]) + offset)
             if status == EV_DONE:
@@ -251,9 +285,7 @@ class _Replay:
                 if mask & (mask - 1) or not mask:
                     raise TraceError("MOVE_PAGES needs exactly one node in nodemask",
                                      path=b.path, column="nodemask", row=b.row + i, value=mask)
-                first = addr >> PAGE_SHIFT
-                last = (addr + max(length, 1) - 1) >> PAGE_SHIFT
-                pages = np.arange(first, last + 1, dtype=np.int64) << PAGE_SHIFT
+                pages = _move_pages_range(sim.procs[th.pid], addr, length)
                 sim.move_pages(th.pid, pages, np.full(pages.size, mask.bit_length() - 1))
             elif op == OP_SCHED:
                 pass                                  # _thread_of moved it

@@ -7,8 +7,6 @@ placement (pages per node per process), out-of-memory and segmentation-fault eve
 system calls that failed, and one time-series row per epoch.
 """
 import json
-import os
-import tempfile
 
 import numpy as np
 import pyarrow as pa
@@ -17,7 +15,13 @@ import pyarrow.parquet as pq
 from .constants import TASK_SIZE, PAGE_SHIFT
 from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS
 from .kernels.range import numa_maps_stats
+from .epochs import EpochLog
+from .outdir import write_set
 
+REPORT_FILES = tuple(f"{name}.parquet" for name in (
+    "counters", "nodes", "access_matrix", "threads", "placement", "faults", "failed_calls",
+    "epochs", "epoch_nodes", "numa_maps", "heat", "cost_epochs", "cost_threads")) + (
+    "summary.json",)
 EPOCH_COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
                  "numa_hint_faults", "numa_pages_migrated", "pgmigrate_success")
 
@@ -31,7 +35,7 @@ class ReportBuilder:
         if heat_buckets is not None:
             from .heat import HeatRecorder
             self.heat = HeatRecorder(sim, heat_buckets)
-        self.epochs = []
+        self.epochs = EpochLog(sim.topology.n_nodes)          # arrays, not a tuple each
         self.faults = []                 # (row, kind, pid, tid, addr)
         self.failed = []                 # (row, op, pid, tid, errno, message)
         self.implicit_mappings = 0
@@ -52,8 +56,8 @@ class ReportBuilder:
         acc, remote, hints, migrated, moved = (a - b for a, b in zip(now, self._last))
         self._last = now
         used = self.sim.topology_pages - self.sim.free
-        self.epochs.append((end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
-                            hints, migrated, moved, used.copy()))
+        self.epochs.append(end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
+                           hints, migrated, moved, used)
         matrix = self.sim.access_counts.sum(axis=2)
         self.epoch_access.append(matrix - self._last_matrix)
         self.epoch_vmstat.append(self.sim.vm - self._last_vm)
@@ -86,7 +90,7 @@ class ReportBuilder:
                     vmstat=sim.vmstat(), numastat=sim.numastat(),
                     access_matrix=sim.access_counts.copy(), threads=threads,
                     placement=placement, faults=list(self.faults), failed_calls=list(self.failed),
-                    implicit_mappings=self.implicit_mappings, epochs=list(self.epochs),
+                    implicit_mappings=self.implicit_mappings, epochs=self.epochs,
                     free_pages=sim.free.copy(), node_pages=sim.topology_pages.copy(),
                     now_ns=sim.now_ns,
                     epoch_access=np.array(self.epoch_access, np.int64).reshape(-1, n, n),
@@ -127,9 +131,7 @@ class Report:
         m = self.access_matrix
         cpu_node, mem_node = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
         ep = self.epochs
-        epochs = {c: [e[k] for e in ep] for k, c in enumerate(EPOCH_COLUMNS)}
-        for node in range(n):
-            epochs[f"pages_node{node}"] = [int(e[-1][node]) for e in ep]
+        epochs = ep.columns()
         return {
             "counters": pa.table({"name": list(self.vmstat),
                                   "value": pa.array(list(self.vmstat.values()), pa.int64())}),
@@ -166,24 +168,24 @@ class Report:
                     else {})
 
     def write(self, directory):
-        """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``
-        (created if needed). Each file is written to a temporary name and renamed: it is
-        there whole or not at all."""
-        os.makedirs(directory, exist_ok=True)
+        """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``,
+        as a set: staged next to it and swapped in with one rename, so the directory holds
+        the whole new report or what it held before (fastnuma/outdir.py). An existing
+        ``directory`` may hold only a report's files (:data:`REPORT_FILES`)."""
         meta = provenance_metadata(self)
+        writers = {}
         for name, table in self.to_tables().items():
             if name in WHAT_IF_TABLES and not getattr(self, "provenance", None):
                 continue          # a plain Simulator.replay keeps its original file set
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
-            _atomic(directory, f"{name}.parquet", lambda f, t=table: pq.write_table(t, f))
+            writers[f"{name}.parquet"] = lambda f, t=table: pq.write_table(t, f)
         summary = self.summary_dict()
-        if getattr(self, "provenance", None):
-            summary["provenance"] = self.provenance
         if getattr(self, "cost", None):                 # the cost model's totals
             summary["cost"] = {k: v for k, v in self.cost.items()
                                if not isinstance(v, pa.Table)}
         text = json.dumps(summary, indent=2, default=int)
-        _atomic(directory, "summary.json", lambda f: f.write(text.encode()))
+        writers["summary.json"] = lambda f: f.write(text.encode())
+        write_set(directory, writers)
 
     def summary(self):
         """A readable summary table (what ``fastnuma replay`` prints)."""

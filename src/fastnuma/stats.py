@@ -1,9 +1,13 @@
 """Observation: vmstat, numastat, numa_maps, page nodes and flags, free pages."""
+import errno
+
 import numpy as np
 
 from .constants import PAGE_SHIFT, PAGE_SIZE
 from .dtypes import NUMASTAT_NAMES, NUMASTAT_VMSTAT_NAMES, VMSTAT_NAMES
+from .errors import raise_errno
 from .kernels.range import numa_maps_stats, page_flags, page_nodes
+from .policy import as_int
 
 
 class ObservationMixin:
@@ -29,7 +33,7 @@ class ObservationMixin:
         """Node of every page in [addr, addr+length): -1 where nothing is mapped; a page
         mapping the shared zero page reads as node 0 (where that page lives)."""
         proc = self._proc(pid)
-        lo, hi = self._range(addr, length, allow_zero=True)
+        lo, hi = self._range(addr, _query_length(length), allow_zero=True)
         out = np.empty(hi - lo, np.int16)
         page_nodes(self.st, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
         return out
@@ -39,7 +43,7 @@ class ObservationMixin:
         present, numa (PROT_NONE for a hinting fault), write, huge, zero, dirty); 0 where
         nothing is mapped."""
         proc = self._proc(pid)
-        lo, hi = self._range(addr, length, allow_zero=True)
+        lo, hi = self._range(addr, _query_length(length), allow_zero=True)
         out = np.empty(hi - lo, np.int64)
         page_flags(self.st, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
         return out
@@ -82,3 +86,18 @@ class ObservationMixin:
                 line += f" kernelpagesize_kB={PAGE_SIZE >> 10}"
             lines.append(line)
         return "".join(line + "\n" for line in lines)
+
+
+MAX_QUERY_PAGES = 1 << 32         # 16 TiB: one answer per page would take 8-32 GiB
+
+
+def _query_length(length):
+    """page_nodes/page_flags: an unsigned long of at most MAX_QUERY_PAGES pages, else
+    EINVAL (not a length that wraps to a small one, nor an answer that cannot be held)."""
+    length = as_int(length, "length")
+    if not 0 <= length < 1 << 64:
+        raise_errno(errno.EINVAL, f"length {length} is not an unsigned long")
+    if length > MAX_QUERY_PAGES << PAGE_SHIFT:
+        raise_errno(errno.EINVAL, f"length {length:#x}: more than {MAX_QUERY_PAGES} pages "
+                                  f"in one query")
+    return length

@@ -44,6 +44,13 @@ from .schema import COLUMNS
 from .writer import TraceWriter
 
 FORMATS = ("lackey", "perf", "csv")
+
+
+class _Shown(str):
+    """A bad input value as TraceError shows it: escaped, at most 40 characters."""
+
+    def __repr__(self):
+        return _shown(str(self))
 BLOCK_BYTES = 16 << 20
 OP_NAMES = {"READ": OP_READ, "WRITE": OP_WRITE, "MMAP": OP_MMAP, "MUNMAP": OP_MUNMAP,
             "MBIND": OP_MBIND, "SET_MEMPOLICY": OP_SET_MEMPOLICY,
@@ -57,6 +64,15 @@ for _k, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _k
 for _k, _c in enumerate(b"ABCDEF"):
     _HEX[_c] = 10 + _k
+
+
+_U64_MAX_DEC = str((1 << 64) - 1).encode()
+
+
+def _shown(value, limit=40):
+    """A value for an error message: printable (repr escapes control bytes), short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 def parse_uint(strings, base):
@@ -77,7 +93,9 @@ def parse_uint(strings, base):
     valid = pos[None, :] < lengths[:, None]
     radix = np.where(hexa, 16, 10)[:, None]
     bad = ((values >= radix) & valid).any(axis=1) | (lengths == 0) | \
-        (lengths > np.where(hexa, 16, 19))
+        (lengths > np.where(hexa, 16, 20))
+    if width >= 20:                  # 20 decimal digits fit up to 2**64 - 1, no further
+        bad |= ~hexa & (lengths == 20) & (raw > _U64_MAX_DEC)
     out = np.zeros(len(raw), np.uint64)
     for k in range(max(width, 1)):                         # per digit column, vectorised
         col = np.where(valid[:, k], values[:, k], 0).astype(np.uint64)
@@ -104,20 +122,36 @@ def _text_blocks(path):
         except StopIteration:
             return
         except pa.ArrowInvalid as e:
-            raise TraceError(f"unreadable text: {e}", path=str(path)) from None
+            raise TraceError(f"unreadable text: {_shown(str(e), 120)}", path=str(path)) \
+                from None
         yield batch.column(0)
 
 
-def lackey(path, out, *, cpu=0, instructions=False, ns_per_event=1, format=None):
-    """Valgrind lackey output → trace (see the module docstring). Returns events written."""
+def lackey(path, out, *, cpu=0, instructions=False, ns_per_event=1, format=None, stats=None,
+           allow_empty=False):
+    """Valgrind lackey output → trace (see the module docstring). Returns events written.
+
+    Lines that are neither records nor Valgrind's ``==pid==`` messages nor blank are
+    malformed: they are skipped and counted, in ``stats`` (a dict, when given):
+    ``skipped`` (lines) and ``first_skipped`` (1-based line number, or None). A file
+    with no record at all is a TraceError, not an empty trace, unless ``allow_empty``."""
     if not isinstance(ns_per_event, int) or ns_per_event < 1:
         raise ValueError(f"ns_per_event {ns_per_event!r}: expected a positive int")
-    n = 0
+    n, line0, records, skipped, first = 0, 0, 0, 0, None
     gen = {"converter": "lackey", "level": "instruction", "ns_per_event": ns_per_event}
     with TraceWriter(out, format=format, generator=gen) as w:
         for lines in _text_blocks(path):
             m = pc.extract_regex(lines, _LACKEY)
             ok = pc.is_valid(m).to_numpy(zero_copy_only=False)
+            other = ~ok & ~pc.starts_with(pc.utf8_trim_whitespace(lines), "==").to_numpy(
+                zero_copy_only=False) & (pc.utf8_length(pc.utf8_trim_whitespace(lines))
+                                         .to_numpy(zero_copy_only=False) > 0)
+            if other.any():
+                skipped += int(other.sum())
+                if first is None:
+                    first = line0 + int(np.flatnonzero(other)[0]) + 1
+            line0 += len(lines)
+            records += int(ok.sum())
             if not ok.any():
                 continue
             kind = pc.utf8_trim_whitespace(pc.filter(pc.struct_field(m, "kind"), ok))
@@ -133,6 +167,12 @@ def lackey(path, out, *, cpu=0, instructions=False, ns_per_event=1, format=None)
             w.write({"addr": addr, "cpu": np.full(k, cpu, np.uint16), "op": op,
                      "ts": np.arange(n, n + k, dtype=np.uint64) * np.uint64(ns_per_event)})
             n += k
+        if not records and not allow_empty:
+            raise TraceError("no lackey records (lines such as ' L 04222cac,4') in the "
+                             "file: is it `valgrind --tool=lackey --trace-mem=yes` output?",
+                             path=str(path))
+    if stats is not None:
+        stats.update(skipped=skipped, first_skipped=first)
     return n
 
 
@@ -211,9 +251,10 @@ def csv(path, out, *, format=None):
                                       by_name, num)
                 else:
                     values, bad = parse_uint(arr, 0)
-                if bad >= 0:
-                    raise TraceError("not an unsigned integer", path=str(path), column=name,
-                                     row=n + bad, value=arr[bad].as_py())
+                if bad >= 0:                 # row: of the trace; line: of the input
+                    raise TraceError(f"not an unsigned integer below 2**64 at input line "
+                                     f"{n + bad + 2}", path=str(path), column=name,
+                                     row=n + bad, value=_Shown(arr[bad].as_py()))
                 cols[name] = values
             w.write(cols)
             n += batch.num_rows
