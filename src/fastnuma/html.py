@@ -13,7 +13,6 @@ import base64
 import html
 import io
 import os
-import tempfile
 
 from .formats import numastat_text, vmstat_lines
 from .view import view_of
@@ -169,16 +168,5 @@ def compare_html(sources, ranking=None, rank_by="estimated_s", labels=None,
 
 def write_html(path, text):
     """Write ``text`` to ``path`` whole or not at all, with the umask's file mode."""
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastnuma-", suffix=".html", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+    from .outdir import write_file
+    write_file(path, lambda f: f.write(text), text=True)

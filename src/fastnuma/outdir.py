@@ -29,6 +29,23 @@ def _umask():
     return mask
 
 
+def write_file(path, write, *, text=False):
+    """Write one file whole or not at all: ``write(f)`` into a temporary file next to
+    ``path``, renamed into place, with the mode the user's umask gives a new file (mkstemp
+    alone would make it 0600). The temporary file is removed on every exit path."""
+    path = os.path.abspath(os.fspath(path))
+    directory, name = os.path.split(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
+    try:
+        with os.fdopen(fd, "w" if text else "wb", **({"encoding": "utf-8"} if text else {})) as f:
+            write(f)
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
 def check_out_dir(directory, names, trace=None):
     """Raise ValueError (one line naming ``directory``) if a report with files ``names``
     cannot be written there as a set; ``trace`` (a path) must not be inside it."""

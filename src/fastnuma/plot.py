@@ -70,33 +70,20 @@ def plot_report(source, kinds=None):
 def save_figures(figures, directory, formats=("png", "svg")):
     """Write each figure as ``directory/<kind>.<format>`` (through a temporary file renamed
     into place); returns the paths written."""
-    import tempfile
+    from .outdir import write_file
     os.makedirs(directory, exist_ok=True)
     paths = []
     for kind, fig in figures.items():
         for fmt in formats:
             path = os.path.join(directory, f"{kind}.{fmt}")
-            fd, tmp = tempfile.mkstemp(prefix=f".{kind}.", suffix=f".{fmt}", dir=directory)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    fig.savefig(f, format=fmt, metadata=_METADATA.get(fmt))
-                os.chmod(tmp, 0o666 & ~_umask())
-                os.replace(tmp, path)
-            except BaseException:
-                os.unlink(tmp)
-                raise
+            write_file(path, lambda f, fig=fig, fmt=fmt: fig.savefig(
+                f, format=fmt, metadata=_METADATA.get(fmt)))
             paths.append(path)
     return paths
 
 
 # reproducible files: no creation date in them
 _METADATA = {"png": {"Software": None}, "svg": {"Date": None}, "pdf": {"CreationDate": None}}
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _title(fig, view, what):

@@ -234,25 +234,6 @@ _FAILED = pa.schema([("row", pa.int64()), ("op", pa.string()), ("pid", pa.int64(
                      ("tid", pa.int64()), ("errno", pa.int64()), ("message", pa.string())])
 
 
-def _atomic(directory, name, write):
-    """Write ``directory/name`` through a temporary file renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o666 & ~_umask())     # mkstemp makes 0600; a report is for sharing
-        os.replace(tmp, os.path.join(directory, name))
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 # ---------------------------------------------------------------- what-if additions
 # written by runs with a provenance (RunConfig, the CLI); always in to_tables()
 WHAT_IF_TABLES = ("epoch_nodes", "numa_maps")

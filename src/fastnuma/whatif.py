@@ -170,12 +170,11 @@ def write_table(table, path):
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from .report import _atomic
+    from .outdir import write_file
     ext = os.path.splitext(path)[1].lower()
     if ext not in (".parquet", ".csv"):
         raise ValueError(f"-o {path!r}: expected a .parquet or .csv file")
-    directory, name = os.path.split(os.path.abspath(path))
     if ext == ".parquet":
-        _atomic(directory, name, lambda f: pq.write_table(table, f))
+        write_file(path, lambda f: pq.write_table(table, f))
     else:
-        _atomic(directory, name, lambda f: pacsv.write_csv(table, f))
+        write_file(path, lambda f: pacsv.write_csv(table, f))

@@ -8,10 +8,11 @@ one is run again and its row replaced.
 """
 import json
 import os
-import tempfile
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from ..outdir import write_file
 
 META_KEY = b"fastnuma.sweep"
 FORMAT_VERSION = 1
@@ -84,17 +85,7 @@ class ResultStore:
         if not self.dirty:
             return
         table = self.table()
-        directory = os.path.dirname(os.path.abspath(self.path))
-        fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(self.path)}.",
-                                   dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                pq.write_table(table, f)
-            os.chmod(tmp, 0o666 & ~_umask())
-            os.replace(tmp, self.path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        write_file(self.path, lambda f: pq.write_table(table, f))
         self.dirty = False
 
 
@@ -106,8 +97,3 @@ def _column(values, kind=None):
     except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
         return pa.array([None if v is None else str(v) for v in values], pa.string())
 
-
-def _umask():
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
