@@ -17,7 +17,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 import fastnuma as fn
 from fastnuma.constants import PAGE_SIZE
 from fastnuma.invariants import check as check_invariants
-from fastnuma.kernels.state import pte_node_mismatch
+from fastnuma.kernels.invariants import pte_node_mismatch
 from tests.reference.model import RefMachine, RefTopology
 from tests.strategies import knobs, lazy_knobs, topology_args
 

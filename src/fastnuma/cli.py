@@ -434,7 +434,7 @@ def _convert(args):
 
 def _version():
     from importlib.metadata import PackageNotFoundError, version
-    from . import __version__
+    from ._version import __version__
     import platform
     deps = []
     for dist in ("numba", "numpy", "pyarrow"):

@@ -16,24 +16,42 @@ COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
 class EpochLog:
     """Append-only epoch rows in growable arrays; a sequence of tuples to read."""
 
-    def __init__(self, n_nodes, capacity=64):
+    def __init__(self, n_nodes, n_counters=0, capacity=64):
         self._n = 0
         self._cols = {c: np.zeros(capacity, np.float64 if c == "remote_fraction" else np.int64)
                       for c in COLUMNS}
         self._pages = np.zeros((capacity, n_nodes), np.int64)
+        # per epoch: accesses [cpu node, memory node] and vmstat deltas (the cost model's
+        # and the long epoch table's input)
+        self._access = np.zeros((capacity, n_nodes, n_nodes), np.int64)
+        self._vm = np.zeros((capacity, n_counters), np.int64)
 
     def append(self, end_row, end_ns, accesses, remote, fraction, hints, migrated, moved,
-               pages):
+               pages, access=0, vm=0):
         if self._n == len(self._pages):
             for c, a in self._cols.items():
                 self._cols[c] = np.concatenate([a, np.zeros_like(a)])
             self._pages = np.concatenate([self._pages, np.zeros_like(self._pages)])
+            self._access = np.concatenate([self._access, np.zeros_like(self._access)])
+            self._vm = np.concatenate([self._vm, np.zeros_like(self._vm)])
         k = self._n
         for c, v in zip(COLUMNS, (end_row, end_ns, accesses, remote, fraction, hints,
                                   migrated, moved)):
             self._cols[c][k] = v
         self._pages[k] = pages
+        self._access[k] = access
+        self._vm[k] = vm
         self._n += 1
+
+    @property
+    def access(self):
+        """int64 [epoch, cpu node, memory node]: accesses in each epoch (a view)."""
+        return self._access[:self._n]
+
+    @property
+    def vm(self):
+        """int64 [epoch, counter]: vmstat deltas in each epoch, VMSTAT_NAMES order."""
+        return self._vm[:self._n]
 
     def __len__(self):
         return self._n

@@ -20,9 +20,9 @@ every event of a production replay.
 """
 import numpy as np
 
-from .dtypes import (FRAME_FREE, NS_FOREIGN, NS_HIT, NS_LOCAL, NS_MISS, NS_OTHER,
-                     PTE_PRESENT, PTE_ZERO, PTRS_PER_PMD)
-from .kernels.state import CTL_NBLOCKS, CTL_NFRAMES, pte_node_mismatch
+from .dtypes import (CTL_NBLOCKS, CTL_NFRAMES, FRAME_FREE, NS_FOREIGN, NS_HIT, NS_LOCAL,
+                     NS_MISS, NS_OTHER, PTE_PRESENT, PTE_ZERO, PTRS_PER_PMD)
+from .kernels.invariants import pte_node_mismatch
 
 
 class InvariantError(AssertionError):
@@ -32,9 +32,10 @@ class InvariantError(AssertionError):
 def violations(sim):
     """The invariants of the module docstring that ``sim`` breaks, one line each."""
     out = []
-    pt = sim.pt
-    cap = np.asarray(sim.topology_pages, np.int64)
-    free = np.asarray(sim.free, np.int64)
+    m = sim.machine
+    pt = m.pt
+    cap = np.asarray(m.node_pages, np.int64)
+    free = np.asarray(m.free, np.int64)
     n = cap.size
     for node in np.flatnonzero((free < 0) | (free > cap)).tolist():
         out.append(f"node {node}: {free[node]} free pages of a capacity of {cap[node]}")
@@ -61,7 +62,7 @@ def violations(sim):
     if freed.any():
         out.append(f"{int(freed.sum())} present PTEs map a freed frame (first "
                    f"{int(f[freed][0])})")
-    ns = np.asarray(sim.node_stats, np.int64)
+    ns = np.asarray(m.node_stats, np.int64)
     alloc_hm = int(ns[:, NS_HIT].sum() + ns[:, NS_MISS].sum())
     alloc_lo = int(ns[:, NS_LOCAL].sum() + ns[:, NS_OTHER].sum())
     if alloc_hm != alloc_lo:
@@ -70,7 +71,7 @@ def violations(sim):
     if int(ns[:, NS_MISS].sum()) != int(ns[:, NS_FOREIGN].sum()):
         out.append(f"numa_miss = {int(ns[:, NS_MISS].sum())} but numa_foreign = "
                    f"{int(ns[:, NS_FOREIGN].sum())}")
-    k = int(pte_node_mismatch(sim.st))
+    k = int(pte_node_mismatch(m.st))
     if k >= 0:
         out.append(f"PTE {k}: its cached node is not its frame's")
     return out

@@ -1,126 +1,172 @@
 """Report: what a replay did to the machine, as Python objects, Arrow tables and files.
 
-``ReportBuilder`` collects during the replay (epochs, fault events, failed calls);
+``ReportBuilder`` collects during the replay (epochs, fault events, failed calls) from
+counters handed to it (it reads no kernel and no simulator);
 ``Report`` holds the result: counters (vmstat names), per-node counters, the access matrix
 (CPU node x memory node, reads and writes), per-thread local/remote counts, the final
 placement (pages per node per process), out-of-memory and segmentation-fault events,
-system calls that failed, and one time-series row per epoch.
+system calls that failed, one time-series row per epoch, and what the what-if layer,
+the placement heatmap and the cost model add (docs/report.md).
 """
+from __future__ import annotations
+
 import json
+import os
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .constants import TASK_SIZE, PAGE_SHIFT
 from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS
-from .kernels.range import numa_maps_stats
-from .epochs import EpochLog
+from .epochs import COLUMNS as EPOCH_COLUMNS, EpochLog
 from .outdir import write_set
 
 REPORT_FILES = tuple(f"{name}.parquet" for name in (
     "counters", "nodes", "access_matrix", "threads", "placement", "faults", "failed_calls",
     "epochs", "epoch_nodes", "numa_maps", "heat", "cost_epochs", "cost_threads")) + (
     "summary.json",)
-EPOCH_COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
-                 "numa_hint_faults", "numa_pages_migrated", "pgmigrate_success")
 
 
 class ReportBuilder:
-    """Collects a replay's time series and events."""
+    """Collects a replay's time series and events from the counters handed to it: the
+    access matrix ``access_counts`` [cpu node, memory node, read/write], the vmstat
+    counters ``vm`` (dtypes.VMSTAT_NAMES order), each node's capacity ``node_pages`` and
+    its ``free`` pages. They are live arrays the replay updates; each epoch reads them.
+    ``heat``: an object whose ``sample(epoch, end_row, end_ns)`` records the placement
+    heatmap at each epoch and ``table()`` returns it (fastnuma.heat.HeatRecorder)."""
 
-    def __init__(self, sim, heat_buckets=None):
-        self.sim = sim
-        self.heat = None                 # the placement heatmap's sampler (heat.py)
-        if heat_buckets is not None:
-            from .heat import HeatRecorder
-            self.heat = HeatRecorder(sim, heat_buckets)
-        self.epochs = EpochLog(sim.topology.n_nodes)          # arrays, not a tuple each
-        self.faults = []                 # (row, kind, pid, tid, addr)
-        self.failed = []                 # (row, op, pid, tid, errno, message)
+    def __init__(self, access_counts: np.ndarray, vm: np.ndarray, node_pages: np.ndarray,
+                 free: np.ndarray, heat=None):
+        self._access_counts = access_counts
+        self._vm = vm
+        self._node_pages = node_pages
+        self._free = free
+        self.heat = heat
+        self.epochs = EpochLog(len(node_pages), vm.size)     # arrays, not a tuple each
+        self.faults: list[tuple] = []          # (row, kind, pid, tid, addr)
+        self.failed: list[tuple] = []          # (row, op, pid, tid, errno, message)
         self.implicit_mappings = 0
         self._last = self._snapshot()
-        # what-if hook: per-epoch access matrix and vmstat deltas (the cost model's input)
-        self.epoch_access, self.epoch_vmstat = [], []
-        self._last_matrix = sim.access_counts.sum(axis=2)
-        self._last_vm = sim.vm.copy()
+        self._last_matrix = access_counts.sum(axis=2)
+        self._last_vm = vm.copy()
 
     def _snapshot(self):
-        c = self.sim.access_counts.sum(axis=2)
-        vm = self.sim.vm
+        c = self._access_counts.sum(axis=2)
+        vm = self._vm
         return (int(c.sum()), int(c.sum() - np.trace(c)), int(vm[C_NUMA_HINT_FAULTS]),
                 int(vm[C_NUMA_PAGES_MIGRATED]), int(vm[C_PGMIGRATE_SUCCESS]))
 
-    def epoch(self, end_row, end_ns):
+    def epoch(self, end_row: int, end_ns: int) -> None:
         now = self._snapshot()
         acc, remote, hints, migrated, moved = (a - b for a, b in zip(now, self._last))
         self._last = now
-        used = self.sim.topology_pages - self.sim.free
+        used = self._node_pages - self._free
+        matrix = self._access_counts.sum(axis=2)
         self.epochs.append(end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
-                           hints, migrated, moved, used)
-        matrix = self.sim.access_counts.sum(axis=2)
-        self.epoch_access.append(matrix - self._last_matrix)
-        self.epoch_vmstat.append(self.sim.vm - self._last_vm)
-        self._last_matrix, self._last_vm = matrix, self.sim.vm.copy()
+                           hints, migrated, moved, used, matrix - self._last_matrix,
+                           self._vm - self._last_vm)
+        self._last_matrix = matrix
+        self._last_vm[:] = self._vm
         if self.heat is not None:
             self.heat.sample(len(self.epochs) - 1, end_row, end_ns)
-
-    def fault_event(self, row, kind, pid, tid, addr):
+    def fault_event(self, row: int, kind: str, pid: int, tid: int, addr: int) -> None:
         self.faults.append((row, kind, pid, tid, addr))
 
-    def failed_call(self, row, op, pid, tid, err, message):
+    def failed_call(self, row: int, op: str, pid: int, tid: int, err: int,
+                    message: str) -> None:
         self.failed.append((row, op, pid, tid, err, message))
 
-    def implicit_mapping(self):
+    def implicit_mapping(self) -> None:
         self.implicit_mappings += 1
 
-    def build(self, rows):
-        sim = self.sim
-        n = sim.topology.n_nodes
-        placement = {}
-        for pid, proc in sorted(sim.procs.items()):
-            per_node = np.zeros(n, np.int64)
-            numa_maps_stats(sim.st, sim.pt.blocks_of(proc.asid), 0, TASK_SIZE >> PAGE_SHIFT,
-                            per_node, np.zeros(3, np.int64))
-            placement[pid] = per_node
-        threads = [dict(tid=tid, pid=th.pid, cpu=th.cpu, node=sim.topology.cpu_node[th.cpu],
-                        local=th.local, remote=th.remote)
-                   for tid, th in sorted(sim.threads.items())]
-        return dict(rows=rows, topology=sim.topology.describe(), knobs=sim.config.describe(),
-                    vmstat=sim.vmstat(), numastat=sim.numastat(),
-                    access_matrix=sim.access_counts.copy(), threads=threads,
-                    placement=placement, faults=list(self.faults), failed_calls=list(self.failed),
-                    implicit_mappings=self.implicit_mappings, epochs=self.epochs,
-                    free_pages=sim.free.copy(), node_pages=sim.topology_pages.copy(),
-                    now_ns=sim.now_ns,
-                    epoch_access=np.array(self.epoch_access, np.int64).reshape(-1, n, n),
-                    epoch_vmstat=np.array(self.epoch_vmstat, np.int64).reshape(
-                        -1, sim.vm.size),
-                    numa_maps={pid: sim.numa_maps(pid) for pid in sorted(sim.procs)},
-                    provenance=None,
-                    heat=None if self.heat is None else self.heat.table())
+    def build(self, rows: int, *, topology: str, knobs: dict, vmstat: dict, numastat: dict,
+              threads: list, placement: dict, now_ns: int,
+              numa_maps: dict | None = None) -> Report:
+        """The report, from what the replay collected and the final state handed in."""
+        return Report(rows=rows, topology=topology, knobs=knobs, vmstat=vmstat,
+                      numastat=numastat, access_matrix=self._access_counts.copy(),
+                      threads=threads, placement=placement, faults=list(self.faults),
+                      failed_calls=list(self.failed),
+                      implicit_mappings=self.implicit_mappings, epochs=self.epochs,
+                      free_pages=self._free.copy(), node_pages=self._node_pages.copy(),
+                      now_ns=now_ns, epoch_access=self.epochs.access,
+                      epoch_vmstat=self.epochs.vm, numa_maps=numa_maps or {},
+                      heat=None if self.heat is None else self.heat.table())
 
 
+@dataclass(eq=False, repr=False)
 class Report:
-    """The outcome of :meth:`fastnuma.Simulator.replay`.
+    """The outcome of :meth:`fastnuma.Simulator.replay` (docs/api.md, "Trace replay").
 
-    Attributes: ``rows`` (events replayed), ``topology`` (text), ``knobs`` (dict),
-    ``vmstat`` (dict, Linux names), ``numastat`` ({node: {counter: value}}),
-    ``access_matrix`` (int64 [cpu node, memory node, read/write]), ``threads`` (list of
-    dicts: tid, pid, cpu, node, local, remote), ``placement`` ({pid: pages per node}),
-    ``faults`` (out-of-memory kills and segmentation faults: row, kind, pid, tid, addr),
-    ``failed_calls`` (row, op, pid, tid, errno, message), ``implicit_mappings``,
-    ``epochs`` (see :meth:`to_tables`), ``epoch_access`` (int64 [epoch, cpu node, memory
-    node]: accesses in each epoch), ``epoch_vmstat`` (int64 [epoch, counter]: vmstat
-    deltas, VMSTAT_NAMES order), ``numa_maps`` ({pid: /proc/PID/numa_maps text}),
-    ``provenance`` (dict or None: configuration and trace, docs/run-config.md), ``heat`` (the placement heatmap's long
-    table when the replay recorded one with ``heat_buckets``, else None; docs/report.md).
+    Attributes
+    ----------
+    rows : int
+        Events replayed.
+    topology : str
+        The machine, as ``Topology.describe()`` writes it.
+    knobs : dict
+        Every kernel knob and its value.
+    vmstat : dict
+        /proc/vmstat counters under their Linux names.
+    numastat : dict
+        {node: {numa_hit, numa_miss, numa_foreign, interleave_hit, local_node, other_node}}.
+    access_matrix : numpy.ndarray
+        int64 [cpu node, memory node, read/write]: accesses.
+    threads : list of dict
+        tid, pid, cpu, node, local, remote (accesses) per thread.
+    placement : dict
+        {pid: int64 pages mapped per node}.
+    faults : list of tuple
+        Out-of-memory kills and segmentation faults: (row, kind, pid, tid, addr).
+    failed_calls : list of tuple
+        System calls of the trace that failed: (row, op, pid, tid, errno, message).
+    implicit_mappings : int
+        2 MiB regions a bare access trace mapped implicitly.
+    epochs : fastnuma.epochs.EpochLog
+        A sequence of one tuple per epoch (columns: :data:`EPOCH_COLUMNS`, then pages used
+        per node), stored in arrays.
+    free_pages, node_pages : numpy.ndarray
+        Free pages and capacity per node at the end (4 KiB pages).
+    now_ns : int
+        Simulated time at the end, ns.
+    epoch_access : numpy.ndarray
+        int64 [epoch, cpu node, memory node]: accesses in each epoch.
+    epoch_vmstat : numpy.ndarray
+        int64 [epoch, counter]: vmstat deltas in each epoch (dtypes.VMSTAT_NAMES order).
+    numa_maps : dict
+        {pid: /proc/PID/numa_maps text} at the end.
+    heat : pyarrow.Table or None
+        The placement heatmap's long table when the replay recorded one
+        (``heat_buckets``; docs/report.md), else None.
+    provenance : dict or None
+        Configuration, machine and trace of a what-if run (docs/run-config.md).
+    cost : dict or None
+        The cost model's estimate of a what-if run (docs/cost-model.md).
     """
+    rows: int
+    topology: str
+    knobs: dict
+    vmstat: dict
+    numastat: dict
+    access_matrix: np.ndarray
+    threads: list
+    placement: dict
+    faults: list
+    failed_calls: list
+    implicit_mappings: int
+    epochs: list
+    free_pages: np.ndarray
+    node_pages: np.ndarray
+    now_ns: int
+    epoch_access: np.ndarray | None = None
+    epoch_vmstat: np.ndarray | None = None
+    numa_maps: dict | None = None
+    heat: pa.Table | None = None
+    provenance: dict | None = None
+    cost: dict | None = None
 
-    def __init__(self, data):
-        self.__dict__.update(data)
-
-    def to_tables(self):
+    def to_tables(self) -> dict[str, pa.Table]:
         """The report as pyarrow Tables: counters, nodes, access_matrix, threads, placement,
         faults, failed_calls, epochs, and heat when recorded."""
         n = len(self.node_pages)
@@ -152,11 +198,11 @@ class Report:
                 [dict(zip(_FAILED.names, f)) for f in self.failed_calls], schema=_FAILED),
             "epochs": pa.table(epochs) if ep else pa.table({c: [] for c in EPOCH_COLUMNS}),
             **_what_if_tables(self),
-        } | ({} if getattr(self, "heat", None) is None else {"heat": self.heat}) | {
+        } | ({} if self.heat is None else {"heat": self.heat}) | {
             f"cost_{name}": self.cost[name] for name in ("epochs", "threads")
-            if getattr(self, "cost", None)}
+            if self.cost}
 
-    def summary_dict(self):
+    def summary_dict(self) -> dict:
         """What summary.json holds: the scalars and small tables, JSON-ready."""
         return {"rows": self.rows, "topology": self.topology, "knobs": self.knobs,
                 "now_ns": self.now_ns, "vmstat": self.vmstat,
@@ -164,10 +210,10 @@ class Report:
                 "placement": {str(k): v.tolist() for k, v in self.placement.items()},
                 "faults": len(self.faults), "failed_calls": len(self.failed_calls),
                 "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)} | (
-                    {"provenance": self.provenance} if getattr(self, "provenance", None)
+                    {"provenance": self.provenance} if self.provenance
                     else {})
 
-    def write(self, directory):
+    def write(self, directory: str | os.PathLike) -> None:
         """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``,
         as a set: staged next to it and swapped in with one rename, so the directory holds
         the whole new report or what it held before (fastnuma/outdir.py). An existing
@@ -175,19 +221,19 @@ class Report:
         meta = provenance_metadata(self)
         writers = {}
         for name, table in self.to_tables().items():
-            if name in WHAT_IF_TABLES and not getattr(self, "provenance", None):
+            if name in WHAT_IF_TABLES and not self.provenance:
                 continue          # a plain Simulator.replay keeps its original file set
             table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
             writers[f"{name}.parquet"] = lambda f, t=table: pq.write_table(t, f)
         summary = self.summary_dict()
-        if getattr(self, "cost", None):                 # the cost model's totals
+        if self.cost:                 # the cost model's totals
             summary["cost"] = {k: v for k, v in self.cost.items()
                                if not isinstance(v, pa.Table)}
         text = json.dumps(summary, indent=2, default=int)
         writers["summary.json"] = lambda f: f.write(text.encode())
         write_set(directory, writers)
 
-    def summary(self):
+    def summary(self) -> str:
         """A readable summary table (what ``fastnuma replay`` prints)."""
         vm = self.vmstat
         acc = int(self.access_matrix.sum())
@@ -245,16 +291,20 @@ def _what_if_tables(report):
     ep = report.epochs
     e_idx = np.repeat(np.arange(len(ep), dtype=np.int64), n)
     node = np.tile(np.arange(n, dtype=np.int64), len(ep))
-    acc = getattr(report, "epoch_access", np.zeros((len(ep), n, n), np.int64))
-    used = np.array([e[-1] for e in ep], np.int64).reshape(-1, n)
+    acc = report.epoch_access
+    if acc is None:
+        acc = np.zeros((len(ep), n, n), np.int64)
+    cols = ep.columns()
+    used = np.stack([cols[f"pages_node{k}"] for k in range(n)], axis=1) if n else \
+        np.zeros((len(ep), 0), np.int64)
     long = pa.table({
-        "epoch": e_idx, "end_row": np.repeat([e[0] for e in ep], n).astype(np.int64),
-        "end_ns": np.repeat([e[1] for e in ep], n).astype(np.int64), "node": node,
+        "epoch": e_idx, "end_row": np.repeat(cols["end_row"], n).astype(np.int64),
+        "end_ns": np.repeat(cols["end_ns"], n).astype(np.int64), "node": node,
         "pages_used": used.ravel(), "accesses_from": acc.sum(axis=2).ravel(),
         "accesses_to": acc.sum(axis=1).ravel(),
         "remote_to": (acc.sum(axis=1) - np.diagonal(acc, axis1=1, axis2=2)).ravel()},
         schema=_EPOCH_NODES)
-    maps = getattr(report, "numa_maps", {}) or {}
+    maps = report.numa_maps or {}
     rows = [(pid, line) for pid, text in maps.items() for line in text.splitlines()]
     return {"epoch_nodes": long,
             "numa_maps": pa.table({"pid": [r[0] for r in rows], "line": [r[1] for r in rows]},
@@ -272,7 +322,7 @@ def provenance_metadata(report):
     configuration and trace (``report.provenance``) as JSON."""
     from . import __version__
     meta = {b"fastnuma.version": __version__.encode()}
-    prov = getattr(report, "provenance", None)
+    prov = report.provenance
     if prov:
         meta[b"fastnuma.provenance"] = json.dumps(prov, sort_keys=True, default=str).encode()
     return meta

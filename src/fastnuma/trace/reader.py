@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 
 from ..constants import TIME_LIMIT_NS
 from ..errors import TraceError
-from ..kernels.trace import first_above, first_decrease
+from .checks import first_above, first_decrease
 from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, checked_column
 
 DEFAULT_BATCH_ROWS = 1 << 20
