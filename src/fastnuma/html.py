@@ -12,7 +12,6 @@ result table gives), else by the remote fraction of accesses (lower first).
 import base64
 import html
 import io
-import os
 
 from .formats import numastat_text, vmstat_lines
 from .view import view_of

@@ -20,18 +20,17 @@ model and replay settings, as one versioned TOML file or the same Python objects
 Relative paths are relative to the TOML file. docs/run-config.md documents every key.
 """
 import hashlib
-import json
 import os
 import re
 import sys
 from dataclasses import dataclass, field, replace
 
 from .costmodel import CostModel
-from .numactl import CpuPlacement, parse_policy
+from .numactl import CpuPlacement
+from .inputs import PRESETS
 
 CONFIG_VERSION = 1
 SECTIONS = ("machine", "kernel", "policy", "placement", "cost", "replay")
-PRESETS = ("uniform", "two_socket", "four_socket", "cxl")
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "kib": 1 << 10,
                "m": 1 << 20, "mb": 1 << 20, "mib": 1 << 20, "g": 1 << 30, "gb": 1 << 30,
                "gib": 1 << 30, "t": 1 << 40, "tb": 1 << 40, "tib": 1 << 40}
@@ -185,7 +184,7 @@ class RunConfig:
         return machine_topology(self.machine, trace)
 
     def epoch_kwargs(self):
-        from .cli import parse_epoch
+        from .inputs import parse_epoch
         kind, step = parse_epoch(str(self.replay.get("epoch", "1000000")))
         return {"epoch_events": step} if kind == "events" else {"epoch_ns": step}
 
@@ -202,16 +201,10 @@ def machine_topology(machine, trace=None):
                          f"(got {', '.join(kinds)})")
     if not kinds:
         if trace is not None:
-            from .trace.writer import META_TOPOLOGY
-            if hasattr(trace, "schema"):                    # a pyarrow Table
-                meta = trace.schema.metadata or {}
-            else:
-                from .trace.info import read_schema
-                from .trace.reader import trace_files
-                meta = read_schema(trace_files(trace)[0]).metadata or {}
-            if META_TOPOLOGY.encode() in meta:
-                kw = json.loads(meta[META_TOPOLOGY.encode()])
-                return getattr(Topology, kw.pop("preset", "uniform"))(**kw)
+            from .inputs import topology_from_trace
+            named = topology_from_trace(trace)          # allow-listed presets only
+            if named is not None:
+                return named[0]
         return Topology.four_socket()
     kind = kinds[0]
     value = m.pop(kind)

@@ -25,12 +25,12 @@ from dataclasses import fields
 import numpy as np
 
 from ..config import SimConfig
+from ..inputs import PRESETS
 
 KNOBS = tuple(f.name for f in fields(SimConfig))
 RUN_KEYS = ("topology", "epoch", "strict", "batch_rows") + KNOBS
 #: keys of issue 14's run configuration that this build does not have yet
 PENDING_KEYS = ("policy", "cpu_map", "cpunodebind", "physcpubind", "cost", "mlc")
-PRESETS = ("uniform", "two_socket", "four_socket", "cxl")
 #: filled by the cost model (issue 14) once it exists: nulls until then
 COST_COLUMNS = ("estimated_time_ns",)
 DEFAULT_EPOCH = "1000000"
@@ -46,7 +46,7 @@ ROW_BYTES = 2 * 48      # a decoded batch row (all columns), twice: the file's a
 def check_params(params):
     """Raise ValueError/TypeError if ``params`` is not a run configuration this build
     can replay (unknown key, bad knob value, bad epoch, missing machine file)."""
-    from ..cli import parse_epoch
+    from ..inputs import parse_epoch
     for key in params:
         if key in PENDING_KEYS:
             raise ValueError(f"{key!r} belongs to the run configuration of issue 14, which "
@@ -142,21 +142,8 @@ def estimate_memory(survey, params=None):
 # ------------------------------------------------------------------------- one replay
 def machine(spec, trace):
     """(Topology, its name) as ``fastnuma replay --topology`` picks it."""
-    from ..topology import Topology
-    from ..trace.writer import META_TOPOLOGY
-    if spec is None:
-        meta = trace_metadata(trace)
-        if META_TOPOLOGY in meta:
-            kw = json.loads(meta[META_TOPOLOGY])
-            preset = kw.pop("preset", "uniform")
-            return getattr(Topology, preset)(**kw), f"{preset} (from the trace)"
-        return Topology.four_socket(), "four_socket (default: the trace names none)"
-    if spec in PRESETS:
-        return getattr(Topology, spec)(), spec
-    if os.path.isdir(spec):
-        return Topology.from_sysfs(spec), spec
-    with open(spec) as f:
-        return Topology.from_numactl(f.read()), spec
+    from ..inputs import topology_for
+    return topology_for(spec, trace)
 
 
 def _simulator(trace, params):
@@ -173,7 +160,7 @@ def _estimated_time(report, params):
 
 def replay_combination(trace, params):
     """The :class:`~fastnuma.report.Report` of one combination (raises on failure)."""
-    from ..cli import parse_epoch
+    from ..inputs import parse_epoch
     check_params(params)
     kind, step = parse_epoch(str(params.get("epoch", DEFAULT_EPOCH)))
     sim, named = _simulator(trace, params)
