@@ -230,6 +230,14 @@ class _Progress:
         sys.stderr.write("\n")
 
 
+def _announce_compile():
+    """Say at once when the kernels are about to compile (an empty Numba cache)."""
+    from .kernels.cache import cold_start_notice
+    notice = cold_start_notice()
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
+
+
 def _replay(args):
     import fastnuma as fn
     if args.batch_rows < 1:
@@ -238,6 +246,7 @@ def _replay(args):
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out!r} exists and is not a directory")
     topo, named = _topology(args.topology, args.trace)
+    _announce_compile()
     sim = fn.Simulator(topo, numa_balancing=args.numa_balancing, profile=args.profile,
                        thp=args.thp)
     progress = None
@@ -270,6 +279,7 @@ def _run(args):
             from .demo import run_demo
             if args.pages < 4 or args.pages > 1 << 20:
                 raise ValueError(f"--pages {args.pages}: expected 4..{1 << 20}")
+            _announce_compile()
             run_demo(args.pages)
         elif args.command == "generate":
             _generate(args)
