@@ -192,6 +192,7 @@ class TracesVsC:
 
     def setup_cache(self):
         record_lackey_traces()
+    setup_cache.timeout = 3600      # lackey runs the programs ~100x slower (12 min here)
 
     def setup(self, program):
         self.ref = ref = load_bench_ref()
