@@ -19,8 +19,12 @@ compiler they are skipped, with the reason.
 - ``MbindLazyVsC``: change_prot_numa through ``mbind(MPOL_LOCAL, MPOL_MF_MOVE |
   MPOL_MF_LAZY)`` over every PTE of a two-thread process (the whole call: policy, VMA
   split and marking), against C's ``ref_change_prot_numa`` over as many PTEs.
-- The hinting fault with migration is ``bench_numa.HintingFaultsVsC``; the replay of
-  generated traces with faults is ``bench_replay.ReplayVsC`` (both kept as they were).
+- ``HintingReplayVsC``: the hinting fault with migration as in
+  ``bench_numa.HintingFaultsVsC`` (pages first touched on node 0, marked by
+  mbind(MPOL_LOCAL, MOVE | LAZY), each read once by the thread on node 1), the reads
+  replayed from an Arrow table with pid and tid columns instead of ``sim.access``.
+- Kept as they were: ``bench_numa.HintingFaultsVsC`` (the same faults through
+  ``sim.access``) and ``bench_replay.ReplayVsC`` (generated traces, faults included).
 """
 import os
 import shutil
@@ -36,7 +40,8 @@ import pyarrow.ipc  # noqa: F401 (pa.ipc)
 
 import fastnuma as fn
 
-from .bench_numa import clear_marks, populated_two_threads, warm_numa
+from .bench_numa import (REMOTE_CPU, HintingFaultsVsC, clear_marks, populated_two_threads,
+                         warm_numa)
 from .common import CACHE_ROOT, PAGE_SHIFT, QUICK, load_bench_ref, sizes
 
 NODES, CPUS_PER_NODE = 4, 4
@@ -287,3 +292,26 @@ class MbindLazyVsC:
         c = self.ref.measure_change_prot_numa(n_ptes, repeat=5)["median_s"]
         return c / float(np.median(ours))
     track_ratio_to_c.unit = "x C"
+
+
+# --------------------------------------------------------------------------- hinting faults, replayed
+class HintingReplayVsC(HintingFaultsVsC):
+    """bench_numa.HintingFaultsVsC with the reads replayed (``Simulator.replay`` of an
+    Arrow table: pid, tid, cpu, op, ts per event) rather than passed to ``sim.access``;
+    the same checks (every read a hinting fault that migrates) and the same C stream."""
+
+    def _fresh(self):
+        sim, tid, addrs = super()._fresh()
+        n = addrs.size
+        table = pa.table({"addr": addrs.astype(np.uint64),
+                          "cpu": np.full(n, REMOTE_CPU, np.uint16),
+                          "op": np.zeros(n, np.uint8),
+                          "ts": np.arange(n, dtype=np.uint64),
+                          "tid": np.full(n, tid, np.uint32),
+                          "pid": np.full(n, sim.threads[tid].pid, np.uint32)})
+        return sim, table
+
+    @staticmethod
+    def _read(machine):
+        sim, table = machine
+        sim.replay(table)
