@@ -294,7 +294,7 @@ class MbindLazyVsC:
     track_ratio_to_c.unit = "x C"
 
 
-# --------------------------------------------------------------------------- hinting faults, replayed
+# --------------------------------------------------------------------------- hinting, replayed
 class HintingReplayVsC(HintingFaultsVsC):
     """bench_numa.HintingFaultsVsC with the reads replayed (``Simulator.replay`` of an
     Arrow table: pid, tid, cpu, op, ts per event) rather than passed to ``sim.access``;
