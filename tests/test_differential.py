@@ -16,7 +16,7 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 import fastnuma as fn
 from fastnuma.constants import PAGE_SIZE
-from fastnuma.kernels.state import pte_node_mismatch
+from tests.invariants import pte_node_mismatch
 from tests.reference.model import RefMachine, RefTopology
 from tests.strategies import knobs, lazy_knobs, topology_args
 

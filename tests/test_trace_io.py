@@ -121,9 +121,9 @@ def test_non_integer_column_and_truncated_file(tmp_path):
 
 @pytest.mark.parametrize("n", [1, 4095, 4096, 4097, 3 * 4096 + 5])
 def test_trace_checks_find_the_first_bad_row_in_any_chunk(n):
-    """The chunked, branch-free checks (kernels/trace.py) agree with a plain scan, at and
-    around the chunk edges."""
-    from fastnuma.kernels.trace import CHUNK, first_above, first_decrease
+    """The chunked, branch-free checks (trace/_jit_checks.py) agree with a plain scan, at
+    and around the chunk edges."""
+    from fastnuma.trace._jit_checks import CHUNK, first_above, first_decrease
     rng = np.random.default_rng(n)
     for _ in range(30):
         ts = np.cumsum(rng.integers(0, 3, n)).astype(np.uint64) + np.uint64(5)
@@ -138,3 +138,24 @@ def test_trace_checks_find_the_first_bad_row_in_any_chunk(n):
         above = np.flatnonzero(op > 7)
         assert first_decrease(ts, last) == (down[0] if down.size else -1)
         assert first_above(op, np.uint8(7)) == (above[0] if above.size else -1)
+
+
+@pytest.mark.parametrize("n", [1, 2, 4097])
+def test_numpy_trace_checks_agree_with_the_compiled_ones(n, monkeypatch):
+    """trace/checks.py without Numba loaded (info, convert) finds the same rows."""
+    import sys
+    from fastnuma.trace import _jit_checks, checks
+    rng = np.random.default_rng(n)
+    for _ in range(30):
+        ts = np.cumsum(rng.integers(0, 3, n)).astype(np.uint64) + np.uint64(5)
+        op = rng.integers(0, 8, n).astype(np.uint8)
+        if rng.random() < 0.8:
+            at = int(rng.integers(0, n))
+            ts[at:] -= np.uint64(2 if at else 6)
+            op[at] = 9
+        last = np.uint64(rng.integers(0, 6))
+        want = (_jit_checks.first_decrease(ts, last), _jit_checks.first_above(op, np.uint8(7)))
+        with monkeypatch.context() as mp:
+            mp.delitem(sys.modules, "numba")
+            got = (checks.first_decrease(ts, last), checks.first_above(op, np.uint8(7)))
+        assert got == want

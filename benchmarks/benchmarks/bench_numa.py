@@ -72,7 +72,7 @@ def warm_numa():
     warm_jit("access", "mbind")
     if _numa_warmed:
         return
-    from fastnuma.balancing import PARALLEL_MIN_BLOCKS
+    from fastnuma.numa_balancing import PARALLEL_MIN_BLOCKS
     n = (PARALLEL_MIN_BLOCKS + 16) * PTRS_PER_PMD
     # THP: one fault per 2 MiB fills PARALLEL_MIN_BLOCKS + 16 PMDs cheaply (parallel
     # kernel); base pages: 16 Ki pages (serial kernel), then one page in each of as many

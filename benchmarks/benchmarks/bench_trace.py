@@ -81,6 +81,19 @@ def trace_path(fmt, rows):
     return CACHE_ROOT / "traces" / f"bench-v{TRACE_VERSION}-{rows}-{SEED}{FORMATS[fmt]}"
 
 
+def warm_checks():
+    """Load and compile the column checks (fastnuma/trace/_jit_checks.py) outside the
+    timing: open_trace imports them lazily at its first large batch. Both writable and
+    read-only arrays (zero-copy IPC columns are read-only: another Numba signature)."""
+    from fastnuma.trace import _jit_checks
+    for writable in (True, False):
+        ts, op = np.zeros(2, np.uint64), np.zeros(2, np.uint8)
+        ts.setflags(write=writable)
+        op.setflags(write=writable)
+        _jit_checks.first_decrease(ts, np.uint64(0))
+        _jit_checks.first_above(op, np.uint8(0))
+
+
 def drain(path):
     """Read the whole trace through open_trace; returns the number of rows."""
     rows = 0
@@ -112,7 +125,8 @@ class ReadTrace:
 
     def setup(self, paths, fmt):
         self.path = paths[fmt, TRACE_ROWS]
-        drain(paths[fmt, WARM_ROWS])        # the reader's kernels, for this format's arrays
+        drain(paths[fmt, WARM_ROWS])        # the reader's imports, for this format's arrays
+        warm_checks()
 
     def time_read(self, paths, fmt):
         drain(self.path)

@@ -3,17 +3,39 @@
 The API mirrors Linux's: the same call names and constants (with their Linux values), and
 failed system calls raise OSError with Linux's errno. See README.md and docs/api.md.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from . import constants as _constants
+from ._version import __version__
 from .constants import *  # noqa: F401,F403  (MPOL_*, MAP_*, MADV_*, ... as in Linux)
-from .errors import OutOfMemory, SegmentationFault, TraceError  # noqa: F401
-from .topology import Topology  # noqa: F401
+from .errors import OutOfMemory, SegmentationFault, TraceError
+from .topology import Topology
+
+if TYPE_CHECKING:
+    from .engine import Simulator
+    from .report import Report
+
+__all__ = sorted(
+    [name for name in vars(_constants) if name.isupper()]
+    + ["OutOfMemory", "Report", "SegmentationFault", "Simulator", "Topology", "TraceError",
+       "__version__"])
+
+_LAZY = {"Simulator": "engine", "Report": "report"}
 
 
-def __getattr__(name):
-    """``Simulator`` (and with it Numba and the kernels) is imported on first use, so that
-    ``import fastnuma`` and the command line's non-simulating commands start fast."""
-    if name == "Simulator":
-        from .engine import Simulator
-        return Simulator
+def __getattr__(name: str):
+    """``Simulator`` (and with it Numba and the kernels) and ``Report`` (pyarrow) are
+    imported on first use, so that ``import fastnuma`` and the command line's
+    non-simulating commands start fast."""
+    if name in _LAZY:
+        from importlib import import_module
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'fastnuma' has no attribute {name!r}")
 
-__version__ = "0.1.0"
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

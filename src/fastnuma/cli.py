@@ -5,6 +5,7 @@
     fastnuma info TRACE
     fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0|1] [--profile ...]
     fastnuma convert lackey|perf|csv INPUT -o FILE
+    fastnuma --version
 """
 import argparse
 import os
@@ -20,7 +21,9 @@ class _Parser(argparse.ArgumentParser):
 
 def _parser():
     from .trace.generate import SCENARIOS
+    from ._version import __version__
     parser = _Parser(prog="fastnuma", description="Simulate Linux NUMA memory placement.")
+    parser.add_argument("--version", action="version", version=f"fastnuma {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="run the bundled example and print its counters")
     demo.add_argument("--pages", type=int, default=1 << 16,

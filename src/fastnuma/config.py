@@ -1,9 +1,13 @@
 """SimConfig: the simulator's kernel knobs, under their Linux names, checked once."""
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from .constants import DEFAULT_MAX_MAP_COUNT
-from .kernels.alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, DEFRAG_NEVER, THP_ALWAYS,
-                            THP_MADVISE, THP_NEVER)
+from .dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, DEFRAG_NEVER, N_OPTS, OPT_IL_THP_BASE,
+                     OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT, OPT_NUMA_BALANCING,
+                     OPT_NUMA_STAT, OPT_PMD_NUMA_BATCHING, OPT_SHARED_PAGE_RULE,
+                     OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE, THP_NEVER)
 
 _THP = {"never": THP_NEVER, "madvise": THP_MADVISE, "always": THP_ALWAYS}
 # /sys/kernel/mm/transparent_hugepage/defrag: may a THP fault reclaim directly?
@@ -29,10 +33,10 @@ class SimConfig:
         The scanner's knobs (sysctl kernel.numa_balancing_*), Linux's defaults.
     profile : "mainline" | "seed"
         The defaults of the switches below: today's kernel, or the 2012 lazy-migration
-        design (linux-semantics.md §7). A switch given explicitly wins over the profile.
+        design (docs/linux-semantics.md §7). A switch given explicitly wins over the profile.
     noop_mode, pmd_numa_batching, shared_page_rule, pte_restore_timing, two_stage_filter,
     migrate_rate_limit, thp_update_count, skip_local_single_thread, interleave_thp_index
-        The differences of spec §7, one switch each (docs/lazy-migration.md §1).
+        The differences of docs/linux-semantics.md §7, one switch each (docs/lazy-migration.md §1).
     interleave_weights : {node: weight}
         /sys/kernel/mm/mempolicy/weighted_interleave/nodeN (0 or absent = 1).
     linux_strict_flags : bool
@@ -115,16 +119,29 @@ class SimConfig:
                 raise ValueError(f"interleave_weights names node {node}; the topology has "
                                  f"nodes 0..{topology.n_nodes - 1}")
 
-    def kernel_opts(self):
-        """The opts[] array of kernels.state.SimState, in slot order."""
-        return [_THP[self.thp], _DEFRAG[self.thp_defrag], int(self.zero_page),
-                int(self.numa_stat), int(self.numa_balancing), int(self.pmd_numa_batching),
-                int(self.shared_page_rule), int(self.two_stage_filter == "last_node"),
-                int(self.migrate_rate_limit), int(self.thp_update_count),
-                int(self.skip_local_single_thread), int(self.interleave_thp_index == "base")]
+    def kernel_opts(self) -> np.ndarray:
+        """The opts[] array the kernels read (dtypes.OPT_*), each slot set by its name."""
+        values = {
+            OPT_THP: _THP[self.thp],
+            OPT_THP_DEFRAG: _DEFRAG[self.thp_defrag],
+            OPT_ZERO_PAGE: self.zero_page,
+            OPT_NUMA_STAT: self.numa_stat,
+            OPT_NUMA_BALANCING: self.numa_balancing,
+            OPT_PMD_NUMA_BATCHING: self.pmd_numa_batching,
+            OPT_SHARED_PAGE_RULE: self.shared_page_rule,
+            OPT_LAST_NODE_FILTER: self.two_stage_filter == "last_node",
+            OPT_MIGRATE_RATE_LIMIT: self.migrate_rate_limit,
+            OPT_IL_THP_BASE: self.interleave_thp_index == "base",
+        }
+        if len(values) != N_OPTS:                  # every slot has its knob
+            raise AssertionError(f"kernel_opts sets {len(values)} of {N_OPTS} options")
+        opts = np.zeros(N_OPTS, np.int64)
+        for slot, value in values.items():
+            opts[slot] = int(value)
+        return opts
 
 
-# linux-semantics.md §7: each difference between the 2012 design and today's kernel
+# docs/linux-semantics.md §7: each difference between the 2012 design and today's kernel
 PROFILES = {
     "mainline": dict(noop_mode=False, pmd_numa_batching=False, shared_page_rule=False,
                      pte_restore_timing="after", two_stage_filter="last_cpupid",

@@ -37,7 +37,6 @@ MPOL_MF_LAZY = 1 << 3
 MPOL_MF_VALID = MPOL_MF_STRICT | MPOL_MF_MOVE | MPOL_MF_MOVE_ALL
 
 # Internal policy flags (never returned to users)
-MPOL_F_SHARED = 1 << 0
 MPOL_F_MOF = 1 << 3
 MPOL_F_MORON = 1 << 4
 
@@ -71,7 +70,21 @@ HPAGE_PMD_SIZE = PAGE_SIZE * HPAGE_PMD_NR
 TASK_SIZE = 1 << 47                 # x86-64 user address space, 4-level page tables
 MAX_NUMNODES = 1024                 # CONFIG_NODES_SHIFT=10, as distribution kernels
 MAX_SIM_NODES = 64                  # fastnuma: node masks are uint64 inside the engine
+MAX_MASK_NODES = 8 * (1 << PAGE_SHIFT)  # nodes a node-mask argument may name (a page of bits)
 DEFAULT_MAX_MAP_COUNT = 65530       # vm.max_map_count
+
+# Time
+NSEC_PER_MSEC = 1_000_000
+TICK_NS = NSEC_PER_MSEC             # scheduler tick, HZ = 1000
+NEVER = (1 << 63) - 1               # fastnuma: a time (ns) no event reaches
+
+# NUMA balancing
+MAX_SCAN_WINDOW = 2560              # MB (kernel/sched/fair.c)
+RATELIMIT_PAGES = 32768             # seed: 128 MiB per destination per window
+RATELIMIT_WINDOW_NS = 100 * NSEC_PER_MSEC
+# hash_32(pid, ilog2(BITS_PER_LONG)) keeps the top 6 bits of the 32-bit product
+GOLDEN_RATIO_32 = 0x61C88647
+PID_BITS_SHIFT = 32 - 6
 
 # Trace event kinds (trace format v1)
 OP_READ = 0

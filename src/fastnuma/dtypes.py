@@ -1,7 +1,7 @@
 """Record layouts, flag bits and counter ids: the one source of truth for kernels and Python.
 
 Editing this file needs the Numba cache cleared (``__pycache__/*.nbi``/``*.nbc``): cached
-kernels froze these constants when they were compiled (see STYLE.md, .ci/run does it).
+kernels froze these constants when they were compiled (README.md says how; .ci/run does it).
 """
 import numpy as np
 
@@ -81,3 +81,60 @@ N_NUMASTAT = len(NUMASTAT_NAMES)
 # the same counters under their /proc/vmstat names
 NUMASTAT_VMSTAT_NAMES = ("numa_hit", "numa_miss", "numa_foreign", "numa_interleave",
                          "numa_local", "numa_other")
+
+# --- page-table storage (kernels/state.py, pagetable.py) ---------------------------------
+# A PTE block is found through a hash keyed by asid << ASID_SHIFT | pmd: 47-bit addresses
+# have 2**26 PMDs per address space, so 27 bits leave room for the key's pmd part.
+ASID_SHIFT = 27
+PMD_KEY_MASK = (1 << ASID_SHIFT) - 1
+# ctl[] words: blocks in use, frame records in use, frame records on the free list, hash
+# slots taken
+CTL_NBLOCKS, CTL_NFRAMES, CTL_NFREE, CTL_HCOUNT = range(4)
+N_CTL = 4
+# headroom a kernel needs before handling one more event (a fault may create a block and
+# its page table's neighbour, and a THP's 512 frame records plus one)
+ROOM_BLOCKS = 2
+ROOM_FRAMES = PTRS_PER_PMD + 1
+
+# --- opts[]: the knobs the kernels read (config.SimConfig.kernel_opts fills them by name;
+# knobs only Python reads, such as thp_update_count, are not here) ---------------------
+OPT_NAMES = ("thp", "thp_defrag", "zero_page", "numa_stat", "numa_balancing",
+             "pmd_numa_batching", "shared_page_rule", "last_node_filter",
+             "migrate_rate_limit", "il_thp_base")
+(OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE, OPT_NUMA_STAT, OPT_NUMA_BALANCING,
+ OPT_PMD_NUMA_BATCHING, OPT_SHARED_PAGE_RULE, OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT,
+ OPT_IL_THP_BASE) = range(len(OPT_NAMES))
+N_OPTS = len(OPT_NAMES)
+# values of opts[OPT_THP] and opts[OPT_THP_DEFRAG]
+THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
+DEFRAG_ALWAYS, DEFRAG_MADVISE, DEFRAG_NEVER = 0, 1, 2
+
+# --- tasks[slot, T_*]: a thread's row (NUMA-balancing state; times in ns, periods in ms) --
+(T_TID, T_ASID, T_START, T_NODE_STAMP, T_SCAN_PERIOD, T_SCAN_PERIOD_MAX, T_SCAN_SEQ,
+ T_PREFERRED, T_MIGRATE_RETRY, T_PAGES_MIGRATED, T_LOC_REMOTE, T_LOC_LOCAL,
+ T_LOC_FAILED) = range(13)
+# ... and what the event loop reads and writes: the thread's process, CPU, policy row, and
+# its accesses to memory on its CPU's node / elsewhere (T_ACC_REMOTE = T_ACC_LOCAL + 1)
+T_PID, T_CPU, T_POLICY, T_ACC_LOCAL, T_ACC_REMOTE = range(13, 18)
+N_TASK = 18
+# task_faults[slot, node, F_*]: memory faults (decayed) and the buffer since placement
+F_MEM_SHARED, F_MEM_PRIVATE, F_BUF_SHARED, F_BUF_PRIVATE = range(4)
+N_TASK_FAULTS = 4
+# mms[asid, M_*]: an address space's scan state; scan_min/max are the latest snapshot
+M_NEXT_SCAN, M_SCAN_SEQ, M_SCAN_OFFSET, M_SCAN_MIN, M_SCAN_MAX = range(5)
+N_MM = 5
+# numa_nodes[node, N_*]: the seed's migration rate-limit window, and the nearest CPU node
+N_RATE_END, N_RATE_PAGES, N_NEAREST_CPU_NODE = range(3)
+N_NODE = 3
+# task_numa_fault flags (TNF_*)
+TNF_MIGRATED, TNF_MIGRATE_FAIL = 1, 2
+
+# --- migration (kernels/migrate.py) ----------------------------------------------------
+TARGET_POLICY, TARGET_NODE = 0, 1            # how destinations are chosen
+# stats[] slots (struct migrate_pages_stats) and the result slots after them
+S_SUCCEEDED, S_FAILED_PAGES, S_THP_SUCCEEDED, S_THP_FAILED, S_THP_SPLIT, S_SPLIT = range(6)
+N_STATS = 6
+
+# --- the event loop's status codes (kernels/events.py; the index reached is in pos[0]) --
+(EV_DONE, EV_NEED_GROW, EV_SEGV, EV_OOM, EV_CONTROL, EV_NEW_THREAD, EV_TIME, EV_BAD_PID,
+ EV_BAD_CPU) = range(9)

@@ -1,5 +1,8 @@
 """mmap, munmap and madvise: VMAs split and merged as Linux does (mm/mmap.c, mm/vma.c,
-mm/madvise.c); the page work is done by kernels."""
+mm/madvise.c); the page work is done by kernels. Also the range check the system calls
+share, and vma_adjust_trans_huge (a VMA boundary inside a THP splits it)."""
+from __future__ import annotations
+
 import errno
 import os
 
@@ -8,21 +11,34 @@ import numpy as np
 from .constants import (MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_NORMAL,
                         MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_SHARED, PAGE_SHIFT,
                         PAGE_SIZE, TASK_SIZE)
-from .dtypes import VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED
+from .dtypes import PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED
 from .errors import raise_errno
-from .kernels.range import release_object, unmap_range
+from .kernels.range import release_object, split_pmd_at, unmap_range
 from .policy import as_int
-from .vma import ShmObject, Vma
+from .vma import ShmObject, Vma, VmaList
 
 MMAP_BASE = 0x7F0000000000 >> PAGE_SHIFT      # top of the mmap area, as a vpn
 _U64 = (1 << 64) - 1
-_PMD_PAGES = 512
 
 
-class MemoryMixin:
-    """mmap(2), munmap(2), madvise(2) of the :class:`~fastnuma.engine.Simulator`."""
+class Mm:
+    """mmap(2), munmap(2), madvise(2): the VMAs of every address space."""
 
-    def _range(self, addr, length, *, allow_zero):
+    def __init__(self, machine):
+        self.m = machine
+
+    def new_vma_list(self, asid: int) -> VmaList:
+        """An empty VMA list for address space ``asid``."""
+        return VmaList(self.m.config.max_map_count,
+                       split_pmd=lambda vpn: self.vma_adjust_trans_huge(asid, vpn))
+
+    def vma_adjust_trans_huge(self, asid: int, vpn: int) -> None:
+        """vma_adjust_trans_huge: a new VMA boundary inside a PMD-mapped THP splits it."""
+        if vpn & (PTRS_PER_PMD - 1):
+            self.m.pt.reserve(blocks=0, frames=PTRS_PER_PMD)
+            split_pmd_at(self.m.st, asid, vpn)
+
+    def user_range(self, addr, length, *, allow_zero):
         """Validate (addr, length) as munmap/madvise/mbind do: page-aligned start, length
         rounded up as an unsigned long, no wrap, a non-empty range inside TASK_SIZE.
         Returns (lo_vpn, hi_vpn); lo == hi for an empty range."""
@@ -42,7 +58,7 @@ class MemoryMixin:
 
     def mmap(self, pid, length, flags=MAP_PRIVATE | MAP_ANONYMOUS, addr=None):
         """An anonymous mapping; returns its address. See docs/api.md for the rules."""
-        proc = self._proc(pid)
+        proc = self.m.proc(pid)
         length = as_int(length, "length")
         flags = as_int(flags, "flags")
         if addr is not None:
@@ -56,9 +72,9 @@ class MemoryMixin:
         n_pages = ((length & _U64) + PAGE_SIZE - 1) >> PAGE_SHIFT
         if n_pages == 0 or n_pages << PAGE_SHIFT > TASK_SIZE:
             raise_errno(errno.ENOMEM, f"mmap length {length:#x} exceeds the address space")
-        if len(proc.vmas) > self.config.max_map_count:
+        if len(proc.vmas) > self.m.config.max_map_count:
             raise_errno(errno.ENOMEM, f"process {proc.pid} has more than vm.max_map_count "
-                                      f"({self.config.max_map_count}) mappings")
+                                      f"({self.m.config.max_map_count}) mappings")
         if addr is None:
             lo = self._unmapped_area(proc, n_pages)
         else:
@@ -72,11 +88,11 @@ class MemoryMixin:
         if kind not in (MAP_SHARED, MAP_PRIVATE):
             raise_errno(errno.EINVAL, "mmap needs exactly one of MAP_SHARED and MAP_PRIVATE")
         if addr is not None:
-            self._unmap(proc, lo, lo + n_pages, check_count=True)
+            self.unmap(proc, lo, lo + n_pages, check_count=True)
         hi = lo + n_pages
         vmas = proc.vmas
         if kind == MAP_SHARED:                       # a new object: never merges
-            vmas.insert(Vma(lo, hi, VM_SHARED, 0, None, ShmObject(self._new_asid(), n_pages)))
+            vmas.insert(Vma(lo, hi, VM_SHARED, 0, None, ShmObject(self.m.new_asid(), n_pages)))
             return lo << PAGE_SHIFT
         before = [v for v in vmas.overlapping(lo - 1, lo) if v.end == lo]
         after = [v for v in vmas.overlapping(hi, hi + 1) if v.start == hi]
@@ -100,7 +116,7 @@ class MemoryMixin:
     def _unmapped_area(self, proc, n_pages):
         """Top-down search below MMAP_BASE (vm_unmapped_area), 2 MiB aligned for lengths
         that are multiples of 2 MiB (thp_get_unmapped_area)."""
-        align = _PMD_PAGES if n_pages % _PMD_PAGES == 0 else 1
+        align = PTRS_PER_PMD if n_pages % PTRS_PER_PMD == 0 else 1
         top = MMAP_BASE
         for v in reversed(proc.vmas.vmas):
             if v.start >= top:
@@ -115,7 +131,7 @@ class MemoryMixin:
             raise_errno(errno.ENOMEM, f"no room for {n_pages} pages below the mmap base")
         return cand
 
-    def _unmap(self, proc, lo, hi, *, check_count):
+    def unmap(self, proc, lo, hi, *, check_count):
         """do_vmi_munmap over [lo, hi): ENOMEM when punching a hole in one VMA of a process
         at max_map_count; else split at the edges, zap the pages, remove the VMAs, free page
         tables no VMA overlaps any more, release shared objects left without mappings."""
@@ -124,45 +140,47 @@ class MemoryMixin:
             return
         first, last = vmas[0], vmas[-1]
         if check_count and first.start < lo and hi < first.end and \
-                len(proc.vmas) >= self.config.max_map_count:
+                len(proc.vmas) >= self.m.config.max_map_count:
             raise_errno(errno.ENOMEM, f"munmap would split a VMA beyond vm.max_map_count "
-                                      f"({self.config.max_map_count})")
+                                      f"({self.m.config.max_map_count})")
         if lo > first.start:
             upper = proc.vmas.split(first, lo)
             if last is first:
                 last = upper
         if hi < last.end:
             proc.vmas.split(last, hi)
-        self._zap(proc, lo, hi)
+        self.zap(proc, lo, hi)
         released = [proc.vmas.remove(v) for v in proc.vmas.overlapping(lo, hi)]
         self._free_pgtables(proc, lo, hi)
         for shm in released:
             if shm is not None:
-                release_object(self.st, self.pt.blocks_of(shm.asid))
+                release_object(self.m.st, self.m.pt.blocks_of(shm.asid))
 
-    def _zap(self, proc, lo, hi):
+    def zap(self, proc, lo, hi):
         """unmap_page_range over [lo, hi): pages go with their last mapping."""
-        blocks = self.pt.blocks_of(proc.asid, lo, hi)
-        self.pt.reserve(blocks=0, frames=2 * _PMD_PAGES)
-        unmap_range(self.st, blocks, lo, hi)
+        blocks = self.m.pt.blocks_of(proc.asid, lo, hi)
+        self.m.pt.reserve(blocks=0, frames=2 * PTRS_PER_PMD)
+        unmap_range(self.m.st, blocks, lo, hi)
 
     def _free_pgtables(self, proc, lo, hi):
         """free_pgtables: a PTE table goes when no VMA overlaps its 2 MiB any more."""
-        first, last = lo >> 9, (hi - 1) >> 9
-        gone = [pmd for pmd in (first, last) if not proc.vmas.overlapping(pmd << 9, (pmd + 1) << 9)]
-        blocks = self.pt.blocks_of(proc.asid, lo, hi)
-        pmds = self.pt.pmds_of(blocks)
+        first, last = lo >> PTRS_PER_PMD_SHIFT, (hi - 1) >> PTRS_PER_PMD_SHIFT
+        gone = [pmd for pmd in (first, last)
+                if not proc.vmas.overlapping(pmd << PTRS_PER_PMD_SHIFT,
+                                             (pmd + 1) << PTRS_PER_PMD_SHIFT)]
+        blocks = self.m.pt.blocks_of(proc.asid, lo, hi)
+        pmds = self.m.pt.pmds_of(blocks)
         inner = (pmds > first) & (pmds < last)
         edge = np.isin(pmds, gone)
-        self.pt.blk_used[blocks[inner | edge]] = 0         # (no entry left: zapped above)
-        self.pt.blk_table[blocks[inner | edge]] = 0
-        self.pt.blk_numa[blocks[inner | edge]] = 0
+        self.m.pt.blk_used[blocks[inner | edge]] = 0         # (no entry left: zapped above)
+        self.m.pt.blk_table[blocks[inner | edge]] = 0
+        self.m.pt.blk_numa[blocks[inner | edge]] = 0
 
     def munmap(self, pid, addr, length):
         """Remove mappings in [addr, addr+length); holes are fine."""
-        proc = self._proc(pid)
-        lo, hi = self._range(addr, length, allow_zero=False)
-        self._unmap(proc, lo, hi, check_count=True)
+        proc = self.m.proc(pid)
+        lo, hi = self.user_range(addr, length, allow_zero=False)
+        self.unmap(proc, lo, hi, check_count=True)
 
     def madvise(self, pid, addr, length, advice):
         """MADV_HUGEPAGE / MADV_NOHUGEPAGE / MADV_NORMAL / MADV_DONTNEED over the range.
@@ -170,7 +188,7 @@ class MemoryMixin:
         As Linux: a split beyond vm.max_map_count fails with EAGAIN, and a hole in the range
         gives ENOMEM after the mapped parts were advised. MADV_NORMAL clears only hints that
         are not modelled (it keeps the huge-page advice)."""
-        proc = self._proc(pid)
+        proc = self.m.proc(pid)
         advice = as_int(advice, "advice")
         if advice not in (MADV_NORMAL, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE):
             raise_errno(errno.EINVAL, f"advice {advice} is not modelled (MADV_NORMAL, "
@@ -181,7 +199,7 @@ class MemoryMixin:
             raise_errno(errno.EINVAL, f"address {addr:#x} is not page aligned")
         if length and not ((length & _U64) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64:
             raise_errno(errno.EINVAL, f"madvise length {length:#x} rounds to 0")
-        lo, hi = self._range(addr, length, allow_zero=True)
+        lo, hi = self.user_range(addr, length, allow_zero=True)
         if lo == hi:
             return
         unmapped, start = False, lo
@@ -195,7 +213,7 @@ class MemoryMixin:
                 unmapped, start = True, v.start
             end = min(hi, v.end)
             if advice == MADV_DONTNEED:
-                self._zap(proc, start, end)
+                self.zap(proc, start, end)
             elif advice in (MADV_HUGEPAGE, MADV_NOHUGEPAGE):
                 set_f, clear_f = ((VM_HUGEPAGE, VM_NOHUGEPAGE) if advice == MADV_HUGEPAGE
                                   else (VM_NOHUGEPAGE, VM_HUGEPAGE))

@@ -5,11 +5,9 @@ they need more room; arrays are never reallocated per access or per batch, only 
 """
 import numpy as np
 
-from .dtypes import FRAME_DTYPE, PTE_DTYPE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT
-from .kernels.state import (ASID_SHIFT, CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, N_CTL,
-                            ROOM_BLOCKS, ROOM_FRAMES, rehash)
-
-_PMD_MASK = (1 << ASID_SHIFT) - 1
+from .dtypes import (ASID_SHIFT, CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, FRAME_DTYPE, N_CTL,
+                     PMD_KEY_MASK, PTE_DTYPE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS,
+                     ROOM_FRAMES)
 
 
 class PageTable:
@@ -60,6 +58,7 @@ class PageTable:
             cap = _grown(len(m.pmd_hash), 2 * (int(m.ctl[CTL_HCOUNT]) + blocks))
             keys = changes.get("blk_key", m.blk_key)
             changes["pmd_hash"] = np.full((cap, 2), -1, np.int64)
+            from .kernels.state import rehash     # the hash function is the kernels' own
             rehash(keys, nb, changes["pmd_hash"])
         need = min(nf + frames, self.max_frames)
         if need > m.frames.size:
@@ -88,7 +87,7 @@ class PageTable:
 
     def pmds_of(self, blocks):
         """The PMD numbers of ``blocks`` (sorted when the blocks are)."""
-        return self.blk_key[blocks] & _PMD_MASK
+        return self.blk_key[blocks] & PMD_KEY_MASK
 
 
 def _grown(cap, need):

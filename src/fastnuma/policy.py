@@ -10,14 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .constants import (MAX_NUMNODES, MODE_NAMES, MPOL_BIND, MPOL_DEFAULT, MPOL_F_MOF,
-                        MPOL_F_MORON, MPOL_F_NUMA_BALANCING, MPOL_F_RELATIVE_NODES,
-                        MPOL_F_STATIC_NODES, MPOL_LOCAL, MPOL_MAX, MPOL_MODE_FLAGS,
-                        MPOL_PREFERRED, MPOL_PREFERRED_MANY, PAGE_SIZE)
+from .constants import (MAX_MASK_NODES, MAX_NUMNODES, MODE_NAMES, MPOL_BIND, MPOL_DEFAULT,
+                        MPOL_F_MOF, MPOL_F_MORON, MPOL_F_NUMA_BALANCING,
+                        MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES, MPOL_LOCAL, MPOL_MAX,
+                        MPOL_MODE_FLAGS, MPOL_PREFERRED, MPOL_PREFERRED_MANY)
 from .dtypes import NO_POLICY, POLICY_DTYPE
 from .errors import raise_errno
 
-_MAXNODE_LIMIT = 8 * PAGE_SIZE
 _U64 = (1 << 64) - 1
 
 
@@ -78,8 +77,8 @@ def get_nodes(nodemask, maxnode=None):
     bits = (maxnode - 1) & _U64
     if bits == 0:
         return 0
-    if bits > _MAXNODE_LIMIT:
-        raise_errno(errno.EINVAL, f"maxnode {maxnode}: maxnode-1 exceeds {_MAXNODE_LIMIT}")
+    if bits > MAX_MASK_NODES:
+        raise_errno(errno.EINVAL, f"maxnode {maxnode}: maxnode-1 exceeds {MAX_MASK_NODES}")
     mask &= (1 << bits) - 1
     if mask >> MAX_NUMNODES:
         raise_errno(errno.EINVAL, f"nodemask has a node at or above MAX_NUMNODES "

@@ -8,30 +8,39 @@ outside every mapping (an implicit mapping, or a segfault event in strict mode),
 out-of-memory kill, or a table that must grow. Results do not depend on the batch size
 or the file format: the loop stops at the same events whatever the batches are.
 """
+from __future__ import annotations
+
 import errno
 
 import numpy as np
 
-from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, OP_MADVISE, OP_MBIND, OP_MMAP,
+from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, NEVER, OP_MADVISE, OP_MBIND, OP_MMAP,
                         OP_MOVE_PAGES, OP_MUNMAP, OP_SCHED, OP_SET_MEMPOLICY, PAGE_SHIFT)
-from .dtypes import VMA_DTYPE
+from .dtypes import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW, EV_NEW_THREAD,
+                     EV_OOM, EV_SEGV, EV_TIME, PTRS_PER_PMD, VMA_DTYPE)
 from .errors import TraceError
-from .kernels.events import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW,
-                             EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME, NEVER,
-                             run_events)
-from .report import Report, ReportBuilder
+from .kernels.events import run_events
+from .report import Report, ReportBuilder  # noqa: F401  (Report: the return type)
 from .trace.reader import DEFAULT_BATCH_ROWS, open_trace
 
 DEFAULT_EPOCH_EVENTS = 1_000_000
-IMPLICIT_REGION_PAGES = 512          # an implicit mapping covers the access's 2 MiB region
+IMPLICIT_REGION_PAGES = PTRS_PER_PMD  # an implicit mapping covers the access's 2 MiB region
 _NO_VMAS = np.zeros(0, VMA_DTYPE)
 _OP_NAMES = {OP_MMAP: "MMAP", OP_MUNMAP: "MUNMAP", OP_MBIND: "MBIND",
              OP_SET_MEMPOLICY: "SET_MEMPOLICY", OP_MOVE_PAGES: "MOVE_PAGES",
              OP_SCHED: "SCHED", OP_MADVISE: "MADVISE"}
 
 
-class ReplayMixin:
-    """``Simulator.replay``."""
+class Replay:
+    """``Simulator.replay``: ``calls`` is the object whose public system calls (mmap,
+    munmap, mbind, set_mempolicy, move_pages, madvise) apply the trace's control events."""
+
+    def __init__(self, machine, sched, numab, stats, calls):
+        self.m = machine
+        self.sched = sched
+        self.numab = numab
+        self.stats = stats
+        self.calls = calls
 
     def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=None,
                epoch_ns=None, strict=False, progress=None):
@@ -63,8 +72,9 @@ class ReplayMixin:
 class _Replay:
     """The state of one replay: the time base, the epoch clock and the report."""
 
-    def __init__(self, sim, epoch_events, epoch_ns, strict):
-        self.sim = sim
+    def __init__(self, owner, epoch_events, epoch_ns, strict):
+        self.owner = owner
+        self.m = sim = owner.m
         self.strict = strict
         self.epoch_events = epoch_events
         self.epoch_ns = epoch_ns
@@ -73,12 +83,12 @@ class _Replay:
         self.rows = 0
         self.next_epoch_row = epoch_events or NEVER
         self.next_epoch_ts = NEVER      # in trace ts units, once the base is known
-        self.report = ReportBuilder(sim)
+        self.report = ReportBuilder(sim.access_counts, sim.vm, sim.node_pages, sim.free)
         self.pos = np.zeros(1, np.int64)
 
     # ---------------------------------------------------------------- one batch
     def batch(self, b):
-        sim = self.sim
+        sim = self.m
         n = len(b)
         if not n:
             return
@@ -93,7 +103,7 @@ class _Replay:
             stop = min(n, self.next_epoch_row - b.row)
             stop_ts = min(self._next_tick_ts(offset), self.next_epoch_ts)
             vmas, lo, hi, procs = self._vma_spans()
-            status = run_events(sim.st, vmas, lo, hi, sim._tid_keys, sim._tid_vals, b.addr,
+            status = run_events(sim.st, vmas, lo, hi, sim.tid_keys, sim.tid_vals, b.addr,
                                 b.op, b.cpu, b.tid, b.pid, ts, i, stop, stop_ts, self.pos,
                                 sim.access_counts, offset)
             self._sync_views(vmas, procs)
@@ -107,11 +117,11 @@ class _Replay:
             elif status == EV_TIME:
                 t = int(ts[i])
                 if t >= self.next_epoch_ts:
-                    sim._run_until(self.next_epoch_ts + offset)
+                    self.owner.numab.run_until(self.next_epoch_ts + offset)
                     self.report.epoch(row, sim.now_ns)
                     self.next_epoch_ts += self.epoch_ns
                 else:
-                    sim._run_until(t + offset)
+                    self.owner.numab.run_until(t + offset)
             elif status == EV_NEED_GROW:
                 sim.pt.grow()
             elif status == EV_NEW_THREAD:
@@ -131,7 +141,7 @@ class _Replay:
             elif status == EV_OOM:
                 pid = int(b.pid[i])
                 self.report.fault_event(row, "oom_kill", pid, int(b.tid[i]), int(b.addr[i]))
-                sim._oom_kill(sim.procs[pid])
+                self.owner.sched.oom_kill(sim.procs[pid])
                 i += 1
                 self._after_event(b.row + i)
             elif status == EV_BAD_PID:
@@ -147,22 +157,22 @@ class _Replay:
 
     def _after_event(self, rows_done):
         if rows_done == self.next_epoch_row:
-            self.report.epoch(rows_done, self.sim.now_ns)
+            self.report.epoch(rows_done, self.m.now_ns)
             self.next_epoch_row += self.epoch_events
 
     def _next_tick_ts(self, offset):
         """The first time (trace units) at which NUMA-balancing ticks are due."""
-        sim = self.sim
+        sim = self.m
         if not sim.config.numa_balancing or not sim.threads:
             return NEVER
-        return min(sim._next_tick(th) for th in sim.threads.values()) - offset
+        return min(self.owner.numab.next_tick(th) for th in sim.threads.values()) - offset
 
     def _vma_spans(self):
         """The VMA rows of every process in one array, and each address space's span."""
-        sim = self.sim
+        sim = self.m
         procs = list(sim.procs.values())
-        views = [sim._kernel_vmas(p) for p in procs]
-        lo, hi = sim._vma_lo, sim._vma_hi
+        views = [sim.kernel_vmas(p) for p in procs]
+        lo, hi = sim.vma_lo, sim.vma_hi
         k = 0
         for p, v in zip(procs, views):
             lo[p.asid], hi[p.asid] = k, k + len(v)
@@ -173,25 +183,25 @@ class _Replay:
 
     def _sync_views(self, vmas, procs):
         """Copy back what the loop wrote in the joined rows, then into the VMAs."""
-        sim = self.sim
+        sim = self.m
         for p in procs:
-            view = p.vmas._view
+            view = p.vmas.current_view()
             if view is not None and view is not vmas:
-                view[:] = vmas[sim._vma_lo[p.asid]:sim._vma_hi[p.asid]]
+                view[:] = vmas[sim.vma_lo[p.asid]:sim.vma_hi[p.asid]]
             p.vmas.sync_from_view()
 
     # ---------------------------------------------------------------- events
     def _thread_of(self, b, i):
         """The event's thread, created (with the trace's ids) if this is its first event;
         its CPU becomes the event's."""
-        sim = self.sim
+        sim = self.m
         tid, pid, cpu = int(b.tid[i]), int(b.pid[i]), int(b.cpu[i])
         if not 0 <= cpu < sim.topology.n_cpus or sim.topology.cpu_node[cpu] < 0:
             raise TraceError(f"no such CPU in the topology (CPUs 0..{sim.topology.n_cpus - 1})",
                              path=b.path, column="cpu", row=b.row + i, value=cpu)
         th = sim.threads.get(tid)
         if th is None:
-            th = sim._adopt_thread(pid, tid, cpu)
+            th = self.owner.sched.adopt_thread(pid, tid, cpu)
         elif th.pid != pid:
             raise TraceError(f"thread {tid} belongs to process {th.pid}", path=b.path,
                              column="pid", row=b.row + i, value=pid)
@@ -199,13 +209,13 @@ class _Replay:
         return th
 
     def _new_thread(self, b, i):
-        self.sim.now_ns = int(b.ts[i]) + self.t0 - self.ts_base
+        self.m.now_ns = int(b.ts[i]) + self.t0 - self.ts_base
         self._thread_of(b, i)
 
     def _control(self, b, i):
         """Apply control event i through the public calls; a failing call is recorded in
         the report (with its errno), as a program would see it fail."""
-        sim = self.sim
+        sim = self.owner.calls
         th = self._thread_of(b, i)
         op = int(b.op[i])
         addr, length = int(b.addr[i]), int(b.len[i])
@@ -240,7 +250,7 @@ class _Replay:
         """A bare access trace maps what it touches: the free parts of the access's 2 MiB
         region become private anonymous memory. False in strict mode or when the address
         cannot be mapped (beyond the user address space)."""
-        sim = self.sim
+        sim = self.m
         if self.strict:
             return False
         proc = sim.procs[int(b.pid[i])]
@@ -257,7 +267,7 @@ class _Replay:
                 pos = max(pos, v.end)
         try:
             for a, e in gaps:
-                sim.mmap(proc.pid, (e - a) << PAGE_SHIFT, MAP_PRIVATE | MAP_ANONYMOUS,
+                self.owner.calls.mmap(proc.pid, (e - a) << PAGE_SHIFT, MAP_PRIVATE | MAP_ANONYMOUS,
                          addr=a << PAGE_SHIFT)
         except OSError as e:
             if e.errno in (errno.ENOMEM, errno.EINVAL):
@@ -268,7 +278,13 @@ class _Replay:
 
     def finish(self):
         if self.epoch_events and self.rows != self.next_epoch_row - self.epoch_events:
-            self.report.epoch(self.rows, self.sim.now_ns)        # the last, partial epoch
+            self.report.epoch(self.rows, self.m.now_ns)        # the last, partial epoch
         elif self.epoch_ns:
-            self.report.epoch(self.rows, self.sim.now_ns)
-        return Report(self.report.build(self.rows))
+            self.report.epoch(self.rows, self.m.now_ns)
+        owner = self.owner
+        sim = self.m
+        return self.report.build(self.rows, topology=sim.topology.describe(),
+                                 knobs=sim.config.describe(), vmstat=owner.stats.vmstat(),
+                                 numastat=owner.stats.numastat(),
+                                 threads=owner.stats.threads(),
+                                 placement=owner.stats.placement(), now_ns=sim.now_ns)

@@ -1,98 +1,135 @@
 """Report: what a replay did to the machine, as Python objects, Arrow tables and files.
 
-``ReportBuilder`` collects during the replay (epochs, fault events, failed calls);
+``ReportBuilder`` collects during the replay (epochs, fault events, failed calls) from
+counters handed to it (it reads no kernel and no simulator);
 ``Report`` holds the result: counters (vmstat names), per-node counters, the access matrix
 (CPU node x memory node, reads and writes), per-thread local/remote counts, the final
 placement (pages per node per process), out-of-memory and segmentation-fault events,
 system calls that failed, and one time-series row per epoch.
 """
+from __future__ import annotations
+
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .constants import TASK_SIZE, PAGE_SHIFT
 from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS
-from .kernels.range import numa_maps_stats
 
 EPOCH_COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
                  "numa_hint_faults", "numa_pages_migrated", "pgmigrate_success")
 
 
 class ReportBuilder:
-    """Collects a replay's time series and events."""
+    """Collects a replay's time series and events from the counters handed to it: the
+    access matrix ``access_counts`` [cpu node, memory node, read/write], the vmstat
+    counters ``vm`` (dtypes.VMSTAT_NAMES order), each node's capacity ``node_pages`` and
+    its ``free`` pages. They are live arrays the replay updates; each epoch reads them."""
 
-    def __init__(self, sim):
-        self.sim = sim
-        self.epochs = []
-        self.faults = []                 # (row, kind, pid, tid, addr)
-        self.failed = []                 # (row, op, pid, tid, errno, message)
+    def __init__(self, access_counts: np.ndarray, vm: np.ndarray, node_pages: np.ndarray,
+                 free: np.ndarray):
+        self._access_counts = access_counts
+        self._vm = vm
+        self._node_pages = node_pages
+        self._free = free
+        self.epochs: list[tuple] = []
+        self.faults: list[tuple] = []          # (row, kind, pid, tid, addr)
+        self.failed: list[tuple] = []          # (row, op, pid, tid, errno, message)
         self.implicit_mappings = 0
         self._last = self._snapshot()
 
     def _snapshot(self):
-        c = self.sim.access_counts.sum(axis=2)
-        vm = self.sim.vm
+        c = self._access_counts.sum(axis=2)
+        vm = self._vm
         return (int(c.sum()), int(c.sum() - np.trace(c)), int(vm[C_NUMA_HINT_FAULTS]),
                 int(vm[C_NUMA_PAGES_MIGRATED]), int(vm[C_PGMIGRATE_SUCCESS]))
 
-    def epoch(self, end_row, end_ns):
+    def epoch(self, end_row: int, end_ns: int) -> None:
         now = self._snapshot()
         acc, remote, hints, migrated, moved = (a - b for a, b in zip(now, self._last))
         self._last = now
-        used = self.sim.topology_pages - self.sim.free
+        used = self._node_pages - self._free
         self.epochs.append((end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
                             hints, migrated, moved, used.copy()))
 
-    def fault_event(self, row, kind, pid, tid, addr):
+    def fault_event(self, row: int, kind: str, pid: int, tid: int, addr: int) -> None:
         self.faults.append((row, kind, pid, tid, addr))
 
-    def failed_call(self, row, op, pid, tid, err, message):
+    def failed_call(self, row: int, op: str, pid: int, tid: int, err: int,
+                    message: str) -> None:
         self.failed.append((row, op, pid, tid, err, message))
 
-    def implicit_mapping(self):
+    def implicit_mapping(self) -> None:
         self.implicit_mappings += 1
 
-    def build(self, rows):
-        sim = self.sim
-        n = sim.topology.n_nodes
-        placement = {}
-        for pid, proc in sorted(sim.procs.items()):
-            per_node = np.zeros(n, np.int64)
-            numa_maps_stats(sim.st, sim.pt.blocks_of(proc.asid), 0, TASK_SIZE >> PAGE_SHIFT,
-                            per_node, np.zeros(3, np.int64))
-            placement[pid] = per_node
-        threads = [dict(tid=tid, pid=th.pid, cpu=th.cpu, node=sim.topology.cpu_node[th.cpu],
-                        local=th.local, remote=th.remote)
-                   for tid, th in sorted(sim.threads.items())]
-        return dict(rows=rows, topology=sim.topology.describe(), knobs=sim.config.describe(),
-                    vmstat=sim.vmstat(), numastat=sim.numastat(),
-                    access_matrix=sim.access_counts.copy(), threads=threads,
-                    placement=placement, faults=list(self.faults), failed_calls=list(self.failed),
-                    implicit_mappings=self.implicit_mappings, epochs=list(self.epochs),
-                    free_pages=sim.free.copy(), node_pages=sim.topology_pages.copy(),
-                    now_ns=sim.now_ns)
+    def build(self, rows: int, *, topology: str, knobs: dict, vmstat: dict, numastat: dict,
+              threads: list, placement: dict, now_ns: int) -> Report:
+        """The report, from what the replay collected and the final state handed in."""
+        return Report(rows=rows, topology=topology, knobs=knobs, vmstat=vmstat,
+                      numastat=numastat, access_matrix=self._access_counts.copy(),
+                      threads=threads, placement=placement, faults=list(self.faults),
+                      failed_calls=list(self.failed),
+                      implicit_mappings=self.implicit_mappings, epochs=list(self.epochs),
+                      free_pages=self._free.copy(), node_pages=self._node_pages.copy(),
+                      now_ns=now_ns)
 
 
+@dataclass(eq=False, repr=False)
 class Report:
-    """The outcome of :meth:`fastnuma.Simulator.replay`.
+    """The outcome of :meth:`fastnuma.Simulator.replay` (docs/api.md, "Trace replay").
 
-    Attributes: ``rows`` (events replayed), ``topology`` (text), ``knobs`` (dict),
-    ``vmstat`` (dict, Linux names), ``numastat`` ({node: {counter: value}}),
-    ``access_matrix`` (int64 [cpu node, memory node, read/write]), ``threads`` (list of
-    dicts: tid, pid, cpu, node, local, remote), ``placement`` ({pid: pages per node}),
-    ``faults`` (out-of-memory kills and segmentation faults: row, kind, pid, tid, addr),
-    ``failed_calls`` (row, op, pid, tid, errno, message), ``implicit_mappings``,
-    ``epochs`` (see :meth:`to_tables`).
+    Attributes
+    ----------
+    rows : int
+        Events replayed.
+    topology : str
+        The machine, as ``Topology.describe()`` writes it.
+    knobs : dict
+        Every kernel knob and its value.
+    vmstat : dict
+        /proc/vmstat counters under their Linux names.
+    numastat : dict
+        {node: {numa_hit, numa_miss, numa_foreign, interleave_hit, local_node, other_node}}.
+    access_matrix : numpy.ndarray
+        int64 [cpu node, memory node, read/write]: accesses.
+    threads : list of dict
+        tid, pid, cpu, node, local, remote (accesses) per thread.
+    placement : dict
+        {pid: int64 pages mapped per node}.
+    faults : list of tuple
+        Out-of-memory kills and segmentation faults: (row, kind, pid, tid, addr).
+    failed_calls : list of tuple
+        System calls of the trace that failed: (row, op, pid, tid, errno, message).
+    implicit_mappings : int
+        2 MiB regions a bare access trace mapped implicitly.
+    epochs : list of tuple
+        One row per epoch (columns: :data:`EPOCH_COLUMNS`, then pages used per node).
+    free_pages, node_pages : numpy.ndarray
+        Free pages and capacity per node at the end (4 KiB pages).
+    now_ns : int
+        Simulated time at the end, ns.
     """
+    rows: int
+    topology: str
+    knobs: dict
+    vmstat: dict
+    numastat: dict
+    access_matrix: np.ndarray
+    threads: list
+    placement: dict
+    faults: list
+    failed_calls: list
+    implicit_mappings: int
+    epochs: list
+    free_pages: np.ndarray
+    node_pages: np.ndarray
+    now_ns: int
 
-    def __init__(self, data):
-        self.__dict__.update(data)
-
-    def to_tables(self):
+    def to_tables(self) -> dict[str, pa.Table]:
         """The report as pyarrow Tables: counters, nodes, access_matrix, threads, placement,
         faults, failed_calls, epochs."""
         n = len(self.node_pages)
@@ -127,7 +164,7 @@ class Report:
             "epochs": pa.table(epochs) if ep else pa.table({c: [] for c in EPOCH_COLUMNS}),
         }
 
-    def summary_dict(self):
+    def summary_dict(self) -> dict:
         """What summary.json holds: the scalars and small tables, JSON-ready."""
         return {"rows": self.rows, "topology": self.topology, "knobs": self.knobs,
                 "now_ns": self.now_ns, "vmstat": self.vmstat,
@@ -136,7 +173,7 @@ class Report:
                 "faults": len(self.faults), "failed_calls": len(self.failed_calls),
                 "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)}
 
-    def write(self, directory):
+    def write(self, directory: str | os.PathLike) -> None:
         """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``
         (created if needed). Each file is written to a temporary name and renamed: it is
         there whole or not at all."""
@@ -146,7 +183,7 @@ class Report:
         text = json.dumps(self.summary_dict(), indent=2, default=int)
         _atomic(directory, "summary.json", lambda f: f.write(text.encode()))
 
-    def summary(self):
+    def summary(self) -> str:
         """A readable summary table (what ``fastnuma replay`` prints)."""
         vm = self.vmstat
         acc = int(self.access_matrix.sum())

@@ -1,59 +1,67 @@
-"""Observation: vmstat, numastat, numa_maps, page nodes and flags, free pages."""
+"""Observation (mm/vmstat.c, drivers/base/node.c, fs/proc/task_mmu.c): vmstat, numastat,
+numa_maps, page nodes and flags, free pages, the placement of every process. None of
+them changes the machine."""
+from __future__ import annotations
+
 import numpy as np
 
-from .constants import PAGE_SHIFT, PAGE_SIZE
-from .dtypes import NUMASTAT_NAMES, NUMASTAT_VMSTAT_NAMES, VMSTAT_NAMES
+from .constants import PAGE_SHIFT, PAGE_SIZE, TASK_SIZE
+from .dtypes import NUMASTAT_NAMES, NUMASTAT_VMSTAT_NAMES, PTRS_PER_PMD_SHIFT, VMSTAT_NAMES
 from .kernels.range import numa_maps_stats, page_flags, page_nodes
 
 
-class ObservationMixin:
+class Stats:
     """Counters and views of the simulated machine; none of them changes it."""
+
+    def __init__(self, machine, mm):
+        self.m = machine
+        self.mm = mm
 
     def vmstat(self):
         """/proc/vmstat counters (Linux names); numa_* allocation counters sum every node."""
-        out = dict(zip(NUMASTAT_VMSTAT_NAMES, (int(x) for x in self.node_stats.sum(0))))
-        out.update(zip(VMSTAT_NAMES, (int(x) for x in self.vm)))
+        out = dict(zip(NUMASTAT_VMSTAT_NAMES, (int(x) for x in self.m.node_stats.sum(0))))
+        out.update(zip(VMSTAT_NAMES, (int(x) for x in self.m.vm)))
         return out
 
     def numastat(self):
         """{node: {numa_hit, numa_miss, numa_foreign, interleave_hit, local_node,
         other_node}}: /sys/devices/system/node/nodeN/numastat."""
         return {n: dict(zip(NUMASTAT_NAMES, (int(x) for x in row)))
-                for n, row in enumerate(self.node_stats)}
+                for n, row in enumerate(self.m.node_stats)}
 
     def free_pages(self):
         """Free base pages per node."""
-        return self.free.copy()
+        return self.m.free.copy()
 
     def page_nodes(self, pid, addr, length):
         """Node of every page in [addr, addr+length): -1 where nothing is mapped; a page
         mapping the shared zero page reads as node 0 (where that page lives)."""
-        proc = self._proc(pid)
-        lo, hi = self._range(addr, length, allow_zero=True)
+        proc = self.m.proc(pid)
+        lo, hi = self.mm.user_range(addr, length, allow_zero=True)
         out = np.empty(hi - lo, np.int16)
-        page_nodes(self.st, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
+        page_nodes(self.m.st, self.m.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
         return out
 
     def page_flags(self, pid, addr, length):
         """PTE flag bits of every page in [addr, addr+length) (``fastnuma.dtypes.PTE_*``:
         present, numa (PROT_NONE for a hinting fault), write, huge, zero, dirty); 0 where
         nothing is mapped."""
-        proc = self._proc(pid)
-        lo, hi = self._range(addr, length, allow_zero=True)
+        proc = self.m.proc(pid)
+        lo, hi = self.mm.user_range(addr, length, allow_zero=True)
         out = np.empty(hi - lo, np.int64)
-        page_flags(self.st, self.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
+        page_flags(self.m.st, self.m.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
         return out
 
     def numa_maps(self, pid):
         """Text of /proc/PID/numa_maps (show_numa_map): one line per VMA."""
-        proc = self._proc(pid)
-        task_pol = self._main_thread(proc).policy
-        n = self.topology.n_nodes
+        proc = self.m.proc(pid)
+        task_pol = self.m.main_thread(proc).policy
+        n = self.m.topology.n_nodes
         lines = []
         per_node = np.zeros(n, np.int64)
         stats = np.zeros(3, np.int64)
-        blocks = self.pt.blocks_of(proc.asid)               # once, sorted by address
-        pmds = self.pt.pmds_of(blocks)
+        blocks = self.m.pt.blocks_of(proc.asid)               # once, sorted by address
+        pmds = self.m.pt.pmds_of(blocks)
         for v in proc.vmas:
             pol = v.effective_policy(v.start)
             if pol is None:
@@ -62,9 +70,9 @@ class ObservationMixin:
             if v.shm is not None:
                 line += " file=/dev/zero\\040(deleted)"
             per_node[:] = 0
-            first = np.searchsorted(pmds, v.start >> 9)
-            last = np.searchsorted(pmds, (v.end - 1) >> 9, side="right")
-            numa_maps_stats(self.st, blocks[first:last], v.start, v.end, per_node, stats)
+            first = np.searchsorted(pmds, v.start >> PTRS_PER_PMD_SHIFT)
+            last = np.searchsorted(pmds, (v.end - 1) >> PTRS_PER_PMD_SHIFT, side="right")
+            numa_maps_stats(self.m.st, blocks[first:last], v.start, v.end, per_node, stats)
             pages, dirty, mapmax = (int(x) for x in stats)
             if pages:
                 anon = 0 if v.shm is not None else pages
@@ -82,3 +90,21 @@ class ObservationMixin:
                 line += f" kernelpagesize_kB={PAGE_SIZE >> 10}"
             lines.append(line)
         return "".join(line + "\n" for line in lines)
+
+    def placement(self) -> dict[int, np.ndarray]:
+        """{pid: pages mapped per node} over every live process (a replay's report)."""
+        m = self.m
+        out = {}
+        for pid, proc in sorted(m.procs.items()):
+            per_node = np.zeros(m.topology.n_nodes, np.int64)
+            numa_maps_stats(m.st, m.pt.blocks_of(proc.asid), 0, TASK_SIZE >> PAGE_SHIFT,
+                            per_node, np.zeros(3, np.int64))
+            out[pid] = per_node
+        return out
+
+    def threads(self) -> list[dict]:
+        """One dict per live thread: tid, pid, cpu, node, local, remote accesses."""
+        m = self.m
+        return [dict(tid=tid, pid=th.pid, cpu=th.cpu, node=m.topology.cpu_node[th.cpu],
+                     local=th.local, remote=th.remote)
+                for tid, th in sorted(m.threads.items())]

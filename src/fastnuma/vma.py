@@ -56,7 +56,7 @@ class Vma:
     shm: ShmObject = None
     anon: bool = False             # has an anon_vma: a page other than the zero page was
                                    # faulted, or a THP fault ran (fork copies only these)
-    numab: object = None           # balancing.NumabState once the NUMA scanner saw it
+    numab: object = None           # numa_balancing.NumabState once the NUMA scanner saw it
 
     def pgoff_at(self, vpn):
         return self.pgoff + (vpn - self.start)
@@ -240,6 +240,10 @@ class VmaList:
                 owners.append(v)
         self._view = np.array(rows, dtype=VMA_DTYPE) if rows else np.zeros(0, VMA_DTYPE)
         self._view_vmas = owners
+        return self._view
+
+    def current_view(self):
+        """The kernels' view as last built (kernel_view), or None when it must be rebuilt."""
         return self._view
 
     def sync_from_view(self):

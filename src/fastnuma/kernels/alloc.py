@@ -8,19 +8,9 @@ import numpy as np
 from ..constants import (MPOL_BIND, MPOL_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
                          MPOL_WEIGHTED_INTERLEAVE)
 from ..dtypes import (NO_INTERLEAVE_INDEX, NO_POLICY, NS_FOREIGN, NS_HIT, NS_INTERLEAVE,
-                      NS_LOCAL, NS_MISS, NS_OTHER)
+                      NS_LOCAL, NS_MISS, NS_OTHER, OPT_NUMA_STAT)
 from ._jit import kernel
 from .state import new_frame
-
-# opts[] slots
-OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE, OPT_NUMA_STAT = 0, 1, 2, 3
-# lazy migration and NUMA balancing (config.SimConfig.kernel_opts, same order)
-(OPT_NUMA_BALANCING, OPT_PMD_NUMA_BATCHING, OPT_SHARED_PAGE_RULE, OPT_LAST_NODE_FILTER,
- OPT_MIGRATE_RATE_LIMIT, OPT_THP_UPDATE_COUNT, OPT_SKIP_LOCAL_SINGLE_THREAD,
- OPT_IL_THP_BASE) = range(4, 12)
-N_OPTS = 12
-THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2
-DEFRAG_ALWAYS, DEFRAG_MADVISE, DEFRAG_NEVER = 0, 1, 2
 
 WMARK_LOW, WMARK_MIN = 0, 1
 

@@ -9,11 +9,11 @@ every simulation and is compiled with the fault path it calls: its index stands 
 whole set. Nothing here imports Numba.
 """
 import os
-from pathlib import Path
 
-KERNELS = Path(__file__).resolve().parent
+KERNELS = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_CACHE = os.path.join(KERNELS, "__pycache__")
 #: the kernel whose cached index stands for the whole set (see the module docstring)
-WITNESS = "events.run_events-*.nbi"
+WITNESS = ("events.run_events-", ".nbi")       # <prefix><line>.py<ver><suffix>
 #: what the notice says a cold start costs (measured, README "Performance")
 FIRST_RUN_SECONDS = "about 1 minute on 2 cores"
 
@@ -25,8 +25,7 @@ def cache_enabled():
 
 def cache_dir():
     """Where Numba keeps (or would keep) the kernels' cache."""
-    explicit = os.environ.get("NUMBA_CACHE_DIR")
-    return Path(explicit) if explicit else KERNELS / "__pycache__"
+    return os.environ.get("NUMBA_CACHE_DIR") or DEFAULT_CACHE
 
 
 def cache_is_cold():
@@ -35,11 +34,12 @@ def cache_is_cold():
     if not cache_enabled():
         return True
     root = cache_dir()
-    if not root.is_dir():
-        return True
-    if root == KERNELS / "__pycache__":
-        return not any(root.glob(WITNESS))
-    return not any(root.rglob(WITNESS))
+    if os.path.abspath(root) == DEFAULT_CACHE:       # flat: the index beside the others
+        walk = [(root, (), os.listdir(root) if os.path.isdir(root) else ())]
+    else:                                           # a folder per source folder
+        walk = os.walk(root)
+    return not any(f.startswith(WITNESS[0]) and f.endswith(WITNESS[1])
+                   for _, _, files in walk for f in files)
 
 
 def cold_start_notice():

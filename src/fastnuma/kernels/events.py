@@ -13,20 +13,17 @@ a table that needs room.
 import numpy as np
 
 from ..constants import OP_WRITE, PAGE_SHIFT, TASK_SIZE
-from ..dtypes import (FRAME_PTE_DIRTY, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA, PTE_PRESENT,
-                      PTE_WRITE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
+from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_PID, EV_CONTROL,
+                      EV_DONE, EV_NEED_GROW, EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME,
+                      FRAME_PTE_DIRTY, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA, PTE_PRESENT,
+                      PTE_WRITE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS, ROOM_FRAMES,
+                      T_ACC_LOCAL, T_ACC_REMOTE, T_ASID, T_CPU, T_PID, T_POLICY, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
-from .numa import T_ACC_LOCAL, T_ACC_REMOTE, T_ASID, T_CPU, T_PID, T_POLICY
-from .state import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, ROOM_BLOCKS, ROOM_FRAMES, borrowed,
-                    lookup_block)
+from .state import borrowed, lookup_block
 from .vma import find_vma_in
 
-# status codes (the index reached is written to pos[0])
-(EV_DONE, EV_NEED_GROW, EV_SEGV, EV_OOM, EV_CONTROL, EV_NEW_THREAD, EV_TIME, EV_BAD_PID,
- EV_BAD_CPU) = range(9)
 PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
-NEVER = np.iinfo(np.int64).max   # a stop_ts no event reaches
 RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
                               # overwrite event i's entry before it is used)
 # PMD indices of the user address space (47-bit addresses: 2**26 PMDs); a larger or a

@@ -12,8 +12,9 @@ from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_
                       PTE_NODE_MASK, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT,
                       VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel
-from .alloc import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
-                    OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE, alloc_pages_mpol)
+from ..dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
+                      OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE)
+from .alloc import alloc_pages_mpol
 from .numa import do_numa_page, do_pmd_numa_page
 from .state import find_block, get_block, new_frame, pte_node_bits, split_huge_pmd
 from .vma import folio_ilx, ilx_of, vma_policy

@@ -15,17 +15,31 @@ from ..constants import MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT
 from ..dtypes import (C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, C_THP_MIGRATION_FAIL,
                       C_THP_MIGRATION_SPLIT, C_THP_MIGRATION_SUCCESS, FRAME_DIRTY,
                       FRAME_ISOLATED, FRAME_PTE_DIRTY, PTE_HUGE, PTE_PRESENT, PTRS_PER_PMD,
-                      PTRS_PER_PMD_SHIFT)
+                      PTRS_PER_PMD_SHIFT, S_FAILED_PAGES, S_SPLIT, S_SUCCEEDED,
+                      S_THP_FAILED, S_THP_SPLIT, S_THP_SUCCEEDED, N_STATS, TARGET_NODE,
+                      TARGET_POLICY)
 from ._jit import kernel
 from .alloc import alloc_pages_mpol, alloc_thisnode
 from .vma import find_vma, folio_ilx
-from .state import find_block, set_pte_node, split_huge_pmd
+from .state import block_span, block_vpn, find_block, set_pte_node, split_huge_pmd
 
 NR_MAX_BATCHED_MIGRATION = PTRS_PER_PMD
-TARGET_POLICY, TARGET_NODE = 0, 1            # how destinations are chosen
-# stats[] slots (struct migrate_pages_stats) and the result slots after them
-S_SUCCEEDED, S_FAILED_PAGES, S_THP_SUCCEEDED, S_THP_FAILED, S_THP_SPLIT, S_SPLIT = range(6)
-N_STATS = 6
+
+
+@kernel(inline="always")
+def commit_folio_move(st, f, pi, node):
+    """The folio f now lives on ``node`` (migrate_folio_move, after the destination was
+    allocated): its old pages go back to their node, the PTE at ``pi`` that caches its
+    node (-1: none) gets the new one, and a dirty mapping dirties the folio
+    (try_to_migrate). Returns the pages moved."""
+    nr = np.int64(1) << np.int64(st.frames[f]["order"])
+    st.free[st.frames[f]["node"]] += nr
+    st.frames[f]["node"] = node
+    if pi >= 0:
+        set_pte_node(st, pi, node)
+    if st.frames[f]["flags"] & FRAME_PTE_DIRTY:
+        st.frames[f]["flags"] |= FRAME_DIRTY
+    return nr
 
 
 @kernel
@@ -88,16 +102,13 @@ def migrate_batch(st, vmas, asid, folios, vpns, lo, hi, how, target, cpu, split_
             continue
         f = folios[k]
         order = np.int64(st.frames[f]["order"])
-        st.free[st.frames[f]["node"]] += np.int64(1) << order
-        st.frames[f]["node"] = node
+        pi = np.int64(-1)
         b = find_block(st, asid, vpns[k] >> PTRS_PER_PMD_SHIFT)   # its mapping here
         if b >= 0:                                  # caches the node if it is the only one
-            pi = (b << PTRS_PER_PMD_SHIFT) + (vpns[k] & (PTRS_PER_PMD - 1))
-            if st.ptes[pi]["frame"] == f:
-                set_pte_node(st, pi, node)
-        if st.frames[f]["flags"] & FRAME_PTE_DIRTY:   # try_to_migrate: a dirty PTE dirties it
-            st.frames[f]["flags"] |= FRAME_DIRTY
-        stats[S_SUCCEEDED] += np.int64(1) << order
+            at = (b << PTRS_PER_PMD_SHIFT) + (vpns[k] & (PTRS_PER_PMD - 1))
+            if st.ptes[at]["frame"] == f:
+                pi = at
+        stats[S_SUCCEEDED] += commit_folio_move(st, f, pi, node)
         if order > 0:
             stats[S_THP_SUCCEEDED] += 1
     return (rc if rc < 0 else nr_failed), left, n_split
@@ -171,9 +182,8 @@ def queue_pages_range(st, blocks, lo, hi, user_mask, flags, out_frames, out_vpns
     move = flags & (MPOL_MF_MOVE | MPOL_MF_MOVE_ALL)
     for k in range(blocks.size):
         b = blocks[k]
-        base = b << PTRS_PER_PMD_SHIFT
-        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
-        for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
+        base, first, i0, i1 = block_span(st.blk_key, b, lo, hi)
+        for i in range(i0, i1):
             fl = st.ptes[base + i]["flags"]
             f = np.int64(st.ptes[base + i]["frame"])
             if not fl & PTE_PRESENT or f < 0 or f == last:
@@ -281,7 +291,7 @@ def queue_node_folios(st, blocks, src, move_all, out_frames, out_vpns):
     for k in range(blocks.size):
         b = blocks[k]
         base = b << PTRS_PER_PMD_SHIFT
-        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        first = block_vpn(st.blk_key, b)
         for i in range(PTRS_PER_PMD):
             fl = st.ptes[base + i]["flags"]
             f = np.int64(st.ptes[base + i]["frame"])

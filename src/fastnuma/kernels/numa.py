@@ -1,6 +1,6 @@
 """NUMA hinting: change_prot_numa (marking) and do_numa_page (the hinting fault).
 
-The rules are docs/lazy-migration.md §3 and §5 (linux-semantics.md §2.5, §4, §7):
+The rules are docs/lazy-migration.md §3 and §5 (docs/linux-semantics.md §2.5, §4, §7):
 ``change_prot_numa_range`` marks present entries PROT_NONE/NUMA (``PTE_NUMA``) block by
 block; a later access to a marked entry calls ``do_numa_page`` (or, with the seed's PMD
 batching, ``do_pmd_numa_page`` for the whole PMD), which counts the hinting fault, asks
@@ -10,43 +10,27 @@ feeds the task's NUMA-balancing statistics (``task_numa_fault``, ``task_numa_pla
 import numpy as np
 from numba import prange
 
-from ..constants import (LAST_CPUPID_UNSET, MPOL_BIND, MPOL_F_MOF, MPOL_F_MORON,
-                         MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
-                         MPOL_WEIGHTED_INTERLEAVE)
+from ..constants import (GOLDEN_RATIO_32, LAST_CPUPID_UNSET, MPOL_BIND, MPOL_F_MOF,
+                         MPOL_F_MORON, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_PREFERRED,
+                         MPOL_PREFERRED_MANY, MPOL_WEIGHTED_INTERLEAVE, NSEC_PER_MSEC,
+                         PID_BITS_SHIFT, RATELIMIT_PAGES, RATELIMIT_WINDOW_NS)
 from ..dtypes import (C_NUMA_HINT_FAULTS, C_NUMA_HINT_FAULTS_LOCAL, C_NUMA_PAGES_MIGRATED,
                       C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, C_THP_MIGRATION_FAIL,
-                      C_THP_MIGRATION_SUCCESS, FRAME_DIRTY, FRAME_PTE_DIRTY, NO_POLICY,
+                      C_THP_MIGRATION_SUCCESS, F_BUF_SHARED, F_MEM_SHARED, M_NEXT_SCAN,
+                      M_SCAN_MAX, M_SCAN_MIN, M_SCAN_SEQ, NO_POLICY, N_NEAREST_CPU_NODE,
+                      N_RATE_END, N_RATE_PAGES, OPT_LAST_NODE_FILTER,
+                      OPT_MIGRATE_RATE_LIMIT, OPT_NUMA_BALANCING, OPT_SHARED_PAGE_RULE,
                       PTE_HUGE, PTE_NUMA, PTE_PRESENT, PTE_ZERO, PTRS_PER_PMD,
-                      PTRS_PER_PMD_SHIFT)
+                      PTRS_PER_PMD_SHIFT, TNF_MIGRATED, TNF_MIGRATE_FAIL, T_ASID,
+                      T_LOC_FAILED, T_LOC_LOCAL, T_LOC_REMOTE, T_MIGRATE_RETRY,
+                      T_PAGES_MIGRATED, T_PREFERRED, T_SCAN_PERIOD, T_SCAN_PERIOD_MAX,
+                      T_SCAN_SEQ, T_TID)
 from ._jit import kernel
-from .alloc import (OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT,
-                    OPT_NUMA_BALANCING, OPT_SHARED_PAGE_RULE, alloc_thisnode,
-                    interleave_nid, nth_node, weighted_interleave_nid)
-from .state import set_pte_node
+from .alloc import alloc_thisnode, interleave_nid, nth_node, weighted_interleave_nid
+from .migrate import commit_folio_move
+from .state import block_vpn, entry_range
 from .vma import find_vma, folio_ilx, vma_policy
 
-# tasks[slot, T_*]: a thread's NUMA-balancing state (times in ns, periods in ms)
-(T_TID, T_ASID, T_START, T_NODE_STAMP, T_SCAN_PERIOD, T_SCAN_PERIOD_MAX, T_SCAN_SEQ,
- T_PREFERRED, T_MIGRATE_RETRY, T_PAGES_MIGRATED, T_LOC_REMOTE, T_LOC_LOCAL,
- T_LOC_FAILED) = range(13)
-# ... and what the event loop reads and writes: the thread's process, CPU, policy row, and
-# its accesses to memory on its CPU's node / elsewhere (T_ACC_REMOTE = T_ACC_LOCAL + 1)
-T_PID, T_CPU, T_POLICY, T_ACC_LOCAL, T_ACC_REMOTE = range(13, 18)
-N_TASK = 18
-# task_faults[slot, node, F_*]: memory faults (decayed) and the buffer since placement
-F_MEM_SHARED, F_MEM_PRIVATE, F_BUF_SHARED, F_BUF_PRIVATE = range(4)
-# mms[asid, M_*]: an address space's scan state; scan_min/max are the latest snapshot
-M_NEXT_SCAN, M_SCAN_SEQ, M_SCAN_OFFSET, M_SCAN_MIN, M_SCAN_MAX = range(5)
-N_MM = 5
-# numa_nodes[node, N_*]: the seed's migration rate-limit window, and the nearest CPU node
-N_RATE_END, N_RATE_PAGES, N_NEAREST_CPU_NODE = range(3)
-N_NODE = 3
-
-TNF_MIGRATED, TNF_MIGRATE_FAIL = 1, 2
-NSEC_PER_MSEC = 1_000_000
-RATELIMIT_PAGES = 32768                  # seed: 128 MiB per destination per window
-RATELIMIT_WINDOW_NS = 100 * NSEC_PER_MSEC
-PID_BITS_SHIFT = 26                      # hash_32(pid, ilog2(BITS_PER_LONG)) = >> (32 - 6)
 
 
 # ------------------------------------------------------------------ change_prot_numa
@@ -59,9 +43,7 @@ def mark_block(ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_n
     that took part in a fork: skip folios mapped more than once), ``local_skip_node``
     (skip folios on this node; -1: no such rule), ``shared_page_rule`` (seed: mapcount 1
     only)."""
-    base = b << PTRS_PER_PMD_SHIFT
-    i0 = max(lo - first, 0)
-    i1 = min(hi - first, PTRS_PER_PMD)
+    base, i0, i1 = entry_range(b, first, lo, hi)
     fl = ptes[base]["flags"]
     if fl & PTE_HUGE:                                   # change_huge_pmd
         if not fl & PTE_PRESENT or fl & (PTE_ZERO | PTE_NUMA):
@@ -96,7 +78,7 @@ def mark_blocks(st, blocks, k0, k1, lo, hi, cow_check, local_skip_node, pmd_batc
     huge = 0
     for k in range(k0, k1):
         b = blocks[k]
-        first = (blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
+        first = block_vpn(blk_key, b)
         u, h = mark_block(ptes, frames, blk_numa, b, first, lo, hi, cow_check, local_skip_node,
                           shared_page_rule, thp_update_count)
         if u and pmd_batching and not ptes[b << PTRS_PER_PMD_SHIFT]["flags"] & PTE_HUGE:
@@ -231,11 +213,7 @@ def migrate_misplaced(st, pi, f, target, cpu):
         if order > 0:
             st.vm[C_THP_MIGRATION_FAIL] += 1
         return TNF_MIGRATE_FAIL
-    st.free[st.frames[f]["node"]] += nr
-    st.frames[f]["node"] = target
-    set_pte_node(st, pi, target)                       # the node cached in the PTE (dtypes)
-    if st.frames[f]["flags"] & FRAME_PTE_DIRTY:        # try_to_migrate: a dirty PTE dirties it
-        st.frames[f]["flags"] |= FRAME_DIRTY
+    commit_folio_move(st, f, pi, target)
     st.vm[C_PGMIGRATE_SUCCESS] += nr
     st.vm[C_NUMA_PAGES_MIGRATED] += nr
     if order > 0:
@@ -330,14 +308,23 @@ def task_numa_fault(st, slot, old_cpupid, mem_node, nr, flags, cpu):
 
 
 @kernel(inline="always")
+def pid_bit(tid):
+    """hash_32(tid, ilog2(BITS_PER_LONG)): the thread's bit in a VMA's pids_active
+    (vma_set_access_pid_bit); numa_balancing.py reads the same bits. The product is cut
+    to 32 bits, as in C: Numba widens uint32 * uint32 to 64 bits, and the untruncated
+    value shifted a uint64 by 64 or more (undefined; x86 happened to mask it)."""
+    h = (np.uint64(np.uint32(tid)) * np.uint64(GOLDEN_RATIO_32)) & np.uint64(0xFFFFFFFF)
+    return np.int64(h >> np.uint64(PID_BITS_SHIFT))
+
+
+@kernel(inline="always")
 def numa_fault_folio(st, vmas, v, pi, f, vpn, cpu, slot, task_pol):
     """numa_migrate_check + the migration + task_numa_fault for the folio f mapped at pi."""
     node = np.int64(st.frames[f]["node"])
     st.vm[C_NUMA_HINT_FAULTS] += 1
     if node == st.cpu_node[cpu]:
         st.vm[C_NUMA_HINT_FAULTS_LOCAL] += 1
-    tid = np.uint32(st.tasks[slot, T_TID])
-    vmas[v]["pids"] |= np.uint64(1) << np.uint64((tid * np.uint32(0x61C88647)) >> PID_BITS_SHIFT)
+    vmas[v]["pids"] |= np.uint64(1) << np.uint64(pid_bit(st.tasks[slot, T_TID]))
     old = np.int64(st.frames[f]["last_cpupid"])
     target = mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol)
     flags = 0

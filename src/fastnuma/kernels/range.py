@@ -7,12 +7,12 @@ import errno
 
 import numpy as np
 
-from ..dtypes import (FRAME_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_FLAG_MASK, PTE_HUGE,
+from ..dtypes import (PMD_KEY_MASK, FRAME_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_FLAG_MASK, PTE_HUGE,
                       PTE_NODE_MASK, PTE_PRESENT, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD,
                       PTRS_PER_PMD_SHIFT, VM_ANON, VM_SHARED, ZERO_PAGE_NODE)
 from ._jit import kernel
 from .vma import find_vma
-from .state import find_block, get_block, release_frame, split_huge_pmd
+from .state import block_span, find_block, get_block, release_frame, split_huge_pmd
 
 
 @kernel
@@ -36,10 +36,7 @@ def unmap_range(st, blocks, lo, hi):
     """zap_page_range: clear [lo, hi); a THP cut by the range is split first. Pages freed."""
     for k in range(blocks.size):
         b = blocks[k]
-        base = b << PTRS_PER_PMD_SHIFT
-        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
-        i0 = max(lo - first, 0)
-        i1 = min(hi - first, PTRS_PER_PMD)
+        base, first, i0, i1 = block_span(st.blk_key, b, lo, hi)
         if i0 >= i1 or st.blk_used[b] == 0:
             continue
         fl = st.ptes[base]["flags"]
@@ -68,9 +65,8 @@ def page_nodes(st, blocks, lo, hi, out):
     out[:] = -1
     for k in range(blocks.size):
         b = blocks[k]
-        base = b << PTRS_PER_PMD_SHIFT
-        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
-        for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
+        base, first, i0, i1 = block_span(st.blk_key, b, lo, hi)
+        for i in range(i0, i1):
             fl = st.ptes[base + i]["flags"]
             if fl & PTE_PRESENT:
                 f = st.ptes[base + i]["frame"]
@@ -83,9 +79,8 @@ def page_flags(st, blocks, lo, hi, out):
     out[:] = 0
     for k in range(blocks.size):
         b = blocks[k]
-        base = b << PTRS_PER_PMD_SHIFT
-        first = (st.blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
-        for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
+        base, first, i0, i1 = block_span(st.blk_key, b, lo, hi)
+        for i in range(i0, i1):
             if st.ptes[base + i]["flags"] & PTE_PRESENT:
                 out[first + i - lo] = st.ptes[base + i]["flags"] & PTE_FLAG_MASK
 
@@ -124,7 +119,7 @@ def copy_page_range(st, vmas, parent_blocks, child_asid):
     hint = np.int64(0)
     for k in range(parent_blocks.size):
         b = parent_blocks[k]
-        pmd = st.blk_key[b] & ((1 << 27) - 1)
+        pmd = st.blk_key[b] & PMD_KEY_MASK
         first = pmd << PTRS_PER_PMD_SHIFT
         if (st.blk_used[b] == 0 and st.blk_table[b] == 0) or \
                 not anon_private_vma_in(vmas, first, first + PTRS_PER_PMD):
@@ -180,9 +175,8 @@ def numa_maps_stats(st, blocks, lo, hi, node_pages, out):
     mapmax = 0
     for k in range(blocks.size):
         b = blocks[k]
-        base = b << PTRS_PER_PMD_SHIFT
-        first = (blk_key[b] & ((1 << 27) - 1)) << PTRS_PER_PMD_SHIFT
-        for i in range(max(lo - first, 0), min(hi - first, PTRS_PER_PMD)):
+        base, first, i0, i1 = block_span(blk_key, b, lo, hi)
+        for i in range(i0, i1):
             fl = ptes[base + i]["flags"]
             f = ptes[base + i]["frame"]
             if not fl & PTE_PRESENT or f < 0:
@@ -199,7 +193,7 @@ def numa_maps_stats(st, blocks, lo, hi, node_pages, out):
 
 @kernel
 def split_pmd_at(st, asid, vpn):
-    """vma_adjust_trans_huge: a VMA boundary at vpn inside a PMD-mapped THP splits it."""
+    """The split behind mm.vma_adjust_trans_huge: the PMD-mapped THP at vpn, if any."""
     b = find_block(st, asid, vpn >> PTRS_PER_PMD_SHIFT)
     if b >= 0 and st.ptes[b << PTRS_PER_PMD_SHIFT]["flags"] & PTE_HUGE:
         split_huge_pmd(st, b)

@@ -14,17 +14,12 @@ from numba.extending import NativeValue, box, intrinsic, register_model, unbox
 from numba.experimental import structref
 
 from ..constants import LAST_CPUPID_UNSET
-from ..dtypes import (C_THP_SPLIT_PAGE, C_THP_SPLIT_PMD, FRAME_FREE, FRAME_SHM, PTE_HUGE,
-                      PTE_NODE_MASK, PTE_NODE_SHIFT, PTE_PRESENT, PTE_ZERO, PTRS_PER_PMD,
-                      PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
+from ..dtypes import (ASID_SHIFT, PMD_KEY_MASK, C_THP_SPLIT_PAGE, C_THP_SPLIT_PMD, CTL_HCOUNT, CTL_NBLOCKS,
+                      CTL_NFRAMES, CTL_NFREE, FRAME_FREE, PTE_HUGE, PTE_NODE_MASK,
+                      PTE_NODE_SHIFT, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT)
 from ._jit import kernel
 
-ASID_SHIFT = 27                       # 47-bit addresses: 2**26 PMDs per address space
-EMPTY = -1
-
-# ctl[] slots
-CTL_NBLOCKS, CTL_NFRAMES, CTL_NFREE, CTL_HCOUNT = 0, 1, 2, 3
-N_CTL = 4
+EMPTY = -1                            # a free slot of the PMD hash
 
 STATE_FIELDS = (
     # page tables and frames (grown by pagetable.PageTable)
@@ -186,11 +181,6 @@ def _store_borrowed(st, ptes, blk_key, blk_used, blk_table, blk_numa, pmd_hash,
     st.clock = borrowed(clock)
 
 
-# headroom a kernel needs before handling one more event
-ROOM_BLOCKS = 2
-ROOM_FRAMES = PTRS_PER_PMD + 1
-
-
 @kernel(inline="always")
 def hash_slot(key, mask):
     h = np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)
@@ -223,6 +213,28 @@ def lookup_block(pmd_hash, asid, pmd):
         if k == EMPTY:
             return np.int64(-1)
         s = (s + 1) & mask
+
+
+@kernel(inline="always")
+def block_vpn(blk_key, b):
+    """The first vpn block ``b`` maps (its PMD number times 512)."""
+    return (blk_key[b] & PMD_KEY_MASK) << PTRS_PER_PMD_SHIFT
+
+
+@kernel(inline="always")
+def entry_range(b, first, lo, hi):
+    """Block ``b`` (mapping vpns from ``first``) over vpns [lo, hi): its first PTE index and
+    the entries [i0, i1) of it inside the range (none when i0 >= i1)."""
+    return b << PTRS_PER_PMD_SHIFT, max(lo - first, 0), min(hi - first, PTRS_PER_PMD)
+
+
+@kernel(inline="always")
+def block_span(blk_key, b, lo, hi):
+    """The block walk's header, for every walk over page-table blocks: (base, first, i0,
+    i1) of block ``b`` over vpns [lo, hi) (see block_vpn, entry_range)."""
+    first = block_vpn(blk_key, b)
+    base, i0, i1 = entry_range(b, first, lo, hi)
+    return base, first, i0, i1
 
 
 @kernel
@@ -275,28 +287,6 @@ def set_pte_node(st, pi, node):
             st.ptes[base + i]["flags"] = (st.ptes[base + i]["flags"] & keep) | bits
     else:
         st.ptes[pi]["flags"] = (fl & keep) | bits
-
-
-@kernel
-def pte_node_mismatch(st):
-    """The first PTE index whose cached node breaks the invariant of dtypes.PTE_NODE_SHIFT
-    (a node other than its folio's, or a folio that is shared, freed or shmem), else -1.
-    For the tests: the event loop trusts the cache."""
-    for pi in range(st.ctl[CTL_NBLOCKS] << PTRS_PER_PMD_SHIFT):
-        fl = st.ptes[pi]["flags"]
-        cached = np.int64(fl >> PTE_NODE_SHIFT) & 0xFF
-        if cached == 0:
-            continue
-        f = np.int64(st.ptes[pi]["frame"])
-        if not fl & PTE_PRESENT:
-            return pi
-        if f < 0:
-            if not fl & PTE_ZERO or cached != ZERO_PAGE_NODE + 1:
-                return pi
-        elif (st.frames[f]["node"] + 1 != cached or st.frames[f]["mapcount"] != 1
-              or st.frames[f]["flags"] & (FRAME_SHM | FRAME_FREE)):
-            return pi
-    return np.int64(-1)
 
 
 @kernel

@@ -1,8 +1,7 @@
 """VMA rows as kernels see them (dtypes.VMA_DTYPE): lookup, governing policy, interleave
 index."""
-from ..dtypes import NO_POLICY
+from ..dtypes import NO_POLICY, OPT_IL_THP_BASE
 from ._jit import kernel
-from .alloc import OPT_IL_THP_BASE
 
 
 @kernel(inline="always")

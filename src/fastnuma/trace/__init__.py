@@ -1,4 +1,4 @@
-"""Trace format v1 (docs: shared spec trace-format.md): schema, streaming reader and
+"""Trace format v1 (docs/trace-format.md): schema, streaming reader and
 writer, synthetic scenarios, and the one-pass summary of ``fastnuma info``."""
 from .generate import SCENARIOS, generate, write_trace
 from .info import trace_info

@@ -17,7 +17,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..errors import TraceError
-from ..kernels.trace import first_above, first_decrease
+from .checks import first_above, first_decrease
 from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, checked_column
 
 DEFAULT_BATCH_ROWS = 1 << 20

@@ -27,122 +27,20 @@ Conventions shared by the scenarios
   sweeps and the ``init`` writes are page aligned (sequential: ``stride``).
 """
 import math
-from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ..constants import (MAP_ANONYMOUS, MAP_PRIVATE, MPOL_LOCAL, MPOL_MF_LAZY, MPOL_MF_MOVE,
-                         OP_MBIND, OP_MMAP, OP_READ, OP_SCHED, OP_WRITE, PAGE_SHIFT, PAGE_SIZE)
-from .schema import COLUMNS
+from ..constants import (MPOL_LOCAL, MPOL_MF_LAZY, MPOL_MF_MOVE, OP_MBIND, OP_READ, OP_WRITE,
+                         PAGE_SIZE)
+from .segments import (BASE_ADDR, MAIN_TID, PID, Segment, check_int, cpu_of, event_rows,
+                       init_writes, mmap_rows, n_threads, page_addr, plan, random_ops,
+                       round_robin, sched_rows, start_rows)
 
 __all__ = ["SCENARIOS", "BASE_ADDR", "PID", "MAIN_TID", "check_int"]
 
-BASE_ADDR = 0x600000000000          # 2 MiB aligned, below the engine's own mmap area
-PID = 1
-MAIN_TID = 1
 MAX_PAGES = 1 << 31                 # 8 TiB of working set; keeps page arithmetic in 64 bits
-MAX_THREADS = 1 << 20
 MAX_STRIDE = 1 << 19
-MMAP_FLAGS = MAP_PRIVATE | MAP_ANONYMOUS
 LAZY_MBIND_FLAGS = MPOL_MF_MOVE | MPOL_MF_LAZY
-
-
-@dataclass(frozen=True)
-class _Segment:
-    """``n`` rows made by ``fill(rng, i)`` (``i``: int64 row indices within the segment;
-    returns a dict of columns); ``width`` rows share one tick of the clock. ``n`` None:
-    the segment takes its share of the rows the fixed segments leave (see _plan).
-    ``control`` rows are left out of bare traces."""
-    n: object
-    width: int
-    fill: object
-    control: bool = False
-
-
-def _cpu_of(k, nodes, cpn, shift=0):
-    """CPU of thread index k (array) when thread k runs on node (k + shift) % nodes."""
-    k = np.asarray(k, np.int64)
-    return ((k + shift) % nodes) * cpn + (k // nodes) % cpn
-
-
-def _rows(n, *, addr, cpu, tid, op, length=0, mode=0, nodemask=0, flags=0):
-    """A full set of columns for n rows (scalars broadcast), with the v1 types."""
-    vals = {"addr": addr, "cpu": cpu, "op": op, "tid": tid, "pid": PID, "len": length,
-            "mode": mode, "nodemask": nodemask, "flags": flags}
-    out = {}
-    for name, v in vals.items():
-        dtype = COLUMNS[name][0]
-        out[name] = (np.full(n, v, dtype) if np.ndim(v) == 0
-                     else np.asarray(v).astype(dtype, copy=False))
-    return out
-
-
-def _ops(rng, n, write_fraction):
-    if write_fraction <= 0:
-        return OP_READ
-    if write_fraction >= 1:
-        return OP_WRITE
-    return np.where(rng.random(n) < write_fraction, OP_WRITE, OP_READ)
-
-
-def _addr(page, rng=None):
-    """Address of page index ``page`` (array), plus a random 8-byte offset with ``rng``."""
-    a = BASE_ADDR + (np.asarray(page, np.uint64) << np.uint64(PAGE_SHIFT))
-    if rng is not None:
-        a += rng.integers(0, PAGE_SIZE // 8, np.size(page), dtype=np.uint64) << np.uint64(3)
-    return a
-
-
-# ------------------------------------------------------------------ building blocks
-def _mmap(p):
-    return _Segment(1, 1, lambda rng, i: _rows(i.size, addr=BASE_ADDR, cpu=0, tid=MAIN_TID,
-                                              op=OP_MMAP, length=p["pages"] * PAGE_SIZE,
-                                              flags=MMAP_FLAGS), control=True)
-
-
-def _sched(tids, cpus):
-    """One SCHED row per thread, all at the same time."""
-    tids, cpus = np.asarray(tids), np.asarray(cpus)
-    return _Segment(tids.size, max(1, tids.size),
-                    lambda rng, i: _rows(i.size, addr=0, cpu=cpus[i], tid=tids[i],
-                                         op=OP_SCHED), control=True)
-
-
-def _init_writes(p):
-    """The main thread writes every page in order (first touch: node 0)."""
-    return _Segment(p["pages"], 1, lambda rng, i: _rows(i.size, addr=_addr(i), cpu=0,
-                                                       tid=MAIN_TID, op=OP_WRITE))
-
-
-def _threads(p, default):
-    t = p["threads"] if p["threads"] is not None else default
-    check_int("threads", t, 1, MAX_THREADS)
-    return t
-
-
-def _plan(p, segments):
-    """The segments with their row counts: fixed ones as given (control rows dropped when
-    bare), elastic ones (n None) share the remaining ``events - fixed`` rows equally, the
-    last taking the remainder."""
-    segs = [s for s in segments if not (p["bare"] and s.control)]
-    fixed = sum(s.n for s in segs if s.n is not None)
-    elastic = [k for k, s in enumerate(segs) if s.n is None]
-    if p["events"] < fixed:
-        raise ValueError(f"events = {p['events']} is too few for scenario {p['scenario']!r} "
-                         f"with these parameters: its fixed rows alone are {fixed}")
-    share, rest = divmod(p["events"] - fixed, len(elastic))
-    for k in elastic:
-        segs[k] = replace(segs[k], n=share + (rest if k == elastic[-1] else 0))
-    return segs
-
-
-def _start(p, tids, cpus, init=False):
-    """MMAP, the optional init writes, and one SCHED row per thread."""
-    return [_mmap(p)] + ([_init_writes(p)] if init else []) + [_sched(tids, cpus)]
-
-
-def _round_robin(i, t):
-    return i % t, i // t
 
 
 # ------------------------------------------------------------------ scenarios
@@ -163,55 +61,55 @@ def lazy(p):
     Row order: MMAP, ``pages`` WRITEs, ``threads`` SCHEDs, MBIND, ``pages`` share READs,
     then the workers' accesses.
     """
-    w = _threads(p, p["nodes"])
+    w = n_threads(p, p["nodes"])
     if p["pages"] < w:
         raise ValueError(f"pages = {p['pages']} is fewer than threads = {w}: every worker "
                          "needs a share")
     tids = MAIN_TID + 1 + np.arange(w)
-    cpus = _cpu_of(np.arange(w), p["nodes"], p["cpus_per_node"])
+    cpus = cpu_of(np.arange(w), p["nodes"], p["cpus_per_node"])
     bounds = np.arange(w + 1, dtype=np.int64) * p["pages"] // w
     size = np.diff(bounds)
     q = p["pages"] // w
     extra = np.flatnonzero(size > q)                     # workers with one more page
 
     def mbind(rng, i):
-        return _rows(i.size, addr=BASE_ADDR, cpu=0, tid=MAIN_TID, op=OP_MBIND,
+        return event_rows(i.size, addr=BASE_ADDR, cpu=0, tid=MAIN_TID, op=OP_MBIND,
                      length=p["pages"] * PAGE_SIZE, mode=MPOL_LOCAL, nodemask=0,
                      flags=LAZY_MBIND_FLAGS)
 
     def share_reads(rng, i):
-        k, j = _round_robin(i, w)
+        k, j = round_robin(i, w)
         late = i >= q * w                                 # the extra pages, one per worker
         if extra.size:
             k = np.where(late, extra[np.clip(i - q * w, 0, extra.size - 1)], k)
         page = np.where(late, bounds[k + 1] - 1, bounds[k] + j)
-        return _rows(i.size, addr=_addr(page), cpu=cpus[k], tid=tids[k], op=OP_READ)
+        return event_rows(i.size, addr=page_addr(page), cpu=cpus[k], tid=tids[k], op=OP_READ)
 
     wf = p["write_fraction"]
 
     def accesses(rng, i):
-        k, _ = _round_robin(i, w)
+        k, _ = round_robin(i, w)
         page = bounds[k] + (rng.random(i.size) * size[k]).astype(np.int64)
-        return _rows(i.size, addr=_addr(page, rng), cpu=cpus[k], tid=tids[k],
-                     op=_ops(rng, i.size, wf))
+        return event_rows(i.size, addr=page_addr(page, rng), cpu=cpus[k], tid=tids[k],
+                     op=random_ops(rng, i.size, wf))
 
-    return _plan(p, [_mmap(p), _init_writes(p), _sched(tids, cpus),
-                     _Segment(1, 1, mbind, control=True), _Segment(p["pages"], w, share_reads),
-                     _Segment(None, w, accesses)])
+    return plan(p, [mmap_rows(p), init_writes(p), sched_rows(tids, cpus),
+                     Segment(1, 1, mbind, control=True), Segment(p["pages"], w, share_reads),
+                     Segment(None, w, accesses)])
 
 
 def _shared_random(p, pick_pages, threads_default):
-    t = _threads(p, threads_default)
+    t = n_threads(p, threads_default)
     tids = MAIN_TID + np.arange(t)
-    cpus = _cpu_of(np.arange(t), p["nodes"], p["cpus_per_node"])
+    cpus = cpu_of(np.arange(t), p["nodes"], p["cpus_per_node"])
     wf = p["write_fraction"]
 
     def accesses(rng, i):
-        k, _ = _round_robin(i, t)
+        k, _ = round_robin(i, t)
         page = pick_pages(rng, i.size)
-        return _rows(i.size, addr=_addr(page, rng), cpu=cpus[k], tid=tids[k],
-                     op=_ops(rng, i.size, wf))
-    return _plan(p, _start(p, tids, cpus, p["init"]) + [_Segment(None, t, accesses)])
+        return event_rows(i.size, addr=page_addr(page, rng), cpu=cpus[k], tid=tids[k],
+                     op=random_ops(rng, i.size, wf))
+    return plan(p, start_rows(p, tids, cpus, p["init"]) + [Segment(None, t, accesses)])
 
 
 def uniform(p):
@@ -272,7 +170,7 @@ def phase(p):
     cpuset change). Exercises: NUMA balancing noticing remote private faults after the
     move and migrating each slice to its thread's new node; scan-period adaptation.
     """
-    t = _threads(p, p["nodes"])
+    t = n_threads(p, p["nodes"])
     if p["pages"] < t:
         raise ValueError(f"pages = {p['pages']} is fewer than threads = {t}")
     tids = MAIN_TID + np.arange(t)
@@ -282,21 +180,21 @@ def phase(p):
     wf = p["write_fraction"]
 
     def accesses_on(shift):
-        cpus = _cpu_of(np.arange(t), nodes, cpn, shift)
+        cpus = cpu_of(np.arange(t), nodes, cpn, shift)
 
         def accesses(rng, i):
-            k, _ = _round_robin(i, t)
+            k, _ = round_robin(i, t)
             page = bounds[k] + (rng.random(i.size) * size[k]).astype(np.int64)
-            return _rows(i.size, addr=_addr(page, rng), cpu=cpus[k], tid=tids[k],
-                         op=_ops(rng, i.size, wf))
+            return event_rows(i.size, addr=page_addr(page, rng), cpu=cpus[k], tid=tids[k],
+                         op=random_ops(rng, i.size, wf))
         return accesses
 
-    segs = _start(p, tids, _cpu_of(np.arange(t), nodes, cpn), p["init"])
+    segs = start_rows(p, tids, cpu_of(np.arange(t), nodes, cpn), p["init"])
     for ph in range(p["phases"]):
         if ph:
-            segs.append(_sched(tids, _cpu_of(np.arange(t), nodes, cpn, ph)))
-        segs.append(_Segment(None, t, accesses_on(ph)))
-    return _plan(p, segs)
+            segs.append(sched_rows(tids, cpu_of(np.arange(t), nodes, cpn, ph)))
+        segs.append(Segment(None, t, accesses_on(ph)))
+    return plan(p, segs)
 
 
 def prodcons(p):
@@ -313,7 +211,7 @@ def prodcons(p):
     if p["nodes"] < 2:
         raise ValueError("scenario 'prodcons' needs nodes >= 2 (writers and readers on "
                          "different nodes)")
-    t = _threads(p, 2)
+    t = n_threads(p, 2)
     if t < 2:
         raise ValueError("scenario 'prodcons' needs threads >= 2 (a producer, a consumer)")
     n_prod = t // 2
@@ -327,12 +225,12 @@ def prodcons(p):
     n = p["pages"]
 
     def accesses(rng, i):
-        k, j = _round_robin(i, t)
+        k, j = round_robin(i, t)
         pos = j * n_prod
         page = np.where(k < n_prod, pos + k, np.maximum(pos - lag, 0) + (k - n_prod)) % n
         op = np.where(k < n_prod, OP_WRITE, OP_READ)
-        return _rows(i.size, addr=_addr(page), cpu=cpus[k], tid=tids[k], op=op)
-    return _plan(p, _start(p, tids, cpus, p["init"]) + [_Segment(None, t, accesses)])
+        return event_rows(i.size, addr=page_addr(page), cpu=cpus[k], tid=tids[k], op=op)
+    return plan(p, start_rows(p, tids, cpus, p["init"]) + [Segment(None, t, accesses)])
 
 
 def sequential(p):
@@ -344,9 +242,9 @@ def sequential(p):
     Models: a scan, a copy, a streaming kernel. Exercises: faults in address order (THP
     and PMD-sized work), the NUMA scanner's address-ordered windows.
     """
-    t = _threads(p, 1)
+    t = n_threads(p, 1)
     tids = MAIN_TID + np.arange(t)
-    cpus = _cpu_of(np.arange(t), p["nodes"], p["cpus_per_node"])
+    cpus = cpu_of(np.arange(t), p["nodes"], p["cpus_per_node"])
     span = p["pages"] * PAGE_SIZE
     stride = check_int("stride", p["stride"], 1, MAX_STRIDE)
     period = span // math.gcd(span, stride)            # accesses before the walk repeats
@@ -354,30 +252,30 @@ def sequential(p):
     wf = p["write_fraction"]
 
     def accesses(rng, i):                               # < 2**43 * 2**19: no overflow
-        k, j = _round_robin(i, t)
+        k, j = round_robin(i, t)
         off = (start[k] + (j % period) * stride) % span
-        return _rows(i.size, addr=BASE_ADDR + off.astype(np.uint64), cpu=cpus[k],
-                     tid=tids[k], op=_ops(rng, i.size, wf))
-    return _plan(p, _start(p, tids, cpus, p["init"]) + [_Segment(None, t, accesses)])
+        return event_rows(i.size, addr=BASE_ADDR + off.astype(np.uint64), cpu=cpus[k],
+                     tid=tids[k], op=random_ops(rng, i.size, wf))
+    return plan(p, start_rows(p, tids, cpus, p["init"]) + [Segment(None, t, accesses)])
 
 
 def _sweep(p, own_slice):
-    t = _threads(p, p["nodes"] * p["cpus_per_node"])
+    t = n_threads(p, p["nodes"] * p["cpus_per_node"])
     if p["pages"] < t:
         raise ValueError(f"pages = {p['pages']} is fewer than threads = {t}")
     tids = MAIN_TID + np.arange(t)
-    cpus = _cpu_of(np.arange(t), p["nodes"], p["cpus_per_node"])
+    cpus = cpu_of(np.arange(t), p["nodes"], p["cpus_per_node"])
     bounds = np.arange(t + 1, dtype=np.int64) * p["pages"] // t
     size = np.diff(bounds)
     n = p["pages"]
     wf = p["write_fraction"]
 
     def accesses(rng, i):
-        k, j = _round_robin(i, t)
+        k, j = round_robin(i, t)
         page = bounds[k] + j % size[k] if own_slice else (bounds[k] + j) % n
-        return _rows(i.size, addr=_addr(page), cpu=cpus[k], tid=tids[k],
-                     op=_ops(rng, i.size, wf))
-    return _plan(p, _start(p, tids, cpus, p["init"]) + [_Segment(None, t, accesses)])
+        return event_rows(i.size, addr=page_addr(page), cpu=cpus[k], tid=tids[k],
+                     op=random_ops(rng, i.size, wf))
+    return plan(p, start_rows(p, tids, cpus, p["init"]) + [Segment(None, t, accesses)])
 
 
 def numa01(p):
@@ -421,12 +319,3 @@ SCENARIOS = {
     "numa01": (numa01, {"write_fraction": 1.0, "init": True}),
     "numa02": (numa02, {"write_fraction": 1.0, "init": True}),
 }
-
-
-def check_int(name, value, lo, hi):
-    """``value`` as an int in lo..hi (TypeError / ValueError naming it otherwise)."""
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise TypeError(f"{name} must be an int, not {value!r}")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} = {value}; allowed range is {lo}..{hi}")
-    return int(value)

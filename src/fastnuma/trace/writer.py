@@ -29,7 +29,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..errors import TraceError
-from ..kernels.trace import first_above, first_decrease
+from .checks import first_above, first_decrease
 from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, VERSION, checked_column
 
 __all__ = ["TraceWriter", "FORMATS", "format_of", "trace_schema", "META_VERSION",

@@ -1,10 +1,17 @@
-"""Checks over trace columns: they return the first bad row, Python writes the message.
+"""Checks over trace columns, compiled: they return the first bad row, Python writes the
+message. The trace package's own small Numba module (no kernel of the engine), imported
+only by trace/checks.py when Numba is already loaded.
 
 Each scans a chunk branch-free first (the compiler vectorises it) and looks for the row
 only in a chunk that has one: a good trace, the usual case, costs a fraction of a
 nanosecond per row.
 """
-from ._jit import kernel
+import os
+
+import numba
+
+# as kernels/_jit.py: FASTNUMA_NUMBA_CACHE=0 turns the on-disk cache off
+kernel = numba.njit(cache=os.environ.get("FASTNUMA_NUMBA_CACHE", "1") != "0", nogil=True)
 
 CHUNK = 4096
 

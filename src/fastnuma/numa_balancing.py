@@ -1,31 +1,30 @@
 """Lazy migration and automatic NUMA balancing, the Python side (docs/lazy-migration.md).
 
-``_change_prot_numa`` marks a range (kernels/numa.py does the per-entry work); the
-scanner (``advance`` → scheduler ticks → ``_task_numa_work``) walks VMAs as
+``change_prot_numa`` marks a range (kernels/numa.py does the per-entry work); the
+scanner (``advance`` -> scheduler ticks -> ``task_numa_work``) walks VMAs as
 kernel/sched/fair.c task_numa_work does and marks them chunk by chunk. Per-thread and
-per-address-space NUMA state lives in numpy tables the fault kernels update
+per-address-space NUMA state lives in the machine's tables the fault kernels update
 (``tasks``, ``task_faults``, ``mms``); scans are rare, so their orchestration is Python.
 """
+from __future__ import annotations
+
 import errno
 import heapq
 from dataclasses import dataclass
 
-import numpy as np
 
-from .dtypes import C_NUMA_HUGE_PTE_UPDATES, C_NUMA_PTE_UPDATES, C_PROT_NUMA_FLUSHES, PTRS_PER_PMD
-from .kernels.numa import (M_NEXT_SCAN, M_SCAN_MAX, M_SCAN_MIN, M_SCAN_OFFSET, M_SCAN_SEQ,
-                           N_MM, N_NEAREST_CPU_NODE, N_NODE, N_TASK, NSEC_PER_MSEC,
-                           T_ASID, T_LOC_FAILED, T_LOC_LOCAL, T_LOC_REMOTE, T_MIGRATE_RETRY,
-                           T_NODE_STAMP, T_PAGES_MIGRATED, T_PREFERRED, T_SCAN_PERIOD,
-                           T_CPU, T_PID, T_SCAN_PERIOD_MAX, T_SCAN_SEQ, T_START, T_TID,
-                           change_prot_numa_range, change_prot_numa_range_parallel)
-from .kernels.range import rss_of
-from .constants import MPOL_F_MOF, PAGE_SHIFT
+from .constants import MAX_SCAN_WINDOW, MPOL_F_MOF, NSEC_PER_MSEC, PAGE_SHIFT, TICK_NS
+from .dtypes import (C_NUMA_HUGE_PTE_UPDATES, C_NUMA_PTE_UPDATES, C_PROT_NUMA_FLUSHES,
+                     M_NEXT_SCAN, M_SCAN_MAX, M_SCAN_MIN, M_SCAN_OFFSET, M_SCAN_SEQ,
+                     N_NEAREST_CPU_NODE, PTRS_PER_PMD, T_ASID, T_CPU, T_LOC_FAILED,
+                     T_LOC_LOCAL, T_LOC_REMOTE, T_MIGRATE_RETRY, T_NODE_STAMP,
+                     T_PAGES_MIGRATED, T_PID, T_PREFERRED, T_SCAN_PERIOD, T_SCAN_PERIOD_MAX,
+                     T_SCAN_SEQ, T_START, T_TID)
 from .errors import raise_errno
+from .kernels.numa import change_prot_numa_range, change_prot_numa_range_parallel, pid_bit
+from .kernels.range import rss_of
 from .policy import as_int
 
-TICK_NS = NSEC_PER_MSEC            # scheduler tick, HZ = 1000
-MAX_SCAN_WINDOW = 2560             # MB
 PARALLEL_MIN_BLOCKS = 4096         # ranges this large are marked on every core
 _N_CHUNKS = 8
 
@@ -41,114 +40,75 @@ class NumabState:
     pids1: int = 0
 
 
-def pid_bit(tid):
-    """hash_32(tid, 6): the thread's bit in a VMA's pids_active."""
-    return ((tid * 0x61C88647) & 0xFFFFFFFF) >> 26
+class NumaBalancing:
+    """kernel/sched/fair.c's NUMA balancing and mm/mprotect.c's change_prot_numa: the
+    per-thread and per-address-space state, marking, the scanner in simulated time."""
 
-
-class BalancingMixin:
-    """Marking, the scanner and the task statistics of :class:`~fastnuma.Simulator`."""
-
-    # ------------------------------------------------------------------ tables
-    def _numa_init(self, n_nodes):
-        self._clock = np.zeros(1, np.int64)
-        self._tasks = np.zeros((16, N_TASK), np.int64)
-        self._task_faults = np.zeros((16, n_nodes, 4), np.int64)
-        self._mms = np.zeros((16, N_MM), np.int64)
-        self._n_slots = 0
-        self._vma_lo = np.zeros(16, np.int64)
-        self._vma_hi = np.zeros(16, np.int64)
-        nodes = np.zeros((n_nodes, N_NODE), np.int64)
-        topo = self.topology
+    def __init__(self, machine, mm):
+        self.m = machine
+        self.mm = mm
+        topo = machine.topology
+        n_nodes = topo.n_nodes
         cpu_nodes = [n for n in range(n_nodes) if topo.has_cpus(n)]
         for n in range(n_nodes):               # numa_nearest_node(n, N_CPU)
-            nodes[n, N_NEAREST_CPU_NODE] = n if topo.has_cpus(n) else min(
+            machine.numa_nodes[n, N_NEAREST_CPU_NODE] = n if topo.has_cpus(n) else min(
                 cpu_nodes, key=lambda c: (topo.distance[n][c], c)) if cpu_nodes else n
-        self._numa_nodes = nodes
-        return dict(tasks=self._tasks, task_faults=self._task_faults, mms=self._mms,
-                    numa_nodes=nodes, clock=self._clock)
 
-    @property
-    def now_ns(self):
-        """Simulated time, in nanoseconds."""
-        return int(self._clock[0])
-
-    @now_ns.setter
-    def now_ns(self, value):
-        self._clock[0] = value
-
-    def _grow_numa_tables(self, slots, asids):
-        changed = False
-        if slots > self._tasks.shape[0]:
-            cap = max(slots, 2 * self._tasks.shape[0])
-            self._tasks = np.concatenate([self._tasks, np.zeros(
-                (cap - self._tasks.shape[0], N_TASK), np.int64)])
-            self._task_faults = np.concatenate([self._task_faults, np.zeros(
-                (cap - self._task_faults.shape[0],) + self._task_faults.shape[1:], np.int64)])
-            changed = True
-        if asids > self._mms.shape[0]:
-            cap = max(asids, 2 * self._mms.shape[0])
-            self._mms = np.concatenate([self._mms, np.zeros(
-                (cap - self._mms.shape[0], N_MM), np.int64)])
-            changed = True
-        if changed:
-            self.st.replace(tasks=self._tasks, task_faults=self._task_faults, mms=self._mms)
-            self._vma_lo = np.zeros(self._mms.shape[0], np.int64)    # event-loop VMA spans
-            self._vma_hi = np.zeros(self._mms.shape[0], np.int64)
-
-    def _mm_init(self, asid):
+    def mm_init(self, asid):
         """init_numa_balancing for a new address space."""
-        self._grow_numa_tables(self._n_slots, asid + 1)
-        mm = self._mms[asid]
+        m = self.m
+        m.grow_tables(m.n_slots, asid + 1)
+        mm = m.mms[asid]
         mm[:] = 0
-        mm[M_NEXT_SCAN] = self.now_ns + self.config.numa_balancing_scan_delay_ms * NSEC_PER_MSEC
+        mm[M_NEXT_SCAN] = m.now_ns + m.config.numa_balancing_scan_delay_ms * NSEC_PER_MSEC
         mm[M_SCAN_MIN], mm[M_SCAN_MAX] = self._scan_bounds(1)
 
-    def _task_init(self, th, asid, pid, cpu, parent=None):
+    def task_init(self, th, asid, pid, cpu, parent=None):
         """The thread table row of a new thread (init_numa_balancing); ``parent``: the
         thread cloning it (same address space), whose preferred node and period bound it
         inherits."""
+        m = self.m
         slot = th.slot
-        self._n_slots += 1
-        self._grow_numa_tables(slot + 1, asid + 1)
-        t = self._tasks[slot]
+        m.n_slots += 1
+        m.grow_tables(slot + 1, asid + 1)
+        t = m.tasks[slot]
         t[:] = 0
-        self._task_faults[slot] = 0
-        t[T_TID], t[T_ASID], t[T_START] = th.tid, asid, self.now_ns
+        m.task_faults[slot] = 0
+        t[T_TID], t[T_ASID], t[T_START] = th.tid, asid, m.now_ns
         t[T_PID], t[T_CPU] = pid, cpu
-        t[T_SCAN_PERIOD] = self.config.numa_balancing_scan_delay_ms
+        t[T_SCAN_PERIOD] = m.config.numa_balancing_scan_delay_ms
         t[T_PREFERRED] = -1
         if parent is not None:
-            p = self._tasks[parent.slot]
-            users = len(self.procs[pid].tids)
-            t[T_SCAN_SEQ] = self._mms[asid, M_SCAN_SEQ]
+            p = m.tasks[parent.slot]
+            users = len(m.procs[pid].tids)
+            t[T_SCAN_SEQ] = m.mms[asid, M_SCAN_SEQ]
             t[T_PREFERRED] = p[T_PREFERRED]
             t[T_SCAN_PERIOD_MAX] = p[T_SCAN_PERIOD_MAX]
             # Linux takes the min of task_scan_max (ms) and a value in ns: reproduced
-            t[T_NODE_STAMP] = min(self._mms[asid, M_SCAN_MAX],
+            t[T_NODE_STAMP] = min(m.mms[asid, M_SCAN_MAX],
                                   p[T_SCAN_PERIOD] * users * NSEC_PER_MSEC) + 2 * TICK_NS
 
     # ------------------------------------------------------------------ marking
-    def _change_prot_numa(self, proc, lo, hi, node):
+    def mark_range(self, proc, lo, hi, node):
         """change_prot_numa over the VMAs in [lo, hi) (vpns), by a thread on ``node``.
         Returns the number of updates."""
         if lo >= hi:
             return 0
-        cfg = self.config
+        cfg = self.m.config
         for edge in (lo, hi):                      # a THP the range cuts is split first
             if proc.vmas.find(edge) is not None:
-                self._split_pmd_at(proc.asid, edge)
+                self.mm.vma_adjust_trans_huge(proc.asid, edge)
         single = len(proc.tids) == 1
         total = 0
         for v in proc.vmas.overlapping(lo, hi):
             a, b = max(lo, v.start), min(hi, v.end)
-            blocks = self.pt.blocks_of(proc.asid, a, b)
+            blocks = self.m.pt.blocks_of(proc.asid, a, b)
             if not len(blocks):
                 continue
             private = v.shm is None
             skip_node = node if cfg.skip_local_single_thread and single and private else -1
             # a private page is mapped more than once only after a fork (COW)
-            args = (self.st, blocks, a, b, private and proc.forked, skip_node,
+            args = (self.m.st, blocks, a, b, private and proc.forked, skip_node,
                     cfg.pmd_numa_batching,
                     cfg.shared_page_rule, cfg.thp_update_count)
             if len(blocks) >= PARALLEL_MIN_BLOCKS:
@@ -156,9 +116,9 @@ class BalancingMixin:
             else:
                 upd, huge = change_prot_numa_range(*args)
             if upd:                                # one TLB flush per VMA that changed
-                self.vm[C_NUMA_PTE_UPDATES] += upd
-                self.vm[C_NUMA_HUGE_PTE_UPDATES] += huge
-                self.vm[C_PROT_NUMA_FLUSHES] += 1
+                self.m.vm[C_NUMA_PTE_UPDATES] += upd
+                self.m.vm[C_NUMA_HUGE_PTE_UPDATES] += huge
+                self.m.vm[C_PROT_NUMA_FLUSHES] += 1
                 total += int(upd)
         return total
 
@@ -168,21 +128,22 @@ class BalancingMixin:
         doing it (its node matters to single-threaded processes), default the leader.
         Returns the number of entries updated (a THP counts per ``thp_update_count``).
         Range checks as mbind's: EINVAL (alignment, beyond 2**47), EFAULT (a hole)."""
-        proc = self._proc(pid)
-        th = self._caller_thread(proc, tid)
-        lo, hi = self._range(addr, length, allow_zero=True)
+        m = self.m
+        proc = m.proc(pid)
+        th = m.caller_thread(proc, tid)
+        lo, hi = self.mm.user_range(addr, length, allow_zero=True)
         if lo == hi:
             return 0
         gap = proc.vmas.first_gap(lo, hi)
         if gap is not None:
             raise_errno(errno.EFAULT, f"{addr:#x}-{hi << PAGE_SHIFT:#x} is not fully "
                                       f"mapped: nothing at {gap << PAGE_SHIFT:#x}")
-        return self._change_prot_numa(proc, lo, hi, self.topology.cpu_node[th.cpu])
+        return self.mark_range(proc, lo, hi, m.topology.cpu_node[th.cpu])
 
     # ------------------------------------------------------------------ scan bounds
     def _scan_bounds(self, windows):
         """(task_scan_min, task_scan_max) in ms for an address space of ``windows``."""
-        cfg = self.config
+        cfg = self.m.config
         size = cfg.numa_balancing_scan_size_mb
         floor = 1000 // (MAX_SCAN_WINDOW // size) if 0 < size < MAX_SCAN_WINDOW else 1000
         smin = max(floor, cfg.numa_balancing_scan_period_min_ms // windows)
@@ -190,10 +151,10 @@ class BalancingMixin:
 
     def _refresh_scan_bounds(self, proc):
         """task_nr_scan_windows from the process's RSS now; stored for the fault kernels."""
-        scan_pages = self.config.numa_balancing_scan_size_mb << 8
-        rss = int(rss_of(self.st, self.pt.blocks_of(proc.asid)))
+        scan_pages = self.m.config.numa_balancing_scan_size_mb << 8
+        rss = int(rss_of(self.m.st, self.m.pt.blocks_of(proc.asid)))
         windows = max(1, -(-rss // scan_pages)) if scan_pages else 1
-        mm = self._mms[proc.asid]
+        mm = self.m.mms[proc.asid]
         mm[M_SCAN_MIN], mm[M_SCAN_MAX] = self._scan_bounds(windows)
 
     # ------------------------------------------------------------------ time
@@ -203,38 +164,38 @@ class BalancingMixin:
         ns = as_int(ns, "ns")
         if ns < 0:
             raise ValueError(f"advance({ns}): time cannot go backwards")
-        self._run_until(self.now_ns + ns)
+        self.run_until(self.m.now_ns + ns)
 
-    def _run_until(self, target):
+    def run_until(self, target):
         """Run the scheduler ticks in (now, target], then set the clock to target."""
-        if self.config.numa_balancing:
-            heap = [(self._next_tick(th), tid) for tid, th in self.threads.items()]
+        if self.m.config.numa_balancing:
+            heap = [(self.next_tick(th), tid) for tid, th in self.m.threads.items()]
             heapq.heapify(heap)
             while heap and heap[0][0] <= target:
                 t, tid = heapq.heappop(heap)
-                self.now_ns = t
-                th = self.threads[tid]
+                self.m.now_ns = t
+                th = self.m.threads[tid]
                 self._task_tick_numa(th)
-                heapq.heappush(heap, (self._next_tick(th), tid))
-        self.now_ns = target
+                heapq.heappush(heap, (self.next_tick(th), tid))
+        self.m.now_ns = target
 
-    def _next_tick(self, th):
+    def next_tick(self, th):
         """The first tick after now at which the thread's runtime passes node_stamp +
         period (every thread runs all the time)."""
-        t = self._tasks[th.slot]
+        t = self.m.tasks[th.slot]
         due = int(t[T_START] + t[T_NODE_STAMP] + t[T_SCAN_PERIOD] * NSEC_PER_MSEC) + 1
-        return max(-(-due // TICK_NS), self.now_ns // TICK_NS + 1) * TICK_NS
+        return max(-(-due // TICK_NS), self.m.now_ns // TICK_NS + 1) * TICK_NS
 
     def _task_tick_numa(self, th):
-        t = self._tasks[th.slot]
+        t = self.m.tasks[th.slot]
         period = t[T_SCAN_PERIOD] * NSEC_PER_MSEC
         if t[T_NODE_STAMP] == 0:
-            proc = self.procs[th.pid]
+            proc = self.m.procs[th.pid]
             self._refresh_scan_bounds(proc)
-            t[T_SCAN_PERIOD] = self._mms[proc.asid, M_SCAN_MIN]          # task_scan_start
+            t[T_SCAN_PERIOD] = self.m.mms[proc.asid, M_SCAN_MIN]          # task_scan_start
         t[T_NODE_STAMP] += period
-        if self.now_ns >= self._mms[t[T_ASID], M_NEXT_SCAN]:
-            self._task_numa_work(th)
+        if self.m.now_ns >= self.m.mms[t[T_ASID], M_NEXT_SCAN]:
+            self.task_numa_work(th)
 
     # ------------------------------------------------------------------ the scan
     def _vma_policy_mof(self, v, th):
@@ -245,13 +206,13 @@ class BalancingMixin:
         pol = v.policy if v.policy is not None else th.policy
         return pol is None or bool(pol.flags & MPOL_F_MOF)
 
-    def _task_numa_work(self, th):
-        """task_numa_work: one scan pass of the thread's address space (spec §5.3)."""
-        cfg = self.config
-        now = self.now_ns
-        proc = self.procs[th.pid]
-        mm = self._mms[proc.asid]
-        t = self._tasks[th.slot]
+    def task_numa_work(self, th):
+        """task_numa_work: one scan pass of the thread's address space (docs/linux-semantics.md §5.3)."""
+        cfg = self.m.config
+        now = self.m.now_ns
+        proc = self.m.procs[th.pid]
+        mm = self.m.mms[proc.asid]
+        t = self.m.tasks[th.slot]
         if now < mm[M_NEXT_SCAN]:
             return
         self._refresh_scan_bounds(proc)       # the RSS now, as task_scan_min reads it
@@ -266,8 +227,8 @@ class BalancingMixin:
             return
         proc.vmas.sync_from_view()
         delay = cfg.numa_balancing_scan_delay_ms * NSEC_PER_MSEC
-        node = self.topology.cpu_node[th.cpu]
-        bit = 1 << pid_bit(th.tid)
+        node = self.m.topology.cpu_node[th.cpu]
+        bit = 1 << int(pid_bit(th.tid))
         vmas = list(proc.vmas)
         start = int(mm[M_SCAN_OFFSET])
         i = next((k for k, v in enumerate(vmas) if v.end > start), None)
@@ -303,7 +264,7 @@ class BalancingMixin:
                 start = max(start, v.start)
                 while True:
                     end = min(-(-(start + pages) // PTRS_PER_PMD) * PTRS_PER_PMD, v.end)
-                    if self._change_prot_numa(proc, start, end, node):
+                    if self.mark_range(proc, start, end, node):
                         pages -= end - start
                     virtpages -= end - start
                     start = end
@@ -326,9 +287,9 @@ class BalancingMixin:
     # ------------------------------------------------------------------ observation
     def task_numa_stats(self, tid):
         """A thread's NUMA-balancing state (docs/lazy-migration.md §2) as a dict."""
-        th = self._thread(tid)
-        t = self._tasks[th.slot]
-        f = self._task_faults[th.slot]
+        th = self.m.thread(tid)
+        t = self.m.tasks[th.slot]
+        f = self.m.task_faults[th.slot]
         return {
             "numa_scan_period": int(t[T_SCAN_PERIOD]),
             "numa_scan_period_max": int(t[T_SCAN_PERIOD_MAX]),
