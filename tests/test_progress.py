@@ -9,7 +9,7 @@ import re
 import pytest
 
 from fastnuma.cli import main
-from fastnuma.progress import Progress, compile_notice
+from fastnuma.progress import Progress
 
 TRACES = os.path.join(os.path.dirname(__file__), os.pardir, "traces")
 
@@ -86,25 +86,6 @@ def test_tqdm_bar_on_a_pseudo_terminal():
     assert "events/s" in final
     first = [s for s in re.split(r"[\r\n]+", text) if s.strip()][0]
     assert "1.00M/5.00M" in first and "?" in first    # no rate from a single point
-
-
-def test_compile_notice_says_it_once():
-    import numba
-    out = io.StringIO()
-
-    @numba.njit(cache=False)
-    def fresh(x):                 # never compiled before: a compilation happens
-        return x * 3 + 1
-
-    with compile_notice(out):
-        fresh(2)
-        fresh(2.5)
-        fresh(3)
-    assert out.getvalue().count("\n") == 1 and "compiling Numba kernels" in out.getvalue()
-    out2 = io.StringIO()
-    with compile_notice(out2):
-        fresh(4)                  # compiled already: nothing said
-    assert out2.getvalue() == ""
 
 
 def test_version(capsys):

@@ -249,6 +249,14 @@ def _info(args):
     print(trace_info(args.trace, batch_rows=args.batch_rows))
 
 
+def _announce_compile():
+    """Say at once when the kernels are about to compile (an empty Numba cache)."""
+    from .kernels.cache import cold_start_notice
+    notice = cold_start_notice()
+    if notice:
+        print(notice, file=sys.stderr, flush=True)
+
+
 def _replay(args):
     from .cli_whatif import config_from_args
     from .whatif import run
@@ -272,6 +280,7 @@ def _replay(args):
     else:
         from .inputs import topology_for
         _, named = topology_for(args.topology, args.trace)
+    _announce_compile()
     import warnings
     from .cli_vis import replay_outputs, run_with_progress
     from .inputs import trace_rows
@@ -339,6 +348,7 @@ def _run(args):
             from .demo import run_demo
             if args.pages < 4 or args.pages > 1 << 20:
                 raise ValueError(f"--pages {args.pages}: expected 4..{1 << 20}")
+            _announce_compile()
             run_demo(args.pages)
         elif args.command == "generate":
             _generate(args)

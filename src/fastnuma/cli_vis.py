@@ -8,10 +8,10 @@ from . import __version__
 
 
 def run_with_progress(args, total_rows, replay):
-    """``replay(progress)`` with the progress (progress.py) unless --quiet, and the compile
-    notice on a terminal. The final progress line only after a success. ``total_rows()``:
-    the trace's rows from its metadata, or None."""
-    from .progress import Progress, compile_notice
+    """``replay(progress)`` with the progress (progress.py) unless --quiet. The final
+    progress line only after a success. ``total_rows()``: the trace's rows from its
+    metadata, or None. (A cold kernel cache is announced by the command before.)"""
+    from .progress import Progress
     if args.quiet:
         return replay(None)
     try:
@@ -19,26 +19,14 @@ def run_with_progress(args, total_rows, replay):
     except Exception:        # noqa: BLE001 - a bad file: the replay's reader names the place
         total = None
     progress = Progress(total)
-    # the notice only on a terminal: in logs an extra line would precede errors that
-    # scripts read as the one line of stderr
-    notice = compile_notice() if progress.tty else _nothing()
     try:
-        with notice:
-            report = replay(progress)
+        report = replay(progress)
     except BaseException:
         if progress.bar is not None:
             progress.bar.close()
         raise
     progress.close()
     return report
-
-
-class _nothing:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
 
 
 def provenance(args):

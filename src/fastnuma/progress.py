@@ -6,11 +6,9 @@ say so cheaply), rate, elapsed time and ETA. The rate is measured from the first
 absurd first rate. Elsewhere (CI, nohup, a pipe): one log line every ``interval``
 seconds and a final line with the total. ``--quiet`` turns both off.
 
-``compile_notice``: while Numba compiles a kernel (a cold cache: the first run after an
-install or an upgrade), one line says so, because the first minute would otherwise look
-like a hang.
+A cold kernel cache is announced before the replay starts
+(fastnuma.kernels.cache.cold_start_notice).
 """
-import contextlib
 import sys
 import time
 
@@ -85,25 +83,3 @@ class Progress:
             self.bar.close()
         elif self.t0 is not None:
             self._log(self.clock(), final=True)
-
-
-@contextlib.contextmanager
-def compile_notice(stream=None):
-    """While this runs, the first Numba compilation (a cache miss) prints one line."""
-    from numba.core import event
-    stream = stream if stream is not None else sys.stderr
-    said = []
-
-    class _Listener(event.Listener):
-        def on_start(self, ev):
-            if not said:
-                said.append(True)
-                stream.write("fastnuma: compiling Numba kernels (first run with this "
-                             "install; about a minute, cached afterwards)\n")
-                stream.flush()
-
-        def on_end(self, ev):
-            pass
-
-    with event.install_listener("numba:compile", _Listener()):
-        yield

@@ -197,6 +197,21 @@ def _sources(source, batch_rows, on_cut):
                 yield path, batch
 
 
+_DEFAULTS = {}
+
+
+def _default_column(name, n):
+    """n rows of column ``name``'s default, read-only (as the columns read from a file),
+    from one array per column kept for the process and grown as batches need."""
+    arr = _DEFAULTS.get(name)
+    if arr is None or arr.size < n:
+        dtype, _, default = COLUMNS[name]
+        arr = np.full(n, default, dtype)
+        arr.setflags(write=False)
+        _DEFAULTS[name] = arr
+    return arr[:n]
+
+
 def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None):
     """Iterate over the batches of a trace (path, directory, glob, Table or
     RecordBatchReader), checking it as it goes. See the module docstring.
@@ -207,10 +222,9 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None):
     ``TIME_LIMIT_NS`` (2**62 ns, fastnuma's time domain), checked once per batch."""
     if not isinstance(batch_rows, int) or batch_rows < 1:
         raise ValueError(f"batch_rows must be a positive int, not {batch_rows!r}")
-    defaults = {}
-    rows = np.arange(batch_rows, dtype=np.uint64)
-    ts_buf = np.empty(batch_rows, np.uint64)
-    tid_buf = np.empty(batch_rows, np.uint32)
+    # buffers of the derived columns, sized by the largest batch seen (not batch_rows: a
+    # small trace would pay for 1M-row buffers, ~40 ms per replay)
+    rows = ts_buf = tid_buf = np.empty(0, np.uint64)
     row0, last_ts, checked = 0, 0, set()
     if on_cut is None:
         on_cut = warn_cut
@@ -222,14 +236,15 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None):
                     raise TraceError("missing required column", path=path, column=name)
             checked.add(path)
         n = batch.num_rows
+        if n > rows.size and not {"ts", "tid"} <= names:
+            rows = np.arange(n, dtype=np.uint64)
+            ts_buf, tid_buf = np.empty(n, np.uint64), np.empty(n, np.uint32)
         cols = {}
         for name, (dtype, _, default) in COLUMNS.items():
             if name in names:
                 cols[name] = checked_column(name, batch.column(name), path, row0)
             elif default is not None:
-                if name not in defaults:
-                    defaults[name] = np.full(batch_rows, default, dtype)
-                cols[name] = defaults[name][:n]
+                cols[name] = _default_column(name, n)
         if "ts" not in cols:
             cols["ts"] = np.add(rows[:n], np.uint64(row0), out=ts_buf[:n])
         if "tid" not in cols:                          # tid defaults to cpu
