@@ -35,9 +35,10 @@ def _mapped_pte(sim):
 
 
 @pytest.mark.parametrize("break_it, needle", [
-    (lambda sim: sim.free.__setitem__(0, sim.free[0] - 1), "pages in use"),
-    (lambda sim: sim.free.__setitem__(1, sim.topology_pages[1] + 5), "capacity"),
-    (lambda sim: sim.node_stats.__setitem__((0, NS_HIT), sim.node_stats[0, NS_HIT] + 1),
+    (lambda sim: sim.machine.free.__setitem__(0, sim.machine.free[0] - 1), "pages in use"),
+    (lambda sim: sim.machine.free.__setitem__(1, sim.machine.node_pages[1] + 5), "capacity"),
+    (lambda sim: sim.machine.node_stats.__setitem__((0, NS_HIT),
+                                               sim.machine.node_stats[0, NS_HIT] + 1),
      r"numa_hit \+ numa_miss"),
     (lambda sim: sim.pt.frames["flags"].__setitem__(
         sim.pt.ptes["frame"][_mapped_pte(sim)], FRAME_FREE), "freed frame"),

@@ -143,7 +143,7 @@ def estimate_memory(survey, params=None):
 def machine(spec, trace):
     """(Topology, its name) as ``fastnuma replay --topology`` picks it."""
     from ..inputs import topology_for
-    return topology_for(spec, trace)
+    return topology_for(spec, open_source(trace) if "://" in str(trace) else trace)
 
 
 def _simulator(trace, params):
