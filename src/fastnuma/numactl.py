@@ -21,6 +21,7 @@ import numpy as np
 from .constants import (MPOL_BIND, MPOL_DEFAULT, MPOL_F_RELATIVE_NODES, MPOL_INTERLEAVE,
                         MPOL_LOCAL, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
                         MPOL_WEIGHTED_INTERLEAVE)
+from .policy import id_list_str
 
 CPU_ID_LIMIT = 1 << 16              # the trace's cpu column is uint16
 UNMAPPED = np.uint16(0xFFFF)        # a lookup-table entry of a CPU the map does not place
@@ -73,7 +74,7 @@ def parse_id_list(text, universe, allowed, what):
     bad = sorted(ids - set(universe))
     if bad:
         raise ValueError(f"{what}: {bad[0]} of {text!r} is not on this machine "
-                         f"(valid: {_list_str(sorted(universe))})")
+                         f"(valid: {id_list_str(sorted(universe))})")
     if invert:
         ids = set(allowed) - ids
     if not ids:
@@ -131,7 +132,7 @@ def parse_policy(spec, topology):
         raise ValueError(f"policy {spec!r}: {what} needs a node list, e.g. {name}:0-1")
     ids = parse_nodes(nodes, topology, what)
     if single and len(ids) != 1:
-        raise ValueError(f"policy {spec!r}: {what} takes one node, got {_list_str(ids)}")
+        raise ValueError(f"policy {spec!r}: {what} takes one node, got {id_list_str(ids)}")
     flags = MPOL_F_RELATIVE_NODES if nodes.strip().lstrip("!").strip().startswith("+") \
         else 0
     if flags:                                   # numactl passes the relative ids as given
@@ -217,7 +218,7 @@ class CpuPlacement:
             for src, dst in read_cpu_map_file(self.file):
                 if dst not in allowed:
                     raise ValueError(f"{self.file}: target CPU {dst} is not an allowed CPU "
-                                     f"of the machine ({_list_str(allowed)})")
+                                     f"of the machine ({id_list_str(allowed)})")
                 table[src] = dst
         return table
 
@@ -248,17 +249,6 @@ def read_cpu_map_file(path):
     if not pairs:
         raise ValueError(f"{path}: no CPU pairs")
     return pairs
-
-
-def _list_str(ids):
-    ids, parts, i = list(ids), [], 0
-    while i < len(ids):
-        j = i
-        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
-            j += 1
-        parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
-        i = j + 1
-    return ",".join(parts)
 
 
 class CpuMapper:
