@@ -158,7 +158,7 @@ def topology_tiers(topo, pages, cpus, distance, wmarks):
     """The tier attributes of a Topology being built (validated ``pages``, ``cpus``,
     ``distance``, ``wmarks`` = (min, low, high)): wmark_promo, adistance, memtier,
     memory_tiers, demotion_preferred, demotion_fallback, top_tier_adistance."""
-    from .topology import MAX_PAGES, _check_range, _int_vector
+    from .topology_checks import MAX_PAGES, _check_range, _int_vector
     n = len(pages)
     if topo.wmark_promo is None:
         promo = tuple(hi + (hi - lo) for lo, hi in zip(wmarks[1], wmarks[2]))
