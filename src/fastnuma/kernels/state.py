@@ -91,11 +91,12 @@ structref.define_constructor(SimState, SimStateType, list(STATE_FIELDS))
 
 @kernel
 def _new_state(ptes, blk_key, blk_used, blk_table, blk_numa, pmd_hash, frames, frame_free,
-               ctl, cpu_node, fallback, free, wmark_min, wmark_low, wmark_high, il_weight,
-               numastat, vm, policies, opts, tasks, task_faults, mms, numa_nodes, clock):
+               frame_lru, ctl, cpu_node, fallback, free, wmark_min, wmark_low, wmark_high,
+               il_weight, numastat, vm, policies, opts, tasks, task_faults, mms, numa_nodes,
+               clock):
     """SimState's constructor, compiled once and cached (argument order: STATE_FIELDS)."""
     return SimState(ptes, blk_key, blk_used, blk_table, blk_numa, pmd_hash, frames,
-                    frame_free, ctl, cpu_node, fallback, free, wmark_min, wmark_low,
+                    frame_free, frame_lru, ctl, cpu_node, fallback, free, wmark_min, wmark_low,
                     wmark_high, il_weight, numastat, vm, policies, opts, tasks,
                     task_faults, mms, numa_nodes, clock)
 
