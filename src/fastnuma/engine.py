@@ -44,6 +44,7 @@ from .trace.reader import DEFAULT_BATCH_ROWS
 
 if TYPE_CHECKING:
     from .kernels.state import SimState
+    from .numactl import CpuPlacement, TaskPolicy
     from .report import Report
 
 Nodes = Union[int, Iterable[int], None]     # a node mask: bits, or node ids
@@ -234,7 +235,14 @@ class Simulator:
     def replay(self, source: str | os.PathLike | pa.Table | pa.RecordBatchReader, *,
                batch_rows: int = DEFAULT_BATCH_ROWS, epoch_events: int | None = None,
                epoch_ns: int | None = None, strict: bool = False,
-               progress: Callable[[int], None] | None = None) -> Report:
-        """Replay a trace and return its :class:`~fastnuma.report.Report` (docs/api.md)."""
+               progress: Callable[[int], None] | None = None,
+               task_policy: str | TaskPolicy | None = None,
+               cpu_map: str | CpuPlacement | None = None,
+               heat_buckets: int | None = None) -> Report:
+        """Replay a trace and return its :class:`~fastnuma.report.Report` (docs/api.md):
+        ``task_policy`` and ``cpu_map`` as numactl would set them (docs/run-config.md),
+        ``heat_buckets`` for the placement heatmap (docs/report.md)."""
         return self._replay.replay(source, batch_rows=batch_rows, epoch_events=epoch_events,
-                                   epoch_ns=epoch_ns, strict=strict, progress=progress)
+                                   epoch_ns=epoch_ns, strict=strict, progress=progress,
+                                   task_policy=task_policy, cpu_map=cpu_map,
+                                   heat_buckets=heat_buckets)
