@@ -135,7 +135,7 @@ class NumaBalancing:
         th = m.caller_thread(proc, tid)
         if not 0 <= as_int(length, "length") < 1 << 64:      # not wrapped to a small one
             raise_errno(errno.EINVAL, f"length {length} is not an unsigned long")
-        lo, hi = self.mm.user_range(addr, length, allow_zero=True)
+        lo, hi = self.mm.user_range(addr, length, allow_zero=True, task_size=False)
         if lo == hi:
             return 0
         gap = proc.vmas.first_gap(lo, hi)
