@@ -152,3 +152,14 @@ def test_replay_with_a_huge_gap_equals_the_api(gap, make):
     assert sim.numa_maps(1) == other.numa_maps(1)
     for tid in (1, 2):
         assert sim.task_numa_stats(tid) == other.task_numa_stats(tid)
+
+
+@pytest.mark.slow
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(knobs=knobs, gaps=st.lists(st.integers(1, 30_000).map(lambda ms: ms * MS + 1),
+                                  min_size=1, max_size=4))
+def test_long_gaps_match_model_many(knobs, gaps):
+    """The same, more programs and gaps up to 30 s (-m slow)."""
+    m, *procs = build("engine", **knobs)
+    r, *rprocs = build("model", **knobs)
+    assert program(m, procs, gaps) == program(r, rprocs, gaps)

@@ -29,6 +29,8 @@ from .dtypes import M_NEXT_SCAN, M_SCAN_SEQ, T_NODE_STAMP, T_START
 MIN_TICKS = 16           # runs of fewer ticks (the replay's short steps) never look for cycles
 MAX_HISTORY = 1 << 16    # states remembered per process before starting over (a cycle
                          # must fit: 4 threads, default knobs: ~16000 ticks)
+MAX_PARTS = 1 << 20      # and at most this many key parts (threads + VMAs) per process:
+                         # ~100 MB; a process with many VMAs remembers fewer states
 
 
 class IdleSkip:
@@ -61,7 +63,7 @@ class IdleSkip:
         old = hist.get(key)
         hist[key] = vals
         if old is None:
-            if len(hist) > MAX_HISTORY:
+            if len(hist) > min(MAX_HISTORY, MAX_PARTS // len(key)):
                 hist.clear()
             return 0
         dt, ds = vals[0] - old[0], vals[1] - old[1]
