@@ -112,7 +112,7 @@ def test_replay_bundled_lazy_trace_prints_and_writes(tmp_path, capsys):
                  "--epoch", "1000"]) == 0
     text = capsys.readouterr().out
     assert "uniform (from the trace): 4 nodes" in text
-    assert "numa_pages_migrated  384" in text and "N0=128  N1=128  N2=128  N3=128" in text
+    assert "numa_pages_migrated     384" in text and "N0=128  N1=128  N2=128  N3=128" in text
     assert (out / "summary.json").exists() and (out / "epochs.parquet").exists()
 
 

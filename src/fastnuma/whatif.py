@@ -54,14 +54,15 @@ def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None):
 
 def cost_summary(report):
     """Lines appended to the replay summary."""
+    from .report import summary_line as line          # the summary's value column
     c = report.cost
     bound = c["epochs"].column("bound").to_pylist()
     return "\n".join([
-        f"memory accesses      {c['memory_accesses']:,.0f} (after the LLC filter)"
-        if c["llc_filter"] else f"memory accesses      {c['memory_accesses']:,.0f}",
-        f"est. memory stall    {c['estimated_ns'] / 1e6:,.3f} ms (wall; "
-        f"{bound.count('bandwidth')} of {len(bound)} epochs bandwidth-bound)",
-        f"stall thread-time    {c['stall_thread_ns'] / 1e6:,.3f} ms"])
+        line("memory accesses", f"{c['memory_accesses']:,.0f}" +
+             (" (after the LLC filter)" if c["llc_filter"] else "")),
+        line("est. memory stall", f"{c['estimated_ns'] / 1e6:,.3f} ms (wall; "
+             f"{bound.count('bandwidth')} of {len(bound)} epochs bandwidth-bound)"),
+        line("stall thread-time", f"{c['stall_thread_ns'] / 1e6:,.3f} ms")])
 
 
 def split_values(key, text):
