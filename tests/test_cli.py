@@ -158,7 +158,7 @@ def test_convert_then_replay(tmp_path, capsys):
     assert main(["convert", "lackey", str(src), "-o", str(out)]) == 0
     assert capsys.readouterr().out == f"wrote {out}: 2 events (from lackey {src})\n"
     assert main(["replay", str(out), "--topology", "uniform"]) == 0
-    assert "implicit mappings    1" in capsys.readouterr().out
+    assert "implicit mappings       1" in capsys.readouterr().out
     assert main(["convert", "csv", str(tmp_path / "missing.csv"), "-o", str(out)]) == 1
     assert capsys.readouterr().err.startswith("fastnuma: error: ")
 
