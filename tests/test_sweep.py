@@ -63,7 +63,12 @@ def test_grid_file_paths_are_relative_to_it(tmp_path):
     ({"axes": {"thp": ["never"]}}, "traces"),
     ({"traces": [ZIPF], "axes": {"thp": ["never", "sometimes"]}}, "axes.thp[1]: thp="),
     ({"traces": [ZIPF], "axes": {"numa_balancing": [0, 4]}}, "axes.numa_balancing[1]"),
-    ({"traces": [ZIPF], "axes": {"policy": ["default", "interleave:all"]}}, "issue 14"),
+    ({"traces": [ZIPF], "axes": {"policy": ["default", "interlave:all"]}},
+     "axes.policy[1]: policy 'interlave:all': unknown mode"),
+    ({"traces": [ZIPF], "axes": {"policy": ["membind"]}}, "needs a node list"),
+    ({"traces": [ZIPF], "axes": {"cpu_map": ["spred"]}}, "not a mode"),
+    ({"traces": [ZIPF], "axes": {"cost": [{"local_nss": 90}]}}, "local_nss"),
+    ({"traces": [ZIPF], "axes": {"mlc": ["nowhere.txt"]}}, "nowhere.txt"),
     ({"traces": [ZIPF], "axes": {"topolgy": ["two_socket"]}}, "unknown run-configuration"),
     ({"traces": [ZIPF], "axes": {"topology": ["eight_socket"]}}, "not a preset"),
     ({"traces": [ZIPF], "axes": {"epoch": ["10 parsecs"]}}, "--epoch"),
@@ -93,35 +98,106 @@ def test_bad_grid_file_writes_nothing(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- one combination
-def test_combination_equals_fastnuma_replay(tmp_path, capsys):
-    """A sweep row holds what `fastnuma replay` reports for the same settings."""
-    params = {"topology": "two_socket", "numa_balancing": 1, "epoch": "500ms"}
+REPLAY_FLAGS = [  # (combination, the same as `fastnuma replay` flags)
+    ({"topology": "two_socket", "numa_balancing": 1, "epoch": "500ms"},
+     ["--topology", "two_socket", "--numa-balancing", "1", "--epoch", "500ms"]),
+    ({"topology": "two_socket", "policy": "interleave:all", "numa_balancing": 1,
+      "cpu_map": "pack", "epoch": "500ms"},
+     ["--topology", "two_socket", "--interleave", "all", "--numa-balancing", "1",
+      "--cpu-map", "pack", "--epoch", "500ms"]),
+    ({"topology": "four_socket", "policy": "membind:1,3", "cpunodebind": "0-1",
+      "cpu_map": "spread", "mlc": str(ROOT / "tests" / "data" / "mlc" /
+                                      "icx_4s_default_run.txt"), "llc": "on"},
+     ["--topology", "four_socket", "--membind", "1,3", "--cpunodebind", "0-1",
+      "--cpu-map", "spread", "--mlc", str(ROOT / "tests" / "data" / "mlc" /
+                                         "icx_4s_default_run.txt"), "--llc", "on"]),
+]
+
+
+@pytest.mark.parametrize("params, flags", REPLAY_FLAGS)
+def test_combination_equals_fastnuma_replay(tmp_path, capsys, params, flags):
+    """A sweep row holds what `fastnuma replay` reports given the same flags (policy, CPU
+    placement and cost model included)."""
     row = run_combination(ZIPF, params)
     assert row["status"] == "ok", row["error"]
     out = tmp_path / "rep"
-    assert main(["replay", ZIPF, "--topology", "two_socket", "--numa-balancing", "1",
-                 "--epoch", "500ms", "--no-progress", "--out", str(out)]) == 0
+    assert main(["replay", ZIPF] + flags + ["--no-progress", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
+    n = len(summary["placement"]["1"])
+    assert summary["provenance"]["config"]["policy"]["task"] == params.get("policy",
+                                                                           "default")
     for name, value in summary["vmstat"].items():
         assert row[name] == value, name
-    placement = [sum(v[k] for v in summary["placement"].values()) for k in range(2)]
-    assert [row["pages_node0"], row["pages_node1"]] == placement
+    placement = [sum(v[k] for v in summary["placement"].values()) for k in range(n)]
+    assert [row[f"pages_node{k}"] for k in range(n)] == placement
     assert row["events"] == summary["rows"] and row["simulated_ns"] == summary["now_ns"]
     assert row["epochs"] == summary["epochs"] and row["machine"] == summary["topology"]
     matrix = pq.read_table(out / "access_matrix.parquet").to_pylist()
     remote = sum(r["reads"] + r["writes"] for r in matrix if r["cpu_node"] != r["mem_node"])
     assert row["remote_accesses"] == remote
     assert row["remote_fraction"] == remote / row["accesses"]
-    assert row["estimated_time_ns"] is None           # no cost model in this build
+    cost = summary["cost"]                            # the cost model's estimate
+    assert row["estimated_time_ns"] == cost["estimated_ns"] > 0
+    assert row["est_stall_ms"] == cost["estimated_ns"] / 1e6
+    assert row["stall_thread_ns"] == cost["stall_thread_ns"]
+    assert row["memory_accesses"] == cost["memory_accesses"]
+    assert row["llc_filter"] == cost["llc_filter"] == (params.get("llc") == "on")
+    epochs = pq.read_table(out / "cost_epochs.parquet").column("bound").to_pylist()
+    assert row["bandwidth_bound_epochs"] == epochs.count("bandwidth")
 
 
-def test_url_trace_is_read_through_pyarrow_filesystems():
-    by_path = run_combination(UNIFORM, {"numa_balancing": 1})
-    by_url = run_combination(Path(UNIFORM).as_uri(), {"numa_balancing": 1})
+@pytest.mark.parametrize("trace", [UNIFORM, ZIPF])
+def test_url_trace_is_read_through_pyarrow_filesystems(trace):
+    """A file:// URL (pyarrow's LocalFileSystem, as s3:// would be its S3FileSystem): the
+    replay and the cost model's second pass both read through it; the row is the path's."""
+    params = {"numa_balancing": 1, "policy": "interleave:all", "cpu_map": "spread"}
+    by_path = run_combination(trace, params)
+    by_url = run_combination(Path(trace).as_uri(), params)
     assert by_url["status"] == "ok", by_url["error"]
+    assert by_url["estimated_time_ns"] > 0
     differ = {k for k in _outcome(by_url) if by_url[k] != by_path[k]}
     assert differ == {"trace", "combination"}            # the identity, not the outcome
     assert survey_trace(Path(ZIPF).as_uri())["distinct_pages"] == 3482
+
+
+def test_url_errors_are_rows_naming_the_url(tmp_path):
+    missing = (tmp_path / "gone.parquet").as_uri()
+    row = run_combination(missing, {"numa_balancing": 0})
+    assert row["status"] == "failed" and row["error"] == \
+        f"ValueError: {missing}: no such trace file"
+    row = run_combination("nosuchfs://bucket/t.parquet", {})
+    assert row["status"] == "failed" and "nosuchfs://bucket/t.parquet: cannot open this " \
+        "URL with pyarrow's filesystems" in row["error"]
+    row = run_combination((tmp_path / "t.csv").as_uri(), {})
+    assert row["status"] == "failed" and "unknown trace file type" in row["error"]
+
+
+def test_the_issue_grid(tmp_path):
+    """The grid of issue 15 (and examples/grid_policy.toml): traces x topology x policy x
+    numa_balancing, 8 combinations, each one what `fastnuma replay` gives."""
+    from fastnuma.sweep import load_grid
+    example = ROOT / "examples" / "grid_policy.toml"
+    grid = load_grid(example)
+    assert grid.traces == [ZIPF] and list(grid.axes) == ["topology", "policy",
+                                                          "numa_balancing"]
+    combos = grid.combinations()
+    assert len(combos) == 8
+    assert combos[1][1] == {"topology": "two_socket", "policy": "default",
+                            "numa_balancing": 1}
+    rows = [run_combination(t, p) for t, p in combos]
+    assert all(r["status"] == "ok" for r in rows), [r["error"] for r in rows]
+    # interleaving over every node spreads the pages (within 5 %: each mapping starts its
+    # own round robin); the policy changes the placement and the estimate
+    by = {(r["topology"], r["policy"], r["numa_balancing"]): r for r in rows}
+    for (topo, policy, nb), r in by.items():
+        nodes = [r[f"pages_node{k}"] for k in range(r["nodes"])]
+        assert r["nodes"] == (2 if topo == "two_socket" else 4)
+        assert r["estimated_time_ns"] > 0 and sum(nodes) == r["pages"]
+        if policy == "interleave:all":
+            assert min(nodes) > 0 and max(nodes) - min(nodes) <= 0.05 * r["pages"], nodes
+            first_touch = by[(topo, "default", nb)]
+            assert [first_touch[f"pages_node{k}"] for k in range(r["nodes"])] != nodes
+            assert first_touch["estimated_time_ns"] != r["estimated_time_ns"]
 
 
 def test_failing_combination_is_a_row():

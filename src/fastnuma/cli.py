@@ -5,10 +5,10 @@
     fastnuma info TRACE | --topology PRESET|FILE
     fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0-3] [--demotion] ...
     fastnuma convert lackey|perf|csv INPUT -o FILE [--allow-empty] [--ns-per-event N]
-    fastnuma compare TRACE... -c A.toml -c B.toml | --vary KEY=V1,V2 [-o table.parquet]
+    fastnuma compare TRACE... -c A.toml -c B.toml | --vary KEY=V1,V2 [-o T] [--html F]
     fastnuma plot REPORT_DIR -o DIR [--html [FILE]]
     fastnuma --version
-    fastnuma sweep GRID.toml -o RESULTS.parquet [--scheduler tcp://HOST:PORT]
+    fastnuma sweep GRID.toml -o RESULTS.parquet [--scheduler tcp://HOST:PORT] [--html F]
 """
 import argparse
 import os
@@ -161,6 +161,8 @@ def _add_sweep(sub):
     sw.add_argument("--log-interval", type=float, default=10.0, help="seconds between "
                     "progress lines when stderr is not a terminal (default 10)")
     sw.add_argument("--no-progress", action="store_true", help="no progress bar or lines")
+    sw.add_argument("--html", metavar="FILE", help="also write an HTML page of the results "
+                    "table: per trace, the combinations ranked by estimated time, figures")
 
 
 def _sweep(args):

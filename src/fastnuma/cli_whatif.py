@@ -129,6 +129,8 @@ def add_compare_parser(sub):
     cmp.add_argument("--numa-balancing", type=int, choices=(0, 1))
     cmp.add_argument("--epoch", help="time-series step of every run (as replay's)")
     cmp.add_argument("-o", "--output", help="write the table (.parquet or .csv)")
+    cmp.add_argument("--html", metavar="FILE", help="also write an HTML page: the runs "
+                     "side by side, ranked by estimated time (figures need fastnuma[plot])")
     add_what_if_options(cmp, many_configs=True)
 
 
@@ -150,9 +152,17 @@ def run_compare(args):
         if not args.config:
             raise ValueError("compare needs -c FILE (two or more) or --vary KEY=V1,V2")
         configs = [config_from_args(args, RunConfig.from_toml(c)) for c in args.config]
-    table = compare(args.traces, configs)
+    if args.html is not None and os.path.isdir(args.html):
+        raise ValueError(f"--html {args.html!r} is a directory")
+    reports = [] if args.html is not None else None
+    table = compare(args.traces, configs, reports=reports)
     print(format_table(table))
     if args.output:
         write_table(table, args.output)
         print(f"table written to {args.output}", file=sys.stderr)
+    if args.html is not None:
+        from .html import write_html
+        from .html_results import compare_page
+        write_html(args.html, compare_page(table, reports))
+        print(f"HTML page written to {args.html}", file=sys.stderr)
 

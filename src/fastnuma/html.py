@@ -23,7 +23,8 @@ table{border-collapse:collapse;font-size:.85em;margin:.5em 0}
 td,th{border:1px solid #ddd;padding:2px 8px;text-align:right}th{background:#f2f2f2}
 td.l,th.l{text-align:left}pre{background:#f7f7f7;padding:.6em;font-size:.85em;overflow:auto}
 .figs{display:flex;flex-wrap:wrap;gap:1em}.figs img{max-width:100%;border:1px solid #eee}
-.grid{display:grid;gap:1em}.grid img{width:100%}.note{color:#666;font-size:.85em}"""
+.grid{display:grid;gap:1em}.grid img{width:100%}.grid>div{min-width:0}
+.grid td+td{overflow-wrap:anywhere}.note{color:#666;font-size:.85em}"""
 
 
 def _esc(x):
@@ -169,3 +170,10 @@ def write_html(path, text):
     """Write ``text`` to ``path`` whole or not at all, with the umask's file mode."""
     from .outdir import write_file
     write_file(path, lambda f: f.write(text), text=True)
+
+
+# the page and table builders, for the pages of result tables (html_results.py)
+page = _page
+esc = _esc
+table_html = _table
+png_uri = _png

@@ -98,10 +98,14 @@ def _trace_topology(text, trace):
 
 
 def trace_metadata(trace):
-    """Schema metadata of the trace (a pyarrow Table, or its first file; {} when there is
-    none)."""
+    """Schema metadata of the trace (a pyarrow Table or reader, a URL pyarrow's filesystems
+    open, or its first file; {} when there is none), without reading its data."""
+    from .trace.remote import is_url
     if hasattr(trace, "schema"):
         schema = trace.schema
+    elif is_url(trace):
+        from .trace.remote import open_url
+        schema = open_url(trace).schema
     else:
         from .trace.info import read_schema
         from .trace.reader import trace_files
@@ -112,6 +116,9 @@ def trace_metadata(trace):
 def trace_rows(trace):
     """Rows of the trace when its files say so cheaply (IPC files, Parquet), else None."""
     from .trace.reader import trace_files
+    from .trace.remote import is_url
+    if is_url(trace):
+        return None
     try:
         return _count_rows(trace_files(trace))
     except Exception:                       # noqa: BLE001 - the replay names the bad file

@@ -241,33 +241,33 @@ class Report:
         write_set(directory, writers)
 
     def summary(self) -> str:
-        """A readable summary table (what ``fastnuma replay`` prints)."""
+        """A readable summary table (what ``fastnuma replay`` prints): one label column as
+        wide as the longest counter name (numa_hint_faults_local) and two spaces, then one
+        value column."""
         vm = self.vmstat
         acc = int(self.access_matrix.sum())
         local = int(sum(self.access_matrix[k, k].sum() for k in range(len(self.node_pages))))
-        lines = [f"events replayed      {self.rows:,}",
-                 f"topology             {self.topology}",
-                 f"simulated time       {self.now_ns / 1e9:.3f} s",
-                 f"accesses             {acc:,} ({100 * (acc - local) / acc if acc else 0:.1f}% "
-                 f"remote)"]
-        for name in ("pgfault", "numa_hit", "numa_miss", "numa_pte_updates",
-                     "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
-                     "pgmigrate_success", "pgmigrate_fail", "thp_fault_alloc", "oom_kill",
-                     "pgpromote_success", "pgdemote_kswapd", "pgdemote_direct"):
-            if name in vm:                         # the last three: memory tiering on
-                lines.append(f"{name:<20} {vm[name]:,}")
+        line = summary_line
+        lines = [line("events replayed", f"{self.rows:,}"),
+                 line("topology", self.topology),
+                 line("simulated time", f"{self.now_ns / 1e9:.3f} s"),
+                 line("accesses", f"{acc:,} ({100 * (acc - local) / acc if acc else 0:.1f}% "
+                      f"remote)")]
+        for name in SUMMARY_COUNTERS + TIERING_SUMMARY_COUNTERS:
+            if name in vm:                   # the tiering ones: memory tiering on
+                lines.append(line(name, f"{vm[name]:,}"))
         lines.append("placement (pages per node)")
         for pid, per_node in self.placement.items():
-            lines.append(f"  process {pid:<10} " + "  ".join(
-                f"N{k}={int(x):,}" for k, x in enumerate(per_node) if x))
+            lines.append(line(f"  process {pid}", "  ".join(
+                f"N{k}={int(x):,}" for k, x in enumerate(per_node) if x)))
         if self.faults:
-            lines.append(f"fault events         {len(self.faults)} (first: row "
-                         f"{self.faults[0][0]}, {self.faults[0][1]})")
+            lines.append(line("fault events", f"{len(self.faults)} (first: row "
+                              f"{self.faults[0][0]}, {self.faults[0][1]})"))
         if self.failed_calls:
-            lines.append(f"failed calls         {len(self.failed_calls)} (first: row "
-                         f"{self.failed_calls[0][0]}, {self.failed_calls[0][5]})")
+            lines.append(line("failed calls", f"{len(self.failed_calls)} (first: row "
+                              f"{self.failed_calls[0][0]}, {self.failed_calls[0][5]})"))
         if self.implicit_mappings:
-            lines.append(f"implicit mappings    {self.implicit_mappings}")
+            lines.append(line("implicit mappings", f"{self.implicit_mappings}"))
         return "\n".join(lines)
 
     def plot(self, kinds=None):
@@ -278,6 +278,20 @@ class Report:
 
     def __repr__(self):
         return f"<fastnuma.Report: {self.rows:,} events, {len(self.epochs)} epochs>"
+
+
+#: the counters of the text summary, and the width of its label column (the longest
+#: name, numa_hint_faults_local, and two spaces): one value column
+SUMMARY_COUNTERS = ("pgfault", "numa_hit", "numa_miss", "numa_pte_updates",
+                    "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
+                    "pgmigrate_success", "pgmigrate_fail", "thp_fault_alloc", "oom_kill")
+TIERING_SUMMARY_COUNTERS = ("pgpromote_success", "pgdemote_kswapd", "pgdemote_direct")
+SUMMARY_LABEL_WIDTH = max(map(len, SUMMARY_COUNTERS)) + 2
+
+
+def summary_line(label, value):
+    """``label`` padded to the summary's label column, then ``value``."""
+    return f"{label:<{SUMMARY_LABEL_WIDTH}}{value}"
 
 
 _THREADS = pa.schema([("tid", pa.int64()), ("pid", pa.int64()), ("cpu", pa.int64()),

@@ -249,7 +249,13 @@ def trace_provenance(trace):
         h.update(buf)
         return {"path": None, "bytes": buf.size, "fingerprint": h.hexdigest()}
     from .trace.reader import trace_files
+    from .trace.remote import is_url, url_chunks
     size = 0
+    if is_url(trace):                   # the URL's file, read through pyarrow's filesystem
+        for chunk in url_chunks(trace):
+            h.update(chunk)
+            size += len(chunk)
+        return {"path": trace, "bytes": size, "fingerprint": h.hexdigest()}
     for path in trace_files(trace):
         with open(path, "rb") as f:
             for chunk in iter(lambda: f.read(1 << 20), b""):

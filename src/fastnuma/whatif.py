@@ -24,17 +24,20 @@ def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None):
                         "RecordBatchReader")
     if not isinstance(config, RunConfig):
         config = RunConfig.from_toml(config)
+    from .trace.remote import is_url, open_url
+    # a URL (s3://, file://...) is opened afresh for each of the two passes
+    source = (lambda: open_url(trace)) if is_url(trace) else (lambda: trace)
     topo = config.topology(trace)
     sim = fn.Simulator(topo, **config.kernel)
     policy = parse_policy(config.policy, topo)
     rows = int(batch_rows or config.replay.get("batch_rows", 1 << 20))
     mapper = None if config.placement.is_identity() else config.placement.mapper(topo, rows)
-    report = sim.replay(trace, batch_rows=rows, strict=bool(config.replay.get("strict")),
+    report = sim.replay(source(), batch_rows=rows, strict=bool(config.replay.get("strict")),
                         progress=progress, task_policy=policy, cpu_map=mapper,
                         heat_buckets=heat_buckets,
                         **config.epoch_kwargs())
     table = None if mapper is None else mapper.table        # as the replay filled it
-    tp = trace_pass(trace, topo, [e[0] for e in report.epochs], config.cost, table, rows)
+    tp = trace_pass(source(), topo, [e[0] for e in report.epochs], config.cost, table, rows)
     report.cost = estimate(report, tp, topo, config.cost)
     report.cost["llc_filter"] = tp.llc
     lat, bw = config.cost.latency(topo), config.cost.bandwidth(topo)
@@ -51,14 +54,15 @@ def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None):
 
 def cost_summary(report):
     """Lines appended to the replay summary."""
+    from .report import summary_line as line          # the summary's value column
     c = report.cost
     bound = c["epochs"].column("bound").to_pylist()
     return "\n".join([
-        f"memory accesses      {c['memory_accesses']:,.0f} (after the LLC filter)"
-        if c["llc_filter"] else f"memory accesses      {c['memory_accesses']:,.0f}",
-        f"est. memory stall    {c['estimated_ns'] / 1e6:,.3f} ms (wall; "
-        f"{bound.count('bandwidth')} of {len(bound)} epochs bandwidth-bound)",
-        f"stall thread-time    {c['stall_thread_ns'] / 1e6:,.3f} ms"])
+        line("memory accesses", f"{c['memory_accesses']:,.0f}" +
+             (" (after the LLC filter)" if c["llc_filter"] else "")),
+        line("est. memory stall", f"{c['estimated_ns'] / 1e6:,.3f} ms (wall; "
+             f"{bound.count('bandwidth')} of {len(bound)} epochs bandwidth-bound)"),
+        line("stall thread-time", f"{c['stall_thread_ns'] / 1e6:,.3f} ms")])
 
 
 def split_values(key, text):

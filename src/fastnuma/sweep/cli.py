@@ -14,6 +14,9 @@ def run_sweep_command(args):
         raise ValueError(f"-o {args.output!r}: the results table is a .parquet file")
     if os.path.isdir(args.output):
         raise ValueError(f"-o {args.output!r} is a directory")
+    html = getattr(args, "html", None)
+    if html is not None and os.path.isdir(html):
+        raise ValueError(f"--html {html!r} is a directory")
     for flag, v in (("--workers", args.workers), ("--memory-limit", args.memory_limit)):
         if v is not None and v < 1:
             raise ValueError(f"{flag} {v}: expected a positive number")
@@ -56,4 +59,9 @@ def _run(args, grid):
             cluster.close()
     print(f"sweep: {stats['ran']} ran ({stats['failed']} failed), {stats['skipped']} "
           f"already in {args.output}; {stats['total']} combinations")
+    if getattr(args, "html", None) is not None and os.path.exists(args.output):
+        from ..html import write_html
+        from ..html_results import read_sweep_table, sweep_html
+        write_html(args.html, sweep_html(read_sweep_table(args.output)))
+        print(f"HTML page written to {args.html}")
     return 3 if stats["failed"] else 0

@@ -126,13 +126,20 @@ def _check(where, what, params):
         raise ValueError(f"{where}: {what}: {e}") from None
 
 
+#: keys whose value may name a file (a machine, an MLC output, a CPU map), and the cost
+#: table's file fields
+FILE_KEYS = ("topology", "mlc", "mlc_bandwidth", "cpu_map", "mlc_latency")
+
+
 def _resolve(key, value, base):
-    """A machine file named relatively is taken from the grid file's directory."""
-    if key == "topology" and isinstance(value, str) and not is_url(value) and \
-            os.path.exists(os.path.join(base, value)):
+    """A file named relatively (machine, MLC output, CPU map) is taken from the grid
+    file's directory."""
+    if key in FILE_KEYS and isinstance(value, str) and not is_url(value) and \
+            value not in ("keep", "spread", "pack", "modulo") and os.path.exists(os.path.join(base, value)):
         return os.path.normpath(os.path.join(base, value))
     if isinstance(value, dict):               # TOML keys are strings: {0 = 1} -> {0: 1}
-        return {int(k) if str(k).isdigit() else k: v for k, v in value.items()}
+        return {int(k) if str(k).isdigit() else k: _resolve(k, v, base)
+                for k, v in value.items()}
     return value
 
 

@@ -1,20 +1,17 @@
-"""One combination of a sweep -> one replay -> one result row (:func:`run_combination`),
-and what a task needs before it runs: the trace opened by whoever runs it
-(:func:`open_source`), its survey (:func:`survey_trace`) and its memory estimate
-(:func:`estimate_memory`). Column meanings and units: docs/sweep.md.
+"""One combination of a sweep -> one run configuration -> one what-if replay -> one result
+row (:func:`run_combination`), and what a task needs before it runs: the trace opened by
+whoever runs it (:func:`open_source`), its survey (:func:`survey_trace`) and its memory
+estimate (:func:`estimate_memory`). Column meanings and units: docs/sweep.md.
 
-Run-configuration keys understood here (values as ``fastnuma replay`` takes them):
-``topology`` (a preset name, a ``numactl --hardware`` file or a sysfs node directory;
-default: the trace's suggested machine, else four_socket), every
-:class:`~fastnuma.config.SimConfig` knob (``numa_balancing``, ``thp``, ``profile``, ...),
-``epoch`` (events, or a time such as "100ms"), ``strict`` and ``batch_rows``.
-
-Integration point for issue 14 (the run configuration, numactl-vocabulary policies, CPU
-maps and the cost model, built on another branch): :data:`PENDING_KEYS` are refused today.
-Once it is merged, :func:`replay_combination` is the one place to change: map the grid's
-keys onto that configuration (topology -> machine, knobs -> kernel, epoch/strict/
-batch_rows -> replay, policy, cpu_map -> placement, cost.* -> cost) and replay through it;
-``_estimated_time`` then reads the report's cost estimate into :data:`COST_COLUMNS`.
+A combination's keys are the options of ``fastnuma replay``, with the values those flags
+take, mapped onto the sections of a :class:`~fastnuma.runconfig.RunConfig`
+(:func:`config_from_params`): ``topology`` -> [machine]; every
+:class:`~fastnuma.config.SimConfig` knob -> [kernel]; ``policy`` (``interleave:all``,
+``membind:0``, ...: the value of --interleave/--membind/... after the option's name) ->
+[policy]; ``cpu_map``, ``cpunodebind``, ``physcpubind`` -> [placement]; ``mlc``,
+``mlc_bandwidth``, ``llc`` and ``cost`` (a table of CostModel fields) -> [cost];
+``epoch``, ``strict`` -> [replay]; ``batch_rows`` as --batch-rows. The replay is
+:func:`fastnuma.whatif.run`, the one ``fastnuma replay`` makes.
 """
 import json
 import os
@@ -26,14 +23,20 @@ import numpy as np
 
 from ..config import SimConfig
 from ..inputs import PRESETS
+from ..trace.remote import is_url
 
 KNOBS = tuple(f.name for f in fields(SimConfig))
-RUN_KEYS = ("topology", "epoch", "strict", "batch_rows") + KNOBS
-#: keys of issue 14's run configuration that this build does not have yet
-PENDING_KEYS = ("policy", "cpu_map", "cpunodebind", "physcpubind", "cost", "mlc")
-#: filled by the cost model (issue 14) once it exists: nulls until then
-COST_COLUMNS = ("estimated_time_ns",)
+#: keys of a combination beyond the kernel knobs, by run-configuration section
+CONFIG_KEYS = {"topology": "machine", "policy": "policy", "cpu_map": "placement",
+               "cpunodebind": "placement", "physcpubind": "placement", "mlc": "cost",
+               "mlc_bandwidth": "cost", "llc": "cost", "cost": "cost", "epoch": "replay",
+               "strict": "replay", "batch_rows": "replay"}
+RUN_KEYS = tuple(CONFIG_KEYS) + KNOBS
+#: the cost model's columns of a row (docs/sweep.md)
+COST_COLUMNS = ("memory_accesses", "est_stall_ms", "estimated_time_ns", "stall_thread_ns",
+                "bandwidth_bound_epochs", "llc_filter")
 DEFAULT_EPOCH = "1000000"
+CPU_MAP_NAMES = ("keep", "spread", "pack", "modulo")
 
 # what a replay holds besides its page tables (bytes; docs/sweep.md "Memory")
 PTE_BLOCK_BYTES = 512 * 8 + 8 + 4 + 1 + 1 + 4 * 16    # PTEs, key/used/flags, PMD hash
@@ -43,18 +46,84 @@ FIXED_BYTES = 64 << 20  # the simulator's other arrays (frame table starts <= 1M
 ROW_BYTES = 2 * 48      # a decoded batch row (all columns), twice: the file's and ours
 
 
+def config_from_params(params):
+    """The :class:`~fastnuma.runconfig.RunConfig` of one combination (see the module
+    docstring): what ``fastnuma replay`` builds from the same flags."""
+    from ..mlc import read_mlc
+    from ..runconfig import RunConfig
+    unknown = [k for k in params if k not in RUN_KEYS]
+    if unknown:
+        raise ValueError(f"unknown run-configuration key {unknown[0]!r}")
+    d = {"machine": {}, "kernel": {k: v for k, v in params.items() if k in KNOBS},
+         "policy": {}, "placement": {}, "cost": {}, "replay": {}}
+    topo = params.get("topology")
+    if topo is not None:
+        if not isinstance(topo, str) or (topo not in PRESETS and not os.path.exists(topo)):
+            raise ValueError(f"topology = {topo!r}: not a preset ({', '.join(PRESETS)}) "
+                             f"nor a file")
+        kind = "preset" if topo in PRESETS else "sysfs" if os.path.isdir(topo) else \
+            "numactl"
+        d["machine"] = {kind: topo}
+    if "policy" in params:
+        d["policy"]["task"] = _text("policy", params["policy"])
+    cpu_map = params.get("cpu_map")
+    if cpu_map is not None:                        # as --cpu-map: a mode or a file
+        cpu_map = _text("cpu_map", cpu_map)
+        if cpu_map in CPU_MAP_NAMES:
+            d["placement"]["cpu_map"] = cpu_map
+        else:
+            d["placement"].update(cpu_map="file", file=cpu_map)
+    for key in ("cpunodebind", "physcpubind"):
+        if key in params:
+            d["placement"][key] = _text(key, params[key])
+    cost = params.get("cost", {})
+    if not isinstance(cost, dict):
+        raise ValueError(f"cost = {cost!r}: expected a table of cost-model fields "
+                         f"(docs/cost-model.md), e.g. {{local_ns = 120}}")
+    d["cost"].update(cost)
+    if "mlc" in params:                            # as --mlc: its latency and bandwidth
+        if not os.path.isfile(_text("mlc", params["mlc"])):
+            raise ValueError(f"mlc = {params['mlc']!r}: no such MLC output file")
+        mats = read_mlc(params["mlc"])
+        for kind in ("latency", "bandwidth"):
+            if kind in mats:
+                d["cost"][f"mlc_{kind}"] = params["mlc"]
+    if "mlc_bandwidth" in params:
+        d["cost"]["mlc_bandwidth"] = _text("mlc_bandwidth", params["mlc_bandwidth"])
+    if "llc" in params:
+        d["cost"]["llc"] = params["llc"]
+    for key in ("epoch", "strict"):
+        if key in params:
+            d["replay"][key] = str(params[key]) if key == "epoch" else params[key]
+    return RunConfig.from_dict(d, source="combination")
+
+
+def _text(key, value):
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{key} = {value!r}: expected text as `fastnuma replay` takes it")
+    return value
+
+
+class _AnyMachine:
+    """What a policy's node list is checked against before the machine is known (its
+    nodes are checked when the combination runs)."""
+    n_nodes = 1 << 10
+
+    @staticmethod
+    def memory_nodes():
+        return range(1 << 10)
+
+
 def check_params(params):
     """Raise ValueError/TypeError if ``params`` is not a run configuration this build
-    can replay (unknown key, bad knob value, bad epoch, missing machine file)."""
+    can replay (unknown key, bad knob value, policy, CPU map, cost field, epoch, missing
+    machine or MLC file). Node and CPU ids are checked against the machine when the
+    combination runs (a failed row names them)."""
     from ..inputs import parse_epoch
-    for key in params:
-        if key in PENDING_KEYS:
-            raise ValueError(f"{key!r} belongs to the run configuration of issue 14, which "
-                             f"this build does not have yet")
-        if key not in RUN_KEYS:
-            raise ValueError(f"unknown run-configuration key {key!r}")
-    knobs = {k: v for k, v in params.items() if k in KNOBS}
-    SimConfig(**knobs)
+    from ..numactl import parse_policy
+    config = config_from_params(params)
+    SimConfig(**config.kernel)
+    parse_policy(config.policy, _AnyMachine)
     parse_epoch(str(params.get("epoch", DEFAULT_EPOCH)))
     for key in ("batch_rows",):
         v = params.get(key, 1)
@@ -62,50 +131,25 @@ def check_params(params):
             raise ValueError(f"{key} = {v!r}: expected a positive int")
     if not isinstance(params.get("strict", False), bool):
         raise ValueError(f"strict = {params['strict']!r}: expected true or false")
-    topo = params.get("topology")
-    if topo is not None and (not isinstance(topo, str) or (
-            topo not in PRESETS and not os.path.exists(topo))):
-        raise ValueError(f"topology = {topo!r}: not a preset ({', '.join(PRESETS)}) nor "
-                         f"a file")
+    if config.placement.file is not None and not os.path.isfile(config.placement.file):
+        raise ValueError(f"cpu_map = {config.placement.file!r}: not a mode "
+                         f"({', '.join(CPU_MAP_NAMES)}) nor a file")
+    for key in ("mlc_latency", "mlc_bandwidth"):
+        path = getattr(config.cost, key)
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{key} = {path!r}: no such MLC output file")
 
 
 # ------------------------------------------------------------------------- the trace
 def open_source(trace):
     """What ``Simulator.replay`` reads: a local path as it is (memory-mapped, as
     ``fastnuma replay`` reads it), a URL (s3://, gs://, hdfs://, file://...) as a
-    RecordBatchReader over pyarrow's filesystem for it. The caller reads it: in a sweep,
-    the worker that runs the task, never the scheduler."""
-    if "://" not in trace:
+    RecordBatchReader over pyarrow's filesystem for it (fastnuma.trace.remote). The
+    caller reads it: in a sweep, the worker that runs the task, never the scheduler."""
+    if not is_url(trace):
         return trace
-    import pyarrow as pa
-    import pyarrow.fs as pafs
-    import pyarrow.ipc as ipc
-    import pyarrow.parquet as pq
-    fs, path = pafs.FileSystem.from_uri(trace)
-    ext = os.path.splitext(path)[1]
-    if ext == ".parquet":
-        f = pq.ParquetFile(fs.open_input_file(path))
-        return pa.RecordBatchReader.from_batches(f.schema_arrow, f.iter_batches())
-    if ext in (".arrow", ".feather"):
-        r = ipc.open_file(fs.open_input_file(path))
-        return pa.RecordBatchReader.from_batches(
-            r.schema, (r.get_batch(i) for i in range(r.num_record_batches)))
-    if ext == ".arrows":
-        return ipc.open_stream(fs.open_input_stream(path))
-    raise ValueError(f"{trace}: unknown trace file type (expected .arrow, .feather, "
-                     f".arrows or .parquet)")
-
-
-def trace_metadata(trace):
-    """The trace's schema metadata (str -> str) without reading its data."""
-    if "://" in trace:
-        src = open_source(trace)
-        meta = src.schema.metadata
-    else:
-        from ..trace.info import read_schema
-        from ..trace.reader import trace_files
-        meta = read_schema(trace_files(trace)[0]).metadata
-    return {k.decode(): v.decode() for k, v in (meta or {}).items()}
+    from ..trace.remote import open_url
+    return open_url(trace)
 
 
 def survey_trace(trace, batch_rows=1 << 20):
@@ -140,35 +184,30 @@ def estimate_memory(survey, params=None):
 
 
 # ------------------------------------------------------------------------- one replay
-def machine(spec, trace):
-    """(Topology, its name) as ``fastnuma replay --topology`` picks it."""
-    from ..inputs import topology_for
-    return topology_for(spec, open_source(trace) if "://" in str(trace) else trace)
-
-
-def _simulator(trace, params):
-    """The machine of one combination. Issue 14's run configuration plugs in here."""
-    import fastnuma as fn
-    topo, named = machine(params.get("topology"), trace)
-    return fn.Simulator(topo, **{k: v for k, v in params.items() if k in KNOBS}), named
-
-
-def _estimated_time(report, params):
-    """{column: value} of :data:`COST_COLUMNS`; None until issue 14's cost model lands."""
-    return dict.fromkeys(COST_COLUMNS)
-
-
 def replay_combination(trace, params):
-    """The :class:`~fastnuma.report.Report` of one combination (raises on failure)."""
-    from ..inputs import parse_epoch
+    """The :class:`~fastnuma.report.Report` of one combination (raises on failure): the
+    report ``fastnuma replay`` makes with the same flags, with its cost estimate
+    (``report.cost``) and provenance."""
+    from ..inputs import topology_for
+    from ..whatif import run
     check_params(params)
-    kind, step = parse_epoch(str(params.get("epoch", DEFAULT_EPOCH)))
-    sim, named = _simulator(trace, params)
-    report = sim.replay(open_source(trace), batch_rows=params.get("batch_rows", 1 << 20),
-                        strict=params.get("strict", False),
-                        **({"epoch_events": step} if kind == "events" else {"epoch_ns": step}))
+    config = config_from_params(params)
+    named = params.get("topology") or topology_for(None, trace)[1]
+    report = run(config, trace, batch_rows=params.get("batch_rows", 1 << 20))
     report.topology = f"{named}: {report.topology}"
     return report
+
+
+def cost_columns(report):
+    """{column: value} of :data:`COST_COLUMNS` from the report's cost estimate."""
+    c = report.cost
+    bound = c["epochs"].column("bound").to_pylist()
+    return {"memory_accesses": float(c["memory_accesses"]),
+            "est_stall_ms": c["estimated_ns"] / 1e6,
+            "estimated_time_ns": float(c["estimated_ns"]),
+            "stall_thread_ns": float(c["stall_thread_ns"]),
+            "bandwidth_bound_epochs": bound.count("bandwidth"),
+            "llc_filter": bool(c["llc_filter"])}
 
 
 def run_combination(trace, params, key=None, memory_estimate=None):
@@ -186,7 +225,7 @@ def run_combination(trace, params, key=None, memory_estimate=None):
         row.update(status="failed", error=f"{type(e).__name__}: {e}")
     else:
         row.update(status="ok", error=None, **report_columns(report),
-                   **_estimated_time(report, params))
+                   **cost_columns(report))
     row.update(seconds=time.perf_counter() - t0, memory_estimate_bytes=memory_estimate,
                worker=f"{socket.gethostname()}:{os.getpid()}", fastnuma_version=__version__)
     return row
