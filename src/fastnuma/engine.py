@@ -231,10 +231,37 @@ class Simulator:
         return self._stats.free_pages()
 
     # ----------------------------------------------------------------- replay
-    def replay(self, source: str | os.PathLike | pa.Table | pa.RecordBatchReader, *,
-               batch_rows: int = DEFAULT_BATCH_ROWS, epoch_events: int | None = None,
+    def replay(self, source: str | os.PathLike | pa.Table | pa.RecordBatchReader | None = None,
+               *, batch_rows: int = DEFAULT_BATCH_ROWS, epoch_events: int | None = None,
                epoch_ns: int | None = None, strict: bool = False,
-               progress: Callable[[int], None] | None = None) -> Report:
-        """Replay a trace and return its :class:`~fastnuma.report.Report` (docs/api.md)."""
+               progress: Callable[[int], None] | None = None,
+               checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
+               checkpoint_meta: dict | None = None, resume: bool = False) -> Report:
+        """Replay a trace and return its :class:`~fastnuma.report.Report` (docs/api.md);
+        with ``checkpoint``/``checkpoint_every`` (events) it saves itself as it goes, and
+        ``resume=True`` continues the replay of a loaded checkpoint (docs/checkpoint.md)."""
         return self._replay.replay(source, batch_rows=batch_rows, epoch_events=epoch_events,
-                                   epoch_ns=epoch_ns, strict=strict, progress=progress)
+                                   epoch_ns=epoch_ns, strict=strict, progress=progress,
+                                   checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                   checkpoint_meta=checkpoint_meta, resume=resume)
+
+    # ----------------------------------------------------------------- checkpoints
+    def save(self, path: str | os.PathLike) -> None:
+        """Save the whole machine into directory ``path``, written whole or not at all
+        (docs/checkpoint.md)."""
+        from . import checkpoint
+        checkpoint.save(self, path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> Simulator:
+        """The simulator saved in ``path`` (by :meth:`save` or a checkpointed replay)."""
+        from . import checkpoint
+        return checkpoint.load(cls, path)
+
+    def __getstate__(self) -> dict:
+        from . import checkpoint
+        return checkpoint.pickle_state(self)
+
+    def __setstate__(self, state: dict) -> None:
+        from . import checkpoint
+        checkpoint.unpickle_state(self, state)

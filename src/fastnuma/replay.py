@@ -43,7 +43,8 @@ class Replay:
         self.calls = calls
 
     def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=None,
-               epoch_ns=None, strict=False, progress=None):
+               epoch_ns=None, strict=False, progress=None, checkpoint=None,
+               checkpoint_every=None, checkpoint_meta=None, resume=False):
         """Replay a trace (a path, directory or glob of .arrow/.feather/.arrows/.parquet
         files, a pyarrow Table or RecordBatchReader) and return its :class:`Report`.
 
@@ -53,7 +54,25 @@ class Replay:
         them; default 1,000,000 events). ``strict``: an access outside every mapping is a segmentation-fault event
         (the access is dropped) instead of an implicit private anonymous mapping of its
         2 MiB region. ``progress(rows_done)`` is called after every batch.
+        ``checkpoint``, ``checkpoint_every``, ``checkpoint_meta``, ``resume``: see
+        checkpoint_replay.py (docs/checkpoint.md).
         """
+        if checkpoint is not None or resume:           # checkpoints: checkpoint_replay.py
+            from .checkpoint_replay import replay_checkpointed
+            return replay_checkpointed(
+                self, source, batch_rows=batch_rows, epoch_events=epoch_events,
+                epoch_ns=epoch_ns, strict=strict, progress=progress, checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta,
+                resume=resume)
+        run = self.new_run(epoch_events, epoch_ns, strict)
+        for batch in open_trace(source, batch_rows):
+            run.batch(batch)
+            if progress is not None:
+                progress(batch.row + len(batch))
+        return run.finish()
+
+    def new_run(self, epoch_events, epoch_ns, strict):
+        """The state of a new replay (_Replay), its epoch arguments checked."""
         if epoch_events is not None and epoch_ns is not None:
             raise ValueError("give epoch_events or epoch_ns, not both")
         if epoch_ns is None and epoch_events is None:
@@ -61,12 +80,7 @@ class Replay:
         for name, value in (("epoch_events", epoch_events), ("epoch_ns", epoch_ns)):
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ValueError(f"{name} must be a positive int, not {value!r}")
-        run = _Replay(self, epoch_events, epoch_ns, strict)
-        for batch in open_trace(source, batch_rows):
-            run.batch(batch)
-            if progress is not None:
-                progress(batch.row + len(batch))
-        return run.finish()
+        return _Replay(self, epoch_events, epoch_ns, strict)
 
 
 class _Replay:
