@@ -5,14 +5,15 @@ Layout of a checkpoint directory ``DIR``::
 
     DIR/CURRENT              {"snapshot": "snap-000003", "manifest_sha256": "..."}
     DIR/snap-000003/manifest.json     versions, the object graph (state_codec), the
-                                      arrays' files and SHA-256 checksums, replay position
-    DIR/snap-000003/0000-ptes.npy ... one .npy file per array
+                                      arrays' SHA-256 checksums, replay position
+    DIR/snap-000003/arrays.npz        every array, one uncompressed .npy member each
+                                      (``numpy.load`` opens it)
 
 A snapshot is written under a temporary name, flushed to disk (fsync), renamed, and only
 then named by ``CURRENT`` (replaced atomically); older snapshots are removed after that.
 A process killed at any point leaves ``CURRENT`` naming a complete snapshot (or no
 ``CURRENT`` at all before the first one). Loading checks the manifest against ``CURRENT``'s
-checksum, the versions, and every array file against its checksum.
+checksum, the versions, and every array against its checksum.
 
 The machine is saved generically (state_codec.py): every attribute of ``Machine``, the
 kernels' ``SimState`` arrays, processes, VMAs, policies, and for a replay checkpoint the
@@ -27,7 +28,9 @@ import io
 import json
 import os
 import shutil
+import struct
 import tempfile
+import zipfile
 
 import numpy as np
 
@@ -38,6 +41,7 @@ FORMAT = "fastnuma-checkpoint"
 FORMAT_VERSION = 1
 _CURRENT = "CURRENT"
 _MANIFEST = "manifest.json"
+_ARRAYS = "arrays.npz"
 _CHUNK = 64 << 20                 # bytes hashed and written at a time
 
 
@@ -119,47 +123,53 @@ def _label(path: str) -> str:
     return "".join(c if c.isalnum() or c == "_" else "" for c in tail)[:40] or "array"
 
 
-def _write_npy(path: str, arr: np.ndarray, fsync: bool) -> str:
-    """``arr`` as a .npy file; returns the file's SHA-256 (computed while writing)."""
+def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> str:
+    """``arr`` as the .npy member ``name`` of an uncompressed zip (an .npz); returns the
+    member's SHA-256, computed while writing (one pass over the array, no copy)."""
     arr = np.ascontiguousarray(arr)
     head = io.BytesIO()
     np.lib.format.write_array_header_2_0(head, np.lib.format.header_data_from_array_1_0(arr))
     h = hashlib.sha256(head.getvalue())
     flat = arr.reshape(-1).view(np.uint8) if arr.size else np.zeros(0, np.uint8)
-    with open(path, "wb") as f:
+    with zf.open(name, "w", force_zip64=True) as f:
         f.write(head.getvalue())
         for k in range(0, flat.size, _CHUNK):
             part = flat[k:k + _CHUNK]
             h.update(part)
             f.write(part)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
     return h.hexdigest()
 
 
-def _read_npy(directory: str, path: str, sha: str) -> np.ndarray:
-    """The array of a .npy file, after checking the file against ``sha``."""
-    full = os.path.join(directory, path)
+def _read_member(raw, zf: zipfile.ZipFile, where: str, name: str, sha: str) -> np.ndarray:
+    """The array of .npy member ``name``, read in place from the file (stored members are
+    contiguous: no copy through zipfile), after checking it against ``sha``."""
     try:
-        with open(full, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                           else np.lib.format.read_array_header_2_0)
-            shape, fortran, dtype = read_header(f)
-            header_len = f.tell()
-            f.seek(0)
-            h = hashlib.sha256(f.read(header_len))
-            count = int(np.prod(shape, dtype=np.int64))
-            flat = np.empty(count * dtype.itemsize, np.uint8)
-            got = f.readinto(flat)
-            extra = f.read(1)
-    except (OSError, ValueError) as e:
-        raise CheckpointError(f"checkpoint {directory}: {path} is unreadable ({e})") from None
+        zi = zf.getinfo(name)
+        if zi.compress_type != zipfile.ZIP_STORED:
+            raise ValueError("compressed member")
+        raw.seek(zi.header_offset)
+        local = raw.read(30)                     # the local file header
+        if local[:4] != b"PK\x03\x04":
+            raise ValueError("bad local header")
+        n_name, n_extra = struct.unpack("<HH", local[26:30])
+        start = zi.header_offset + 30 + n_name + n_extra
+        raw.seek(start)
+        version = np.lib.format.read_magic(raw)
+        read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                       else np.lib.format.read_array_header_2_0)
+        shape, fortran, dtype = read_header(raw)
+        header_len = raw.tell() - start
+        raw.seek(start)
+        h = hashlib.sha256(raw.read(header_len))
+        count = int(np.prod(shape, dtype=np.int64))
+        flat = np.empty(count * dtype.itemsize, np.uint8)
+        got = raw.readinto(flat)
+    except (OSError, ValueError, KeyError, struct.error) as e:
+        raise CheckpointError(f"checkpoint {where}: {name} is unreadable ({e})") from None
     for k in range(0, flat.size, _CHUNK):
         h.update(flat[k:k + _CHUNK])
-    if got != flat.size or extra or h.hexdigest() != sha:
-        raise CheckpointError(f"checkpoint {directory}: {path} does not match its checksum "
+    if got != flat.size or header_len + got != zi.file_size or h.hexdigest() != sha:
+        raise CheckpointError(f"checkpoint {where}: {name} does not match its checksum "
                               f"(corrupt or truncated)")
     arr = flat.view(dtype)
     return arr.reshape(shape[::-1]).T if fortran else arr.reshape(shape)
@@ -180,7 +190,7 @@ def _snapshots(directory: str) -> list[str]:
 def write(directory, graph: dict, arrays: list, table: list, *, kind: str,
           extra: dict | None = None, fsync: bool = True) -> str:
     """Write a snapshot into ``directory`` (created if needed) and make it the current
-    one; returns its path. Arrays are written as .npy files; views are not stored."""
+    one; returns its path. Arrays go into arrays.npz; views are recorded, not stored."""
     directory = os.fspath(directory)
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise CheckpointError(f"checkpoint {directory}: exists and is not a directory")
@@ -192,15 +202,21 @@ def write(directory, graph: dict, arrays: list, table: list, *, kind: str,
         os.chmod(tmp, _mode(0o777))
         files = []
         paths = _array_paths(graph, len(arrays))
-        for j, (arr, entry) in enumerate(zip(arrays, table)):
-            if not entry.get("stored"):
-                files.append(dict(entry))
-                continue
-            name = f"{j:04d}-{paths[j]}.npy"
-            sha = _write_npy(os.path.join(tmp, name), arr, fsync)
-            files.append({"stored": True, "file": name, "sha256": sha,
-                          "dtype": np.lib.format.dtype_to_descr(arr.dtype),
-                          "shape": list(arr.shape), "bytes": int(arr.nbytes)})
+        # one uncompressed .npz for all arrays: one file to flush, not one per array
+        with open(os.path.join(tmp, _ARRAYS), "wb") as raw:
+            with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+                for j, (arr, entry) in enumerate(zip(arrays, table)):
+                    if not entry.get("stored"):
+                        files.append(dict(entry))
+                        continue
+                    name = f"{j:04d}-{paths[j]}.npy"
+                    sha = _write_member(zf, name, arr)
+                    files.append({"stored": True, "member": name, "sha256": sha,
+                                  "dtype": np.lib.format.dtype_to_descr(arr.dtype),
+                                  "shape": list(arr.shape), "bytes": int(arr.nbytes)})
+            if fsync:
+                raw.flush()
+                os.fsync(raw.fileno())
         manifest = {"format": FORMAT, "format_version": FORMAT_VERSION,
                     "fastnuma_version": __version__, "kind": kind, **(extra or {}),
                     "arrays": files, "graph": graph}
@@ -298,15 +314,21 @@ def read_manifest(directory) -> dict:
 def read(directory) -> tuple[dict, list, list]:
     """(manifest, arrays, array table) of the current snapshot, every checksum checked."""
     manifest = read_manifest(directory)
-    snap = manifest["_snapshot"]
+    where = os.path.join(os.fspath(directory), os.path.basename(manifest["_snapshot"]))
     arrays, table = [], []
-    for entry in manifest["arrays"]:
-        if entry.get("stored"):
-            arrays.append(_read_npy(snap, entry["file"], entry["sha256"]))
-            table.append({"stored": True})
-        else:
-            arrays.append(None)
-            table.append(entry)
+    try:
+        with open(os.path.join(manifest["_snapshot"], _ARRAYS), "rb") as raw, \
+                zipfile.ZipFile(raw) as zf:
+            for entry in manifest["arrays"]:
+                if entry.get("stored"):
+                    arrays.append(_read_member(raw, zf, where, entry["member"],
+                                               entry["sha256"]))
+                    table.append({"stored": True})
+                else:
+                    arrays.append(None)
+                    table.append(entry)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise CheckpointError(f"checkpoint {where}: {_ARRAYS} is unreadable ({e})") from None
     return manifest, arrays, table
 
 

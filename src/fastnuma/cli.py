@@ -4,6 +4,8 @@
     fastnuma generate SCENARIO --events N [--seed S] -o FILE [--nodes ...] [--pages ...]
     fastnuma info TRACE
     fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0|1] [--profile ...]
+                    [--checkpoint DIR --checkpoint-every N]
+    fastnuma replay [TRACE] --resume DIR
     fastnuma convert lackey|perf|csv INPUT -o FILE
     fastnuma --version
 """
@@ -69,24 +71,26 @@ def _parser():
                          description="Replay TRACE (a file, directory or glob) against a "
                          "simulated machine; print a summary, and with --out write the "
                          "report's tables (Parquet) and summary.json.")
-    rep.add_argument("trace", help="trace file, directory or glob")
+    rep.add_argument("trace", nargs="?", help="trace file, directory or glob")
     rep.add_argument("--topology", help="preset (uniform, two_socket, four_socket, cxl), a "
                      "file of `numactl --hardware` output, or a sysfs node directory "
                      "(default: the trace's suggested machine, else four_socket)")
-    rep.add_argument("--numa-balancing", type=int, choices=(0, 1), default=0,
+    rep.add_argument("--numa-balancing", type=int, choices=(0, 1), default=None,
                      help="kernel.numa_balancing (default 0)")
-    rep.add_argument("--profile", choices=("mainline", "seed"), default="mainline",
+    rep.add_argument("--profile", choices=("mainline", "seed"), default=None,
                      help="the kernel's rules: today's, or the 2012 lazy-migration design")
-    rep.add_argument("--thp", choices=("never", "madvise", "always"), default="never",
+    rep.add_argument("--thp", choices=("never", "madvise", "always"), default=None,
                      help="transparent_hugepage/enabled (default never)")
-    rep.add_argument("--epoch", default="1000000", help="time-series step: a number of "
+    rep.add_argument("--epoch", default=None, help="time-series step: a number of "
                      "events, or a time such as 100ms, 1s, 500us, 2000ns (default 1000000)")
-    rep.add_argument("--strict", action="store_true", help="an access outside every "
+    rep.add_argument("--strict", action="store_true", default=None, help="an access outside every "
                      "mapping is a segfault event (default: map its 2 MiB region)")
     rep.add_argument("--batch-rows", type=int, default=1 << 20,
                      help="rows read per batch (default 1048576)")
     rep.add_argument("--out", help="directory for the report (Parquet tables + summary.json)")
     rep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from .cli_checkpoint import add_arguments as add_checkpoint_arguments
+    add_checkpoint_arguments(rep)      # --checkpoint, --checkpoint-every, --resume
 
     conv = sub.add_parser("convert", help="convert a memory trace to trace format v1",
                           description="Convert Valgrind lackey output (--trace-mem=yes), "
@@ -237,19 +241,26 @@ def _replay(args):
     import fastnuma as fn
     if args.batch_rows < 1:
         raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
-    kind, step = parse_epoch(args.epoch)
     if args.out is not None and os.path.exists(args.out) and not os.path.isdir(args.out):
         raise ValueError(f"--out {args.out!r} exists and is not a directory")
-    topo, named = _topology(args.topology, args.trace)
-    sim = fn.Simulator(topo, numa_balancing=args.numa_balancing, profile=args.profile,
-                       thp=args.thp)
+    from . import cli_checkpoint
+    if args.resume is not None:                  # machine and settings: the checkpoint's
+        sim, named, trace, kw = cli_checkpoint.resume(args)
+    else:
+        if args.trace is None:
+            raise ValueError("replay: give a TRACE (or --resume DIR)")
+        trace = args.trace
+        kind, step = parse_epoch(args.epoch or "1000000")
+        topo, named = _topology(args.topology, trace)
+        sim = fn.Simulator(topo, numa_balancing=args.numa_balancing or 0,
+                           profile=args.profile or "mainline", thp=args.thp or "never")
+        kw = {"epoch_events": step} if kind == "events" else {"epoch_ns": step}
+        kw.update(cli_checkpoint.replay_options(args, named), strict=bool(args.strict))
     progress = None
     if not args.no_progress and sys.stderr.isatty():
-        progress = _Progress(_trace_rows(args.trace))
+        progress = _Progress(_trace_rows(trace))
     try:
-        report = sim.replay(args.trace, batch_rows=args.batch_rows, strict=args.strict,
-                            progress=progress,
-                            **({"epoch_events": step} if kind == "events" else {"epoch_ns": step}))
+        report = sim.replay(trace, batch_rows=args.batch_rows, progress=progress, **kw)
     finally:
         if progress is not None:
             progress.close()
