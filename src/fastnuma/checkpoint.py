@@ -340,7 +340,9 @@ def info(directory) -> dict:
 
 
 def save(sim, directory, *, fsync: bool = True) -> str:
-    """``Simulator.save``: the machine (and a pending replay, if any) into ``directory``."""
+    """``Simulator.save(path)``: the whole machine (and a replay loaded from a checkpoint
+    and not resumed yet) into directory ``path``, written whole or not at all; returns
+    the snapshot's path. ``fsync=False`` skips flushing to disk (a test's speed)."""
     pending = getattr(_replay_part(sim), "pending", None)
     kind, extra = ("replay", pending.info) if pending is not None else ("simulator", {})
     try:
@@ -351,8 +353,10 @@ def save(sim, directory, *, fsync: bool = True) -> str:
 
 
 def load(cls, directory):
-    """``Simulator.load``: a new simulator from the checkpoint; a replay checkpoint leaves
-    its replay pending (``replay(resume=True)`` continues it)."""
+    """``Simulator.load(path)``: the simulator saved in ``path`` (by ``save`` or a
+    checkpointed replay); a replay checkpoint leaves its replay pending
+    (``replay(resume=True)`` continues it). CheckpointError for another version, a
+    corrupt or truncated checkpoint."""
     manifest, arrays, table = read(directory)
     sim = cls.__new__(cls)
     try:
@@ -368,23 +372,27 @@ def load(cls, directory):
     return sim
 
 
-def pickle_state(sim) -> dict:
-    """``Simulator.__getstate__``: the same graph and arrays as a checkpoint."""
+def reduce_simulator(sim):
+    """``Simulator.__reduce__``: pickled as the graph and arrays of a checkpoint (and a
+    pending replay, if any), so that Dask can move a simulator between processes."""
     graph, arrays, table = encode_simulator(sim)
     pending = getattr(_replay_part(sim), "pending", None)
-    return {"fastnuma_version": __version__, "format_version": FORMAT_VERSION,
-            "graph": graph, "arrays": arrays, "table": table,
-            "pending": None if pending is None else (pending.info, pending.path)}
+    state = {"fastnuma_version": __version__, "format_version": FORMAT_VERSION,
+             "graph": graph, "arrays": arrays, "table": table,
+             "pending": None if pending is None else (pending.info, pending.path)}
+    return unpickle_simulator, (type(sim), state)
 
 
-def unpickle_state(sim, state: dict) -> None:
-    """``Simulator.__setstate__``."""
+def unpickle_simulator(cls, state: dict):
+    """The simulator :func:`reduce_simulator` pickled."""
     if (state.get("fastnuma_version"), state.get("format_version")) != (__version__,
                                                                        FORMAT_VERSION):
         raise CheckpointError(f"a Simulator pickled by fastnuma "
                               f"{state.get('fastnuma_version')} cannot be unpickled by "
                               f"fastnuma {__version__}")
+    sim = cls.__new__(cls)
     run = restore_simulator(sim, state["graph"], state["arrays"], state["table"])
     if run is not None and state["pending"] is not None:
         from .checkpoint_replay import Pending
         _replay_part(sim).pending = Pending(run, *state["pending"])
+    return sim

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 import pyarrow as pa
 
+from . import checkpoint as _checkpoint
 from .config import SimConfig
 from .constants import MAP_ANONYMOUS, MAP_PRIVATE
 from .filemap import Filemap
@@ -246,22 +247,7 @@ class Simulator:
                                    checkpoint_meta=checkpoint_meta, resume=resume)
 
     # ----------------------------------------------------------------- checkpoints
-    def save(self, path: str | os.PathLike) -> None:
-        """Save the whole machine into directory ``path``, written whole or not at all
-        (docs/checkpoint.md)."""
-        from . import checkpoint
-        checkpoint.save(self, path)
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Simulator:
-        """The simulator saved in ``path`` (by :meth:`save` or a checkpointed replay)."""
-        from . import checkpoint
-        return checkpoint.load(cls, path)
-
-    def __getstate__(self) -> dict:
-        from . import checkpoint
-        return checkpoint.pickle_state(self)
-
-    def __setstate__(self, state: dict) -> None:
-        from . import checkpoint
-        checkpoint.unpickle_state(self, state)
+    # docs/checkpoint.md; the code is checkpoint.py's (the facade only names it)
+    save = _checkpoint.save                        # sim.save(path)
+    load = classmethod(_checkpoint.load)           # Simulator.load(path) -> Simulator
+    __reduce__ = _checkpoint.reduce_simulator      # pickling (Dask): the same state

@@ -214,15 +214,6 @@ class Report:
     def __repr__(self):
         return f"<fastnuma.Report: {self.rows:,} events, {len(self.epochs)} epochs>"
 
-    # pickling (Dask) goes through the checkpoints' codec (state_codec.py)
-    def __getstate__(self):
-        from .state_codec import encode_value
-        return encode_value(dict(self.__dict__))
-
-    def __setstate__(self, state):
-        from .state_codec import decode_value
-        self.__dict__.update(decode_value(state))
-
 
 _THREADS = pa.schema([("tid", pa.int64()), ("pid", pa.int64()), ("cpu", pa.int64()),
                       ("node", pa.int64()), ("local", pa.int64()), ("remote", pa.int64())])
