@@ -23,6 +23,19 @@ from tests.reference import RefMachine, RefTopology  # noqa: E402
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "slow: heavy cases (many hypothesis examples, large sizes); -m slow")
+    config.addinivalue_line(
+        "markers", "soak: long campaigns run before a release (differential soak, trace "
+        "fuzzing); skipped unless selected with -m soak")
+
+
+def pytest_collection_modifyitems(config, items):
+    """Soak tests run only when the -m expression names them."""
+    if "soak" in (config.option.markexpr or ""):
+        return
+    skip = pytest.mark.skip(reason="soak campaign: run with -m soak")
+    for item in items:
+        if "soak" in item.keywords:
+            item.add_marker(skip)
 
 
 def _engine():

@@ -65,3 +65,21 @@ def lazy_knobs():
         "numa_balancing_scan_period_max_ms": st.sampled_from([50, 1000, 60000]),
         "numa_balancing_scan_size_mb": st.sampled_from([0, 4, 16, 256]),
     })
+
+
+def tiering_knobs():
+    """Memory-tiering keyword arguments (docs/tiering.md §1): mode 2 or 3 (or 1 with the
+    tiering rules), demotion on or off, small thresholds and rate limits so that every
+    branch of the promotion decision is reachable in a short program."""
+    return st.fixed_dictionaries({
+        "numa_balancing": st.sampled_from([1, 2, 2, 3]),
+        "memory_tiering": st.just(True),
+        "demotion_enabled": st.booleans(),
+        "numa_balancing_promote_rate_limit_MBps": st.sampled_from([0, 1, 65536]),
+        "numa_balancing_hot_threshold_ms": st.sampled_from([1, 100, 1000]),
+        "numa_balancing_scan_delay_ms": st.sampled_from([0, 100]),
+        "numa_balancing_scan_period_min_ms": st.sampled_from([20, 100]),
+        "numa_balancing_scan_size_mb": st.sampled_from([4, 256]),
+        "tiering_profile": st.sampled_from(["6.12", "6.1"]),
+        "thp": st.sampled_from(["never", "madvise"]),
+    })

@@ -112,7 +112,7 @@ def test_replay_bundled_lazy_trace_prints_and_writes(tmp_path, capsys):
                  "--epoch", "1000"]) == 0
     text = capsys.readouterr().out
     assert "uniform (from the trace): 4 nodes" in text
-    assert "numa_pages_migrated  384" in text and "N0=128  N1=128  N2=128  N3=128" in text
+    assert "numa_pages_migrated     384" in text and "N0=128  N1=128  N2=128  N3=128" in text
     assert (out / "summary.json").exists() and (out / "epochs.parquet").exists()
 
 
@@ -158,7 +158,7 @@ def test_convert_then_replay(tmp_path, capsys):
     assert main(["convert", "lackey", str(src), "-o", str(out)]) == 0
     assert capsys.readouterr().out == f"wrote {out}: 2 events (from lackey {src})\n"
     assert main(["replay", str(out), "--topology", "uniform"]) == 0
-    assert "implicit mappings    1" in capsys.readouterr().out
+    assert "implicit mappings       1" in capsys.readouterr().out
     assert main(["convert", "csv", str(tmp_path / "missing.csv"), "-o", str(out)]) == 1
     assert capsys.readouterr().err.startswith("fastnuma: error: ")
 

@@ -16,7 +16,8 @@ from hypothesis.stateful import (RuleBasedStateMachine, initialize, invariant, p
 
 import fastnuma as fn
 from fastnuma.constants import PAGE_SIZE
-from tests.invariants import pte_node_mismatch
+from fastnuma.invariants import check as check_invariants
+from fastnuma.kernels.invariants import pte_node_mismatch
 from tests.reference.model import RefMachine, RefTopology
 from tests.strategies import knobs, lazy_knobs, topology_args
 
@@ -290,6 +291,7 @@ class Differential(RuleBasedStateMachine):
             a, b = self.sim.threads[tid], self.model.threads[tid]
             assert (a.local, a.remote) == (b.local, b.remote), tid
         assert pte_node_mismatch(self.sim.st) == -1     # the event loop's node cache
+        check_invariants(self.sim)                      # frames, capacity, numastat
 
 
 Differential.TestCase.settings = settings(max_examples=300, stateful_step_count=25,

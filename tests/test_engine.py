@@ -6,7 +6,7 @@ import pytest
 
 import fastnuma as fn
 from fastnuma.constants import PAGE_SIZE
-from tests.invariants import pte_node_mismatch
+from fastnuma.kernels.invariants import pte_node_mismatch
 
 MB = 1 << 20
 

@@ -184,9 +184,18 @@ def warm_jit(*what):
 
 
 # --------------------------------------------------------------------------- C reference
-#: The plain-C reference: the ``shared`` folder beside the project root. Clones of the
-#: project alone have no such folder; the ratio-to-C benchmarks are then skipped.
-BENCH_REF = Path(__file__).resolve().parents[3] / "shared" / "bench-ref" / "bench_ref.py"
+#: The plain-C reference: $FASTNUMA_BENCH_REF (bench_ref.py or the folder holding it),
+#: else the ``shared`` folder beside the project root. Clones of the project alone have
+#: no such folder; the ratio-to-C benchmarks are then skipped.
+def _bench_ref_path():
+    explicit = os.environ.get("FASTNUMA_BENCH_REF")
+    if explicit:
+        path = Path(explicit).expanduser().resolve()
+        return path / "bench_ref.py" if path.is_dir() else path
+    return Path(__file__).resolve().parents[3] / "shared" / "bench-ref" / "bench_ref.py"
+
+
+BENCH_REF = _bench_ref_path()
 
 _bench_ref = None
 

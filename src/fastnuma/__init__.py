@@ -19,10 +19,14 @@ if TYPE_CHECKING:
 
 __all__ = sorted(
     [name for name in vars(_constants) if name.isupper()]
-    + ["OutOfMemory", "Report", "SegmentationFault", "Simulator", "Topology", "TraceError",
-       "__version__"])
+    + ["CostModel", "CpuPlacement", "OutOfMemory", "Report", "RunConfig", "SegmentationFault",
+       "Simulator", "TaskPolicy", "Topology", "TraceError", "__version__", "compare", "run",
+       "vary"])
 
-_LAZY = {"Simulator": "engine", "Report": "report"}
+_LAZY = {"Simulator": "engine", "Report": "report",
+         # what-if runs (docs/run-config.md)
+         "RunConfig": "runconfig", "CostModel": "costmodel", "compare": "whatif",
+         "vary": "whatif", "run": "whatif", "CpuPlacement": "numactl", "TaskPolicy": "numactl"}
 
 
 def __getattr__(name: str):

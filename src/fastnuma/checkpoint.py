@@ -35,7 +35,7 @@ import zipfile
 import numpy as np
 
 from ._version import __version__
-from .state_codec import Decoder, Encoder, StateError
+from .state_codec import Decoder, Encoder, StateError, array_labels
 
 FORMAT = "fastnuma-checkpoint"
 FORMAT_VERSION = 1
@@ -66,6 +66,11 @@ def _replay_part(sim):
     """The Replay subsystem (replay.py), which holds a pending replay after a load."""
     from .replay import Replay
     return next(v for v in vars(sim).values() if isinstance(v, Replay))
+
+
+def pending(sim):
+    """The replay ``sim`` was loaded in the middle of (checkpoint_replay.Pending), or None."""
+    return getattr(_replay_part(sim), "pending", None)
 
 
 def encode_simulator(sim, run=None) -> tuple[dict, list, list]:
@@ -116,11 +121,6 @@ def _mode(perm: int) -> int:
     mask = os.umask(0)
     os.umask(mask)
     return perm & ~mask
-
-
-def _label(path: str) -> str:
-    tail = path.rsplit(".", 1)[-1].rsplit("[", 1)[-1]
-    return "".join(c if c.isalnum() or c == "_" else "" for c in tail)[:40] or "array"
 
 
 def _write_member(zf: zipfile.ZipFile, name: str, arr: np.ndarray) -> str:
@@ -201,7 +201,7 @@ def write(directory, graph: dict, arrays: list, table: list, *, kind: str,
     try:
         os.chmod(tmp, _mode(0o777))
         files = []
-        paths = _array_paths(graph, len(arrays))
+        paths = array_labels(graph, len(arrays))
         # one uncompressed .npz for all arrays: one file to flush, not one per array
         with open(os.path.join(tmp, _ARRAYS), "wb") as raw:
             with zipfile.ZipFile(raw, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
@@ -251,32 +251,6 @@ def write(directory, graph: dict, arrays: list, table: list, *, kind: str,
             full = os.path.join(directory, name)
             shutil.rmtree(full, ignore_errors=True) if os.path.isdir(full) else os.unlink(full)
     return os.path.join(directory, snap)
-
-
-def _array_paths(graph, n):
-    """A short label per array (the attribute that first holds it), for file names."""
-    labels = ["array"] * n
-    seen = set()
-
-    def walk(node, name):
-        if isinstance(node, dict):
-            if "$array" in node and len(node) == 1:
-                j = node["$array"]
-                if j not in seen:
-                    seen.add(j)
-                    labels[j] = _label(name)
-                return
-            if "$dict" in node:
-                for k, v in node["$dict"]:
-                    walk(v, k if isinstance(k, str) else name)
-                return
-            for k, v in node.items():
-                walk(v, name if k.startswith("$") else k)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v, name)
-    walk(graph, "state")
-    return labels
 
 
 def read_manifest(directory) -> dict:

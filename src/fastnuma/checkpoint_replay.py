@@ -19,18 +19,29 @@ import numpy as np
 import pyarrow as pa
 
 from . import checkpoint as ckpt
-from .trace.reader import TraceBatch, open_trace, trace_files
+from .trace.reader import TraceBatch, trace_files
 
 _EDGE = 1 << 20                 # bytes of each file's start and end in the fingerprint
 
 
 @dataclasses.dataclass
 class Pending:
-    """A replay loaded from a checkpoint, not resumed yet: the replay's state (``run``,
-    a replay._Replay), the manifest's entries (``info``: "replay", "meta"), its directory."""
-    run: object
+    """A replay loaded from a checkpoint, not resumed yet: the replay's state (``run``: a
+    dict with the replay._Replay and its batch remapper), the manifest's entries
+    (``info``: "replay", "meta"), its directory."""
+    run: dict
     info: dict
     path: str
+
+
+def load_for_resume(path):
+    """(simulator, its replay's batch remapper or None) loaded from checkpoint ``path``."""
+    from .engine import Simulator
+    sim = Simulator.load(path)
+    pending = ckpt.pending(sim)
+    if pending is None:
+        raise ValueError(f"checkpoint {path}: holds no replay to resume")
+    return sim, pending.run["remap"]
 
 
 def trace_fingerprint(source) -> dict:
@@ -90,7 +101,8 @@ def _source_path(source):
 
 
 def replay_checkpointed(owner, source, *, batch_rows, epoch_events, epoch_ns, strict,
-                        progress, checkpoint, checkpoint_every, checkpoint_meta, resume):
+                        progress, task_policy, cpu_map, heat_buckets, checkpoint,
+                        checkpoint_every, checkpoint_meta, resume):
     """``Replay.replay`` with checkpoints and/or resuming (see the module docstring);
     ``owner``: the simulator's Replay subsystem."""
     every = checkpoint_every
@@ -99,9 +111,13 @@ def replay_checkpointed(owner, source, *, batch_rows, epoch_events, epoch_ns, st
         if pending is None:
             raise ValueError("replay(resume=True): nothing to resume (load a replay "
                              "checkpoint with Simulator.load first)")
-        run, rec = pending.run, pending.info["replay"]
+        run, remap = pending.run["run"], pending.run["remap"]
+        rec = pending.info["replay"]
         for name, given in (("epoch_events", epoch_events), ("epoch_ns", epoch_ns),
-                            ("strict", strict or None)):
+                            ("strict", strict or None), ("task_policy", task_policy),
+                            ("cpu_map", cpu_map), ("heat_buckets", heat_buckets)):
+            if given is not None and name not in ("epoch_events", "epoch_ns", "strict"):
+                raise ValueError(f"replay(resume=True): {name} comes from the checkpoint")
             if given is not None and given != getattr(run, name):
                 raise ValueError(f"replay(resume=True): {name}={given!r} differs from the "
                                  f"checkpoint's {getattr(run, name)!r}")
@@ -123,7 +139,8 @@ def replay_checkpointed(owner, source, *, batch_rows, epoch_events, epoch_ns, st
     else:
         if source is None:
             raise TypeError("replay() needs a trace (source)")
-        run = owner.new_run(epoch_events, epoch_ns, strict)
+        run, remap = owner.new_run(epoch_events, epoch_ns, strict, task_policy, cpu_map,
+                                   heat_buckets, batch_rows)
         fingerprint = trace_fingerprint(source) if checkpoint else None
         start = 0
     if checkpoint is False:
@@ -138,21 +155,26 @@ def replay_checkpointed(owner, source, *, batch_rows, epoch_events, epoch_ns, st
     info = {"source": _source_path(source), "fingerprint": fingerprint,
             "checkpoint_every": every, "batch_rows": batch_rows}
     seen = 0
-    for b in open_trace(source, batch_rows):
-        seen = b.row + len(b)
-        if seen <= start:
-            continue
-        lo = max(start - b.row, 0)
-        while lo < len(b):
-            hi = len(b) if next_at is None else min(len(b), next_at - b.row)
-            run.batch(b if lo == 0 and hi == len(b) else _slice(b, lo, hi))
-            lo = hi
-            if next_at is not None and b.row + hi == next_at:
-                _write(owner.calls, run, checkpoint, dict(info, rows=next_at),
-                       checkpoint_meta)
-                next_at += every
-        if progress is not None:
-            progress(seen)
+    try:
+        for b in owner.batches(source, batch_rows, run.strict):
+            seen = b.row + len(b)
+            if seen <= start:
+                continue
+            lo = max(start - b.row, 0)
+            while lo < len(b):
+                hi = len(b) if next_at is None else min(len(b), next_at - b.row)
+                part = b if lo == 0 and hi == len(b) else _slice(b, lo, hi)
+                run.batch(remap(part) if remap else part)
+                lo = hi
+                if next_at is not None and b.row + hi == next_at:
+                    _write(owner.calls, {"run": run, "remap": remap}, checkpoint,
+                           dict(info, rows=next_at), checkpoint_meta)
+                    next_at += every
+            if progress is not None:
+                progress(seen)
+    except BaseException as e:     # streaming semantics (docs/api.md): rows applied stay
+        e.rows_replayed = run.rows
+        raise
     if seen < start:
         raise ckpt.CheckpointError(f"the trace has {seen} rows, fewer than the position of "
                                    f"the checkpoint ({start})")

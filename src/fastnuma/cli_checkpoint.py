@@ -3,14 +3,14 @@
     fastnuma replay TRACE --checkpoint DIR --checkpoint-every 100M [...]
     fastnuma replay [TRACE] --resume DIR [--checkpoint DIR2] [--checkpoint-every N] [--out ...]
 
+The run configuration (machine, knobs, policies, CPU map, cost model) of a checkpointed
+``fastnuma replay`` is kept in the checkpoint's meta; --resume takes it from there.
+
 Imports nothing heavy (``fastnuma --help`` loads no Numba).
 """
 from __future__ import annotations
 
 _SUFFIXES = {"k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-# the flags that shape the machine or the replay: a resumed replay takes them from the
-# checkpoint, so giving them with --resume is an error rather than silently ignored
-MACHINE_FLAGS = ("topology", "numa_balancing", "profile", "thp", "epoch", "strict")
 
 
 def parse_count(text: str, flag: str) -> int:
@@ -34,45 +34,46 @@ def add_arguments(rep) -> None:
                      "with an optional K/M/G suffix (100M = 100,000,000); checkpoints fall "
                      "exactly after events N, 2N, ...")
     rep.add_argument("--resume", metavar="DIR", help="continue the replay saved in checkpoint "
-                     "DIR (machine and replay settings come from it; TRACE defaults to the "
+                     "DIR (the run configuration comes from it; TRACE defaults to the "
                      "checkpoint's) and keep checkpointing into DIR")
 
 
-def replay_options(args, named: str) -> dict:
-    """Keywords of ``Simulator.replay`` for a new replay's checkpoints."""
-    if args.checkpoint_every is not None and args.checkpoint is None:
+def resume_setup(args):
+    """For ``--resume DIR``: (run configuration, topology label) saved in the checkpoint,
+    after refusing options that would change the run; sets ``args.trace`` to the recorded
+    trace unless given. None without --resume."""
+    if args.resume is None:
+        return None
+    from . import checkpoint
+    from .cli_whatif import config_from_args
+    from .runconfig import RunConfig
+    strict, args.strict = args.strict, None
+    if args.epoch is not None or strict or \
+            config_from_args(args).to_dict() != RunConfig().to_dict():
+        raise ValueError("a resumed replay takes its machine, policies and settings from the "
+                         "checkpoint: drop the other options (--topology, --epoch, -c, ...)")
+    info = checkpoint.info(args.resume)
+    meta = info.get("meta") or {}
+    if info.get("kind") != "replay" or "config" not in meta:
+        raise ValueError(f"--resume {args.resume}: not a checkpoint of `fastnuma replay` "
+                         f"(Simulator.save or a Python replay); resume it from Python")
+    if args.trace is None:
+        args.trace = info["replay"]["source"]
+    return RunConfig.from_dict(meta["config"]), meta.get("topology_name", "")
+
+
+def run_options(args, config, named) -> dict:
+    """Keywords of ``whatif.run`` for --checkpoint / --resume."""
+    every = (None if args.checkpoint_every is None
+             else parse_count(args.checkpoint_every, "--checkpoint-every"))
+    if args.resume is not None:
+        return {"resume": args.resume, "checkpoint": args.checkpoint,
+                "checkpoint_every": every}
+    if every is not None and args.checkpoint is None:
         raise ValueError("--checkpoint-every needs --checkpoint DIR")
     if args.checkpoint is None:
         return {}
-    if args.checkpoint_every is None:
+    if every is None:
         raise ValueError("--checkpoint needs --checkpoint-every N")
-    return {"checkpoint": args.checkpoint,
-            "checkpoint_every": parse_count(args.checkpoint_every, "--checkpoint-every"),
-            "checkpoint_meta": {"topology_name": named}}
-
-
-def resume(args):
-    """(simulator, topology name, trace, replay keywords) for ``--resume DIR``."""
-    given = [f"--{name.replace('_', '-')}" for name in MACHINE_FLAGS
-             if getattr(args, name) is not None]
-    if given:
-        raise ValueError(f"{', '.join(given)}: a resumed replay takes the machine and the "
-                         f"replay settings from the checkpoint; drop them")
-    import fastnuma as fn
-    from . import checkpoint
-    info = checkpoint.info(args.resume)
-    if info.get("kind") != "replay":
-        raise ValueError(f"--resume {args.resume}: a checkpoint of a simulator, not of a "
-                         f"replay (Simulator.save); nothing to resume")
-    sim = fn.Simulator.load(args.resume)
-    trace = args.trace if args.trace is not None else info["replay"]["source"]
-    if trace is None:
-        raise ValueError(f"--resume {args.resume}: the replay's trace was in memory; give "
-                         f"TRACE")
-    kw = {"resume": True}
-    if args.checkpoint is not None:
-        kw["checkpoint"] = args.checkpoint
-    if args.checkpoint_every is not None:
-        kw["checkpoint_every"] = parse_count(args.checkpoint_every, "--checkpoint-every")
-    named = info.get("meta", {}).get("topology_name", "from the checkpoint")
-    return sim, named, trace, kw
+    return {"checkpoint": args.checkpoint, "checkpoint_every": every,
+            "checkpoint_meta": {"topology_name": named, "config": config.to_dict()}}

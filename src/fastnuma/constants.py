@@ -68,6 +68,9 @@ HPAGE_PMD_ORDER = 9
 HPAGE_PMD_NR = 1 << HPAGE_PMD_ORDER
 HPAGE_PMD_SIZE = PAGE_SIZE * HPAGE_PMD_NR
 TASK_SIZE = 1 << 47                 # x86-64 user address space, 4-level page tables
+# fastnuma's time domain: trace ts and simulated time (ns) stay below 2**62 (146 years), so
+# that tick and scan arithmetic (time + period, int64 in the kernels) cannot overflow
+TIME_LIMIT_NS = 1 << 62
 MAX_NUMNODES = 1024                 # CONFIG_NODES_SHIFT=10, as distribution kernels
 MAX_SIM_NODES = 64                  # fastnuma: node masks are uint64 inside the engine
 MAX_MASK_NODES = 8 * (1 << PAGE_SHIFT)  # nodes a node-mask argument may name (a page of bits)

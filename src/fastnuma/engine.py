@@ -45,6 +45,7 @@ from .trace.reader import DEFAULT_BATCH_ROWS
 
 if TYPE_CHECKING:
     from .kernels.state import SimState
+    from .numactl import CpuPlacement, TaskPolicy
     from .report import Report
 
 Nodes = Union[int, Iterable[int], None]     # a node mask: bits, or node ids
@@ -236,14 +237,21 @@ class Simulator:
                *, batch_rows: int = DEFAULT_BATCH_ROWS, epoch_events: int | None = None,
                epoch_ns: int | None = None, strict: bool = False,
                progress: Callable[[int], None] | None = None,
+               task_policy: str | TaskPolicy | None = None,
+               cpu_map: str | CpuPlacement | None = None,
+               heat_buckets: int | None = None,
                checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
                checkpoint_meta: dict | None = None, resume: bool = False) -> Report:
-        """Replay a trace and return its :class:`~fastnuma.report.Report` (docs/api.md);
-        with ``checkpoint``/``checkpoint_every`` (events) it saves itself as it goes, and
-        ``resume=True`` continues the replay of a loaded checkpoint (docs/checkpoint.md)."""
+        """Replay a trace and return its :class:`~fastnuma.report.Report` (docs/api.md):
+        ``task_policy`` and ``cpu_map`` as numactl would set them (docs/run-config.md),
+        ``heat_buckets`` for the placement heatmap (docs/report.md); with ``checkpoint``
+        and ``checkpoint_every`` (events) it saves itself as it goes, and ``resume=True``
+        continues the replay of a loaded checkpoint (docs/checkpoint.md)."""
         return self._replay.replay(source, batch_rows=batch_rows, epoch_events=epoch_events,
                                    epoch_ns=epoch_ns, strict=strict, progress=progress,
-                                   checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                                   task_policy=task_policy, cpu_map=cpu_map,
+                                   heat_buckets=heat_buckets, checkpoint=checkpoint,
+                                   checkpoint_every=checkpoint_every,
                                    checkpoint_meta=checkpoint_meta, resume=resume)
 
     # ----------------------------------------------------------------- checkpoints

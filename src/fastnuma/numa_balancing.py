@@ -13,7 +13,8 @@ import heapq
 from dataclasses import dataclass
 
 
-from .constants import MAX_SCAN_WINDOW, MPOL_F_MOF, NSEC_PER_MSEC, PAGE_SHIFT, TICK_NS
+from .constants import (MAX_SCAN_WINDOW, MPOL_F_MOF, NSEC_PER_MSEC, PAGE_SHIFT, TICK_NS,
+                        TIME_LIMIT_NS)
 from .dtypes import (C_NUMA_HUGE_PTE_UPDATES, C_NUMA_PTE_UPDATES, C_PROT_NUMA_FLUSHES,
                      M_NEXT_SCAN, M_SCAN_MAX, M_SCAN_MIN, M_SCAN_OFFSET, M_SCAN_SEQ,
                      N_NEAREST_CPU_NODE, PTRS_PER_PMD, T_ASID, T_CPU, T_LOC_FAILED,
@@ -131,6 +132,8 @@ class NumaBalancing:
         m = self.m
         proc = m.proc(pid)
         th = m.caller_thread(proc, tid)
+        if not 0 <= as_int(length, "length") < 1 << 64:      # not wrapped to a small one
+            raise_errno(errno.EINVAL, f"length {length} is not an unsigned long")
         lo, hi = self.mm.user_range(addr, length, allow_zero=True)
         if lo == hi:
             return 0
@@ -164,6 +167,9 @@ class NumaBalancing:
         ns = as_int(ns, "ns")
         if ns < 0:
             raise ValueError(f"advance({ns}): time cannot go backwards")
+        if self.m.now_ns + ns >= TIME_LIMIT_NS:     # docs/api.md: the time domain
+            raise ValueError(f"advance({ns}): simulated time would reach 2**62 ns, the end "
+                             f"of fastnuma's time domain (now {self.m.now_ns} ns)")
         self.run_until(self.m.now_ns + ns)
 
     def run_until(self, target):

@@ -156,7 +156,12 @@ def mask_nodes(mask):
 
 def nodelist_str(mask):
     """Kernel bitmap list format (%*pbl): "0-2,5"."""
-    ids, parts, i = mask_nodes(mask), [], 0
+    return id_list_str(mask_nodes(mask))
+
+
+def id_list_str(ids):
+    """Ascending ids in the kernel's list format (%*pbl), as numactl prints them too."""
+    ids, parts, i = list(ids), [], 0
     while i < len(ids):
         j = i
         while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:

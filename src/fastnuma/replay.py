@@ -15,13 +15,14 @@ import errno
 import numpy as np
 
 from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, NEVER, OP_MADVISE, OP_MBIND, OP_MMAP,
-                        OP_MOVE_PAGES, OP_MUNMAP, OP_SCHED, OP_SET_MEMPOLICY, PAGE_SHIFT)
+                        OP_MOVE_PAGES, OP_MUNMAP, OP_SCHED, OP_SET_MEMPOLICY, PAGE_SHIFT,
+                        TASK_SIZE, TIME_LIMIT_NS)
 from .dtypes import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW, EV_NEW_THREAD,
                      EV_OOM, EV_SEGV, EV_TIME, PTRS_PER_PMD, VMA_DTYPE)
-from .errors import TraceError
+from .errors import TraceError, raise_errno
 from .kernels.events import run_events
 from .report import Report, ReportBuilder  # noqa: F401  (Report: the return type)
-from .trace.reader import DEFAULT_BATCH_ROWS, open_trace
+from .trace.reader import DEFAULT_BATCH_ROWS, cut_message, open_trace
 
 DEFAULT_EPOCH_EVENTS = 1_000_000
 IMPLICIT_REGION_PAGES = PTRS_PER_PMD  # an implicit mapping covers the access's 2 MiB region
@@ -43,8 +44,9 @@ class Replay:
         self.calls = calls
 
     def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=None,
-               epoch_ns=None, strict=False, progress=None, checkpoint=None,
-               checkpoint_every=None, checkpoint_meta=None, resume=False):
+               epoch_ns=None, strict=False, progress=None, task_policy=None, cpu_map=None,
+               heat_buckets=None, checkpoint=None, checkpoint_every=None,
+               checkpoint_meta=None, resume=False):
         """Replay a trace (a path, directory or glob of .arrow/.feather/.arrows/.parquet
         files, a pyarrow Table or RecordBatchReader) and return its :class:`Report`.
 
@@ -54,6 +56,15 @@ class Replay:
         them; default 1,000,000 events). ``strict``: an access outside every mapping is a segmentation-fault event
         (the access is dropped) instead of an implicit private anonymous mapping of its
         2 MiB region. ``progress(rows_done)`` is called after every batch.
+        ``task_policy``: a numactl policy (``"interleave:all"``, a
+        :class:`fastnuma.numactl.TaskPolicy`) set on every traced process at its first
+        event; ``cpu_map``: a :class:`fastnuma.numactl.CpuPlacement` (or its mode name)
+        remapping the trace's CPUs (docs/run-config.md).
+        ``heat_buckets``: at each epoch, record pages per node in that many address ranges
+        of every process (the report's ``heat`` table, for the placement heatmap).
+
+        A replay streams (docs/api.md): when it raises, the rows before the failure stay
+        applied and the exception carries ``rows_replayed``.
         ``checkpoint``, ``checkpoint_every``, ``checkpoint_meta``, ``resume``: see
         checkpoint_replay.py (docs/checkpoint.md).
         """
@@ -61,32 +72,69 @@ class Replay:
             from .checkpoint_replay import replay_checkpointed
             return replay_checkpointed(
                 self, source, batch_rows=batch_rows, epoch_events=epoch_events,
-                epoch_ns=epoch_ns, strict=strict, progress=progress, checkpoint=checkpoint,
+                epoch_ns=epoch_ns, strict=strict, progress=progress, task_policy=task_policy,
+                cpu_map=cpu_map, heat_buckets=heat_buckets, checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta,
                 resume=resume)
-        run = self.new_run(epoch_events, epoch_ns, strict)
-        for batch in open_trace(source, batch_rows):
-            run.batch(batch)
-            if progress is not None:
-                progress(batch.row + len(batch))
+        run, remap = self.new_run(epoch_events, epoch_ns, strict, task_policy, cpu_map,
+                                  heat_buckets, batch_rows)
+        try:
+            for batch in self.batches(source, batch_rows, strict):
+                run.batch(remap(batch) if remap else batch)
+                if progress is not None:
+                    progress(batch.row + len(batch))
+        except BaseException as e:     # streaming semantics (docs/api.md): rows applied stay
+            e.rows_replayed = run.rows
+            raise
         return run.finish()
 
-    def new_run(self, epoch_events, epoch_ns, strict):
-        """The state of a new replay (_Replay), its epoch arguments checked."""
+    def new_run(self, epoch_events, epoch_ns, strict, task_policy=None, cpu_map=None,
+                heat_buckets=None, batch_rows=DEFAULT_BATCH_ROWS):
+        """A new replay's state (_Replay), its arguments checked, and its batch remapper
+        (the what-if CPU map) or None."""
         if epoch_events is not None and epoch_ns is not None:
             raise ValueError("give epoch_events or epoch_ns, not both")
         if epoch_ns is None and epoch_events is None:
             epoch_events = DEFAULT_EPOCH_EVENTS
         for name, value in (("epoch_events", epoch_events), ("epoch_ns", epoch_ns)):
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ValueError(f"{name} must be a positive int, not {value!r}")
-        return _Replay(self, epoch_events, epoch_ns, strict)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 1 <= value < TIME_LIMIT_NS):
+                raise ValueError(f"{name} must be a positive int below 2**62, not {value!r}")
+        run = _Replay(self, epoch_events, epoch_ns, strict, heat_buckets)
+        return run, run.what_if(task_policy, cpu_map, batch_rows)   # what-if hook (numactl.py)
+
+    @staticmethod
+    def batches(source, batch_rows, strict):
+        """The trace's batches (a stream cut short is an error under ``strict``)."""
+        return open_trace(source, batch_rows, on_cut=_cut_strict if strict else None)
+
+
+def _cut_strict(path):
+    raise TraceError(cut_message(path) + " (an error under strict=True)", path=path)
+
+
+def _move_pages_range(proc, addr, length):
+    """The addresses of the mapped pages of a MOVE_PAGES row's [addr, addr+max(len,1)).
+    A range that wraps past 2**64 is EINVAL, one ending beyond the user address space
+    EFAULT (no page there can be read), as the range checks of the other calls; the pages
+    of its holes would only get -EFAULT in the status array, so only mapped pages are
+    listed: memory follows what is mapped, not ``len``."""
+    end = addr + max(length, 1)
+    if end > 1 << 64:
+        raise_errno(errno.EINVAL, f"MOVE_PAGES range {addr:#x} + {length:#x} wraps around")
+    if end > TASK_SIZE:
+        raise_errno(errno.EFAULT, f"MOVE_PAGES range {addr:#x}-{end:#x} ends beyond the "
+                                  f"47-bit user address space")
+    first, stop = addr >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1
+    runs = [np.arange(max(v.start, first), min(v.end, stop), dtype=np.int64)
+            for v in proc.vmas.overlapping(first, stop)]
+    return (np.concatenate(runs) if runs else np.zeros(0, np.int64)) << PAGE_SHIFT
 
 
 class _Replay:
     """The state of one replay: the time base, the epoch clock and the report."""
 
-    def __init__(self, owner, epoch_events, epoch_ns, strict):
+    def __init__(self, owner, epoch_events, epoch_ns, strict, heat_buckets=None):
         self.owner = owner
         self.m = sim = owner.m
         self.strict = strict
@@ -97,8 +145,29 @@ class _Replay:
         self.rows = 0
         self.next_epoch_row = epoch_events or NEVER
         self.next_epoch_ts = NEVER      # in trace ts units, once the base is known
-        self.report = ReportBuilder(sim.access_counts, sim.vm, sim.node_pages, sim.free)
+        heat = None
+        if heat_buckets is not None:          # the placement heatmap's sampler
+            from .heat import HeatRecorder
+            heat = HeatRecorder(sim, heat_buckets)
+        self.report = ReportBuilder(sim.access_counts, sim.vm, sim.node_pages, sim.free,
+                                    heat=heat)
         self.pos = np.zeros(1, np.int64)
+        self.task_policy = None
+
+    def what_if(self, task_policy, cpu_map, batch_rows):
+        """Set up the run's numactl policy and CPU map; returns the batch remapper or
+        None."""
+        from .numactl import CpuMapper, CpuPlacement, TaskPolicy, parse_policy
+        if task_policy is not None and not isinstance(task_policy, TaskPolicy):
+            task_policy = parse_policy(task_policy, self.m.topology)
+        self.task_policy = task_policy
+        if isinstance(cpu_map, str):
+            cpu_map = CpuPlacement(cpu_map)
+        if isinstance(cpu_map, CpuMapper):
+            return cpu_map
+        if cpu_map is None or cpu_map.is_identity():
+            return None
+        return cpu_map.mapper(self.m.topology, batch_rows)
 
     # ---------------------------------------------------------------- one batch
     def batch(self, b):
@@ -110,8 +179,14 @@ class _Replay:
             self.ts_base = int(b.ts[0])
             if self.epoch_ns:
                 self.next_epoch_ts = self.ts_base + self.epoch_ns
-        ts = b.ts.view(np.int64)
         offset = self.t0 - self.ts_base
+        if int(b.ts[-1]) + offset >= TIME_LIMIT_NS:      # once per batch: ts is sorted
+            k = int(np.searchsorted(b.ts, np.uint64(TIME_LIMIT_NS - offset)))
+            raise TraceError(f"simulated time would reach 2**62 ns, the end of fastnuma's time "
+                             f"domain (replay starts at {self.t0} ns, first ts "
+                             f"{self.ts_base})", path=b.path, column="ts", row=b.row + k,
+                             value=int(b.ts[k]))
+        ts = b.ts.view(np.int64)
         i = 0
         while i < n:
             stop = min(n, self.next_epoch_row - b.row)
@@ -123,7 +198,7 @@ class _Replay:
             self._sync_views(vmas, procs)
             ran = int(self.pos[0]) - i
             i += ran
-            row = b.row + i
+            row = self.rows = b.row + i        # the rows before ``row`` are applied
             if ran:                       # the loop sets the clock for faults only
                 sim.now_ns = max(sim.now_ns, int(ts[i - 1]) + offset)
             if status == EV_DONE:
@@ -215,7 +290,10 @@ class _Replay:
                              path=b.path, column="cpu", row=b.row + i, value=cpu)
         th = sim.threads.get(tid)
         if th is None:
+            new_process = pid not in sim.procs
             th = self.owner.sched.adopt_thread(pid, tid, cpu)
+            if new_process and self.task_policy is not None:
+                self.task_policy.apply(self.owner.calls, tid)    # as if numactl started it
         elif th.pid != pid:
             raise TraceError(f"thread {tid} belongs to process {th.pid}", path=b.path,
                              column="pid", row=b.row + i, value=pid)
@@ -248,9 +326,7 @@ class _Replay:
                 if mask & (mask - 1) or not mask:
                     raise TraceError("MOVE_PAGES needs exactly one node in nodemask",
                                      path=b.path, column="nodemask", row=b.row + i, value=mask)
-                first = addr >> PAGE_SHIFT
-                last = (addr + max(length, 1) - 1) >> PAGE_SHIFT
-                pages = np.arange(first, last + 1, dtype=np.int64) << PAGE_SHIFT
+                pages = _move_pages_range(self.m.procs[th.pid], addr, length)
                 sim.move_pages(th.pid, pages, np.full(pages.size, mask.bit_length() - 1))
             elif op == OP_SCHED:
                 pass                                  # _thread_of moved it
@@ -301,4 +377,6 @@ class _Replay:
                                  knobs=sim.config.describe(), vmstat=owner.stats.vmstat(),
                                  numastat=owner.stats.numastat(),
                                  threads=owner.stats.threads(),
-                                 placement=owner.stats.placement(), now_ns=sim.now_ns)
+                                 placement=owner.stats.placement(), now_ns=sim.now_ns,
+                                 numa_maps={pid: owner.stats.numa_maps(pid)
+                                            for pid in sorted(sim.procs)})

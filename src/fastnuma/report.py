@@ -5,13 +5,13 @@ counters handed to it (it reads no kernel and no simulator);
 ``Report`` holds the result: counters (vmstat names), per-node counters, the access matrix
 (CPU node x memory node, reads and writes), per-thread local/remote counts, the final
 placement (pages per node per process), out-of-memory and segmentation-fault events,
-system calls that failed, and one time-series row per epoch.
+system calls that failed, one time-series row per epoch, and what the what-if layer,
+the placement heatmap and the cost model add (docs/report.md).
 """
 from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,28 +19,37 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS
+from .epochs import COLUMNS as EPOCH_COLUMNS, EpochLog
+from .outdir import write_set
 
-EPOCH_COLUMNS = ("end_row", "end_ns", "accesses", "remote", "remote_fraction",
-                 "numa_hint_faults", "numa_pages_migrated", "pgmigrate_success")
+REPORT_FILES = tuple(f"{name}.parquet" for name in (
+    "counters", "nodes", "access_matrix", "threads", "placement", "faults", "failed_calls",
+    "epochs", "epoch_nodes", "numa_maps", "heat", "cost_epochs", "cost_threads")) + (
+    "summary.json",)
 
 
 class ReportBuilder:
     """Collects a replay's time series and events from the counters handed to it: the
     access matrix ``access_counts`` [cpu node, memory node, read/write], the vmstat
     counters ``vm`` (dtypes.VMSTAT_NAMES order), each node's capacity ``node_pages`` and
-    its ``free`` pages. They are live arrays the replay updates; each epoch reads them."""
+    its ``free`` pages. They are live arrays the replay updates; each epoch reads them.
+    ``heat``: an object whose ``sample(epoch, end_row, end_ns)`` records the placement
+    heatmap at each epoch and ``table()`` returns it (fastnuma.heat.HeatRecorder)."""
 
     def __init__(self, access_counts: np.ndarray, vm: np.ndarray, node_pages: np.ndarray,
-                 free: np.ndarray):
+                 free: np.ndarray, heat=None):
         self._access_counts = access_counts
         self._vm = vm
         self._node_pages = node_pages
         self._free = free
-        self.epochs: list[tuple] = []
+        self.heat = heat
+        self.epochs = EpochLog(len(node_pages), vm.size)     # arrays, not a tuple each
         self.faults: list[tuple] = []          # (row, kind, pid, tid, addr)
         self.failed: list[tuple] = []          # (row, op, pid, tid, errno, message)
         self.implicit_mappings = 0
         self._last = self._snapshot()
+        self._last_matrix = access_counts.sum(axis=2)
+        self._last_vm = vm.copy()
 
     def _snapshot(self):
         c = self._access_counts.sum(axis=2)
@@ -53,9 +62,14 @@ class ReportBuilder:
         acc, remote, hints, migrated, moved = (a - b for a, b in zip(now, self._last))
         self._last = now
         used = self._node_pages - self._free
-        self.epochs.append((end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
-                            hints, migrated, moved, used.copy()))
-
+        matrix = self._access_counts.sum(axis=2)
+        self.epochs.append(end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
+                           hints, migrated, moved, used, matrix - self._last_matrix,
+                           self._vm - self._last_vm)
+        self._last_matrix = matrix
+        self._last_vm[:] = self._vm
+        if self.heat is not None:
+            self.heat.sample(len(self.epochs) - 1, end_row, end_ns)
     def fault_event(self, row: int, kind: str, pid: int, tid: int, addr: int) -> None:
         self.faults.append((row, kind, pid, tid, addr))
 
@@ -67,15 +81,18 @@ class ReportBuilder:
         self.implicit_mappings += 1
 
     def build(self, rows: int, *, topology: str, knobs: dict, vmstat: dict, numastat: dict,
-              threads: list, placement: dict, now_ns: int) -> Report:
+              threads: list, placement: dict, now_ns: int,
+              numa_maps: dict | None = None) -> Report:
         """The report, from what the replay collected and the final state handed in."""
         return Report(rows=rows, topology=topology, knobs=knobs, vmstat=vmstat,
                       numastat=numastat, access_matrix=self._access_counts.copy(),
                       threads=threads, placement=placement, faults=list(self.faults),
                       failed_calls=list(self.failed),
-                      implicit_mappings=self.implicit_mappings, epochs=list(self.epochs),
+                      implicit_mappings=self.implicit_mappings, epochs=self.epochs,
                       free_pages=self._free.copy(), node_pages=self._node_pages.copy(),
-                      now_ns=now_ns)
+                      now_ns=now_ns, epoch_access=self.epochs.access,
+                      epoch_vmstat=self.epochs.vm, numa_maps=numa_maps or {},
+                      heat=None if self.heat is None else self.heat.table())
 
 
 @dataclass(eq=False, repr=False)
@@ -106,12 +123,26 @@ class Report:
         System calls of the trace that failed: (row, op, pid, tid, errno, message).
     implicit_mappings : int
         2 MiB regions a bare access trace mapped implicitly.
-    epochs : list of tuple
-        One row per epoch (columns: :data:`EPOCH_COLUMNS`, then pages used per node).
+    epochs : fastnuma.epochs.EpochLog
+        A sequence of one tuple per epoch (columns: :data:`EPOCH_COLUMNS`, then pages used
+        per node), stored in arrays.
     free_pages, node_pages : numpy.ndarray
         Free pages and capacity per node at the end (4 KiB pages).
     now_ns : int
         Simulated time at the end, ns.
+    epoch_access : numpy.ndarray
+        int64 [epoch, cpu node, memory node]: accesses in each epoch.
+    epoch_vmstat : numpy.ndarray
+        int64 [epoch, counter]: vmstat deltas in each epoch (dtypes.VMSTAT_NAMES order).
+    numa_maps : dict
+        {pid: /proc/PID/numa_maps text} at the end.
+    heat : pyarrow.Table or None
+        The placement heatmap's long table when the replay recorded one
+        (``heat_buckets``; docs/report.md), else None.
+    provenance : dict or None
+        Configuration, machine and trace of a what-if run (docs/run-config.md).
+    cost : dict or None
+        The cost model's estimate of a what-if run (docs/cost-model.md).
     """
     rows: int
     topology: str
@@ -128,10 +159,16 @@ class Report:
     free_pages: np.ndarray
     node_pages: np.ndarray
     now_ns: int
+    epoch_access: np.ndarray | None = None
+    epoch_vmstat: np.ndarray | None = None
+    numa_maps: dict | None = None
+    heat: pa.Table | None = None
+    provenance: dict | None = None
+    cost: dict | None = None
 
     def to_tables(self) -> dict[str, pa.Table]:
         """The report as pyarrow Tables: counters, nodes, access_matrix, threads, placement,
-        faults, failed_calls, epochs."""
+        faults, failed_calls, epochs, and heat when recorded."""
         n = len(self.node_pages)
         nodes = {"node": list(range(n)), "node_pages": self.node_pages.tolist(),
                  "free_pages": self.free_pages.tolist()}
@@ -140,9 +177,7 @@ class Report:
         m = self.access_matrix
         cpu_node, mem_node = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
         ep = self.epochs
-        epochs = {c: [e[k] for e in ep] for k, c in enumerate(EPOCH_COLUMNS)}
-        for node in range(n):
-            epochs[f"pages_node{node}"] = [int(e[-1][node]) for e in ep]
+        epochs = ep.columns()
         return {
             "counters": pa.table({"name": list(self.vmstat),
                                   "value": pa.array(list(self.vmstat.values()), pa.int64())}),
@@ -162,7 +197,10 @@ class Report:
             "failed_calls": pa.Table.from_pylist(
                 [dict(zip(_FAILED.names, f)) for f in self.failed_calls], schema=_FAILED),
             "epochs": pa.table(epochs) if ep else pa.table({c: [] for c in EPOCH_COLUMNS}),
-        }
+            **_what_if_tables(self),
+        } | ({} if self.heat is None else {"heat": self.heat}) | {
+            f"cost_{name}": self.cost[name] for name in ("epochs", "threads")
+            if self.cost}
 
     def summary_dict(self) -> dict:
         """What summary.json holds: the scalars and small tables, JSON-ready."""
@@ -171,48 +209,80 @@ class Report:
                 "numastat": {str(k): v for k, v in self.numastat.items()},
                 "placement": {str(k): v.tolist() for k, v in self.placement.items()},
                 "faults": len(self.faults), "failed_calls": len(self.failed_calls),
-                "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)}
+                "implicit_mappings": self.implicit_mappings, "epochs": len(self.epochs)} | (
+                    {"provenance": self.provenance} if self.provenance
+                    else {})
 
     def write(self, directory: str | os.PathLike) -> None:
-        """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``
-        (created if needed). Each file is written to a temporary name and renamed: it is
-        there whole or not at all."""
-        os.makedirs(directory, exist_ok=True)
+        """Write every table as ``<name>.parquet`` and ``summary.json`` into ``directory``,
+        as a set: staged next to it and swapped in with one rename, so the directory holds
+        the whole new report or what it held before (fastnuma/outdir.py). An existing
+        ``directory`` may hold only a report's files (:data:`REPORT_FILES`)."""
+        meta = provenance_metadata(self)
+        writers = {}
         for name, table in self.to_tables().items():
-            _atomic(directory, f"{name}.parquet", lambda f, t=table: pq.write_table(t, f))
-        text = json.dumps(self.summary_dict(), indent=2, default=int)
-        _atomic(directory, "summary.json", lambda f: f.write(text.encode()))
+            if name in WHAT_IF_TABLES and not self.provenance:
+                continue          # a plain Simulator.replay keeps its original file set
+            table = table.replace_schema_metadata({**(table.schema.metadata or {}), **meta})
+            writers[f"{name}.parquet"] = lambda f, t=table: pq.write_table(t, f)
+        summary = self.summary_dict()
+        if self.cost:                 # the cost model's totals
+            summary["cost"] = {k: v for k, v in self.cost.items()
+                               if not isinstance(v, pa.Table)}
+        text = json.dumps(summary, indent=2, default=int)
+        writers["summary.json"] = lambda f: f.write(text.encode())
+        write_set(directory, writers)
 
     def summary(self) -> str:
-        """A readable summary table (what ``fastnuma replay`` prints)."""
+        """A readable summary table (what ``fastnuma replay`` prints): one label column as
+        wide as the longest counter name (numa_hint_faults_local) and two spaces, then one
+        value column."""
         vm = self.vmstat
         acc = int(self.access_matrix.sum())
         local = int(sum(self.access_matrix[k, k].sum() for k in range(len(self.node_pages))))
-        lines = [f"events replayed      {self.rows:,}",
-                 f"topology             {self.topology}",
-                 f"simulated time       {self.now_ns / 1e9:.3f} s",
-                 f"accesses             {acc:,} ({100 * (acc - local) / acc if acc else 0:.1f}% "
-                 f"remote)"]
-        for name in ("pgfault", "numa_hit", "numa_miss", "numa_pte_updates",
-                     "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
-                     "pgmigrate_success", "pgmigrate_fail", "thp_fault_alloc", "oom_kill"):
-            lines.append(f"{name:<20} {vm[name]:,}")
+        line = summary_line
+        lines = [line("events replayed", f"{self.rows:,}"),
+                 line("topology", self.topology),
+                 line("simulated time", f"{self.now_ns / 1e9:.3f} s"),
+                 line("accesses", f"{acc:,} ({100 * (acc - local) / acc if acc else 0:.1f}% "
+                      f"remote)")]
+        for name in SUMMARY_COUNTERS:
+            lines.append(line(name, f"{vm[name]:,}"))
         lines.append("placement (pages per node)")
         for pid, per_node in self.placement.items():
-            lines.append(f"  process {pid:<10} " + "  ".join(
-                f"N{k}={int(x):,}" for k, x in enumerate(per_node) if x))
+            lines.append(line(f"  process {pid}", "  ".join(
+                f"N{k}={int(x):,}" for k, x in enumerate(per_node) if x)))
         if self.faults:
-            lines.append(f"fault events         {len(self.faults)} (first: row "
-                         f"{self.faults[0][0]}, {self.faults[0][1]})")
+            lines.append(line("fault events", f"{len(self.faults)} (first: row "
+                              f"{self.faults[0][0]}, {self.faults[0][1]})"))
         if self.failed_calls:
-            lines.append(f"failed calls         {len(self.failed_calls)} (first: row "
-                         f"{self.failed_calls[0][0]}, {self.failed_calls[0][5]})")
+            lines.append(line("failed calls", f"{len(self.failed_calls)} (first: row "
+                              f"{self.failed_calls[0][0]}, {self.failed_calls[0][5]})"))
         if self.implicit_mappings:
-            lines.append(f"implicit mappings    {self.implicit_mappings}")
+            lines.append(line("implicit mappings", f"{self.implicit_mappings}"))
         return "\n".join(lines)
+
+    def plot(self, kinds=None):
+        """The report's figures as {kind: matplotlib Figure} (needs fastnuma[plot]); kinds
+        and their axes are in docs/report.md (fastnuma.plot.KINDS)."""
+        from .plot import plot_report
+        return plot_report(self, kinds)
 
     def __repr__(self):
         return f"<fastnuma.Report: {self.rows:,} events, {len(self.epochs)} epochs>"
+
+
+#: the counters of the text summary, and the width of its label column (the longest
+#: name, numa_hint_faults_local, and two spaces): one value column
+SUMMARY_COUNTERS = ("pgfault", "numa_hit", "numa_miss", "numa_pte_updates",
+                    "numa_hint_faults", "numa_hint_faults_local", "numa_pages_migrated",
+                    "pgmigrate_success", "pgmigrate_fail", "thp_fault_alloc", "oom_kill")
+SUMMARY_LABEL_WIDTH = max(map(len, SUMMARY_COUNTERS)) + 2
+
+
+def summary_line(label, value):
+    """``label`` padded to the summary's label column, then ``value``."""
+    return f"{label:<{SUMMARY_LABEL_WIDTH}}{value}"
 
 
 _THREADS = pa.schema([("tid", pa.int64()), ("pid", pa.int64()), ("cpu", pa.int64()),
@@ -224,13 +294,49 @@ _FAILED = pa.schema([("row", pa.int64()), ("op", pa.string()), ("pid", pa.int64(
                      ("tid", pa.int64()), ("errno", pa.int64()), ("message", pa.string())])
 
 
-def _atomic(directory, name, write):
-    """Write ``directory/name`` through a temporary file renamed into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, os.path.join(directory, name))
-    except BaseException:
-        os.unlink(tmp)
-        raise
+# ---------------------------------------------------------------- what-if additions
+# written by runs with a provenance (RunConfig, the CLI); always in to_tables()
+WHAT_IF_TABLES = ("epoch_nodes", "numa_maps")
+
+def _what_if_tables(report):
+    """epoch_nodes (long form: one row per epoch and node) and numa_maps (one row per
+    line per process); docs/report.md gives every column's unit."""
+    n = len(report.node_pages)
+    ep = report.epochs
+    e_idx = np.repeat(np.arange(len(ep), dtype=np.int64), n)
+    node = np.tile(np.arange(n, dtype=np.int64), len(ep))
+    acc = report.epoch_access
+    if acc is None:
+        acc = np.zeros((len(ep), n, n), np.int64)
+    cols = ep.columns()
+    used = np.stack([cols[f"pages_node{k}"] for k in range(n)], axis=1) if n else \
+        np.zeros((len(ep), 0), np.int64)
+    long = pa.table({
+        "epoch": e_idx, "end_row": np.repeat(cols["end_row"], n).astype(np.int64),
+        "end_ns": np.repeat(cols["end_ns"], n).astype(np.int64), "node": node,
+        "pages_used": used.ravel(), "accesses_from": acc.sum(axis=2).ravel(),
+        "accesses_to": acc.sum(axis=1).ravel(),
+        "remote_to": (acc.sum(axis=1) - np.diagonal(acc, axis1=1, axis2=2)).ravel()},
+        schema=_EPOCH_NODES)
+    maps = report.numa_maps or {}
+    rows = [(pid, line) for pid, text in maps.items() for line in text.splitlines()]
+    return {"epoch_nodes": long,
+            "numa_maps": pa.table({"pid": [r[0] for r in rows], "line": [r[1] for r in rows]},
+                                  schema=_NUMA_MAPS)}
+
+
+_EPOCH_NODES = pa.schema([(c, pa.int64()) for c in (
+    "epoch", "end_row", "end_ns", "node", "pages_used", "accesses_from", "accesses_to",
+    "remote_to")])
+_NUMA_MAPS = pa.schema([("pid", pa.int64()), ("line", pa.string())])
+
+
+def provenance_metadata(report):
+    """Parquet schema metadata of every report file: the fastnuma version, and the run's
+    configuration and trace (``report.provenance``) as JSON."""
+    from . import __version__
+    meta = {b"fastnuma.version": __version__.encode()}
+    prov = report.provenance
+    if prov:
+        meta[b"fastnuma.provenance"] = json.dumps(prov, sort_keys=True, default=str).encode()
+    return meta

@@ -299,3 +299,35 @@ def encode_value(obj) -> dict:
 def decode_value(packed: dict):
     """The object :func:`encode_value` packed."""
     return Decoder(packed["arrays"], packed["table"]).decode(packed["state"])
+
+
+def _label(path: str) -> str:
+    tail = path.rsplit(".", 1)[-1].rsplit("[", 1)[-1]
+    return "".join(c if c.isalnum() or c == "_" else "" for c in tail)[:40] or "array"
+
+
+def array_labels(graph, n):
+    """A short label per array of an encoded ``graph`` (the attribute that first holds
+    it), for file names."""
+    labels = ["array"] * n
+    seen = set()
+
+    def walk(node, name):
+        if isinstance(node, dict):
+            if "$array" in node and len(node) == 1:
+                j = node["$array"]
+                if j not in seen:
+                    seen.add(j)
+                    labels[j] = _label(name)
+                return
+            if "$dict" in node:
+                for k, v in node["$dict"]:
+                    walk(v, k if isinstance(k, str) else name)
+                return
+            for k, v in node.items():
+                walk(v, name if k.startswith("$") else k)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v, name)
+    walk(graph, "state")
+    return labels

@@ -3,11 +3,15 @@ numa_maps, page nodes and flags, free pages, the placement of every process. Non
 them changes the machine."""
 from __future__ import annotations
 
+import errno
+
 import numpy as np
 
 from .constants import PAGE_SHIFT, PAGE_SIZE, TASK_SIZE
 from .dtypes import NUMASTAT_NAMES, NUMASTAT_VMSTAT_NAMES, PTRS_PER_PMD_SHIFT, VMSTAT_NAMES
+from .errors import raise_errno
 from .kernels.range import numa_maps_stats, page_flags, page_nodes
+from .policy import as_int
 
 
 class Stats:
@@ -37,7 +41,7 @@ class Stats:
         """Node of every page in [addr, addr+length): -1 where nothing is mapped; a page
         mapping the shared zero page reads as node 0 (where that page lives)."""
         proc = self.m.proc(pid)
-        lo, hi = self.mm.user_range(addr, length, allow_zero=True)
+        lo, hi = self.mm.user_range(addr, _query_length(length), allow_zero=True)
         out = np.empty(hi - lo, np.int16)
         page_nodes(self.m.st, self.m.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
         return out
@@ -47,7 +51,7 @@ class Stats:
         present, numa (PROT_NONE for a hinting fault), write, huge, zero, dirty); 0 where
         nothing is mapped."""
         proc = self.m.proc(pid)
-        lo, hi = self.mm.user_range(addr, length, allow_zero=True)
+        lo, hi = self.mm.user_range(addr, _query_length(length), allow_zero=True)
         out = np.empty(hi - lo, np.int64)
         page_flags(self.m.st, self.m.pt.blocks_of(proc.asid, lo, hi), lo, hi, out)
         return out
@@ -108,3 +112,17 @@ class Stats:
         return [dict(tid=tid, pid=th.pid, cpu=th.cpu, node=m.topology.cpu_node[th.cpu],
                      local=th.local, remote=th.remote)
                 for tid, th in sorted(m.threads.items())]
+
+MAX_QUERY_PAGES = 1 << 32         # 16 TiB: one answer per page would take 8-32 GiB
+
+
+def _query_length(length):
+    """page_nodes/page_flags: an unsigned long of at most MAX_QUERY_PAGES pages, else
+    EINVAL (not a length that wraps to a small one, nor an answer that cannot be held)."""
+    length = as_int(length, "length")
+    if not 0 <= length < 1 << 64:
+        raise_errno(errno.EINVAL, f"length {length} is not an unsigned long")
+    if length > MAX_QUERY_PAGES << PAGE_SHIFT:
+        raise_errno(errno.EINVAL, f"length {length:#x}: more than {MAX_QUERY_PAGES} pages "
+                                  f"in one query")
+    return length

@@ -5,168 +5,17 @@ docs/linux-semantics.md §1.6, built as Linux builds them at boot (mm/page_alloc
 ``__build_all_zonelists`` -> ``build_zonelists`` -> ``find_next_best_node``).
 """
 import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from .constants import MAX_NUMNODES, MAX_SIM_NODES, PAGE_SIZE
+from . import memory_tiers as _mt
+from .constants import MAX_SIM_NODES, PAGE_SIZE
+from .zonelists import PENALTY_FOR_NODE_WITH_CPUS, build_all_zonelists
+from .topology_checks import (LOCAL_DISTANCE, REMOTE_DISTANCE, MAX_DISTANCE, NR_CPUS_MAX, MAX_PAGES, _is_int, _int_vector, _check_range, _normalise_cpus, _normalise_distance, _normalise_wmarks)
 
 __all__ = ["Topology", "LOCAL_DISTANCE", "REMOTE_DISTANCE", "MAX_DISTANCE",
            "PENALTY_FOR_NODE_WITH_CPUS", "NR_CPUS_MAX"]
-
-LOCAL_DISTANCE = 10               # include/linux/topology.h
-REMOTE_DISTANCE = 20              # include/linux/topology.h: the default remote distance
-MAX_DISTANCE = 255                # a SLIT entry is a u8 (numa_set_distance rejects the rest)
-PENALTY_FOR_NODE_WITH_CPUS = 1    # include/linux/topology.h, generic value (x86 keeps it)
-NR_CPUS_MAX = 8192                # x86-64 CONFIG_NR_CPUS upper bound (MAXSMP): CPU ids < this
-MAX_PAGES = 2**63 - 1             # capacities and watermarks are int64 inside the kernels
-UNKNOWN_DISTANCE = MAX_DISTANCE   # node ids missing from numactl/sysfs input (ACPI: unreachable)
-
-
-def _is_int(x):
-    return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
-
-
-def _int_vector(value, name):
-    """Return a sequence or 1-D integer array as a tuple of Python ints (TypeError otherwise)."""
-    if isinstance(value, np.ndarray):
-        if value.size == 0:
-            return ()
-        if value.ndim != 1:
-            raise ValueError(f"{name} must be 1-D, got an array of shape {value.shape}")
-        if value.dtype.kind not in "iu":
-            raise TypeError(f"{name} must hold integers, got an array of dtype {value.dtype}")
-        return tuple(int(v) for v in value.tolist())
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"{name} must be a sequence of ints, got {type(value).__name__}")
-    for i, v in enumerate(value):
-        if not _is_int(v):
-            raise TypeError(f"{name}[{i}] must be an int, got {v!r} ({type(v).__name__})")
-    return tuple(int(v) for v in value)
-
-
-def _rows(value, name):
-    if isinstance(value, (str, bytes)) or not isinstance(value, (Sequence, np.ndarray)):
-        raise TypeError(f"{name} must be a sequence of sequences, got {type(value).__name__}")
-    return [(f"{name}[{i}]", row) for i, row in enumerate(value)]
-
-
-def _check_range(name, value, lo, hi, what=""):
-    if not _is_int(value):
-        raise TypeError(f"{name} must be an int, got {value!r} ({type(value).__name__})")
-    if not lo <= value <= hi:
-        raise ValueError(f"{name} = {value}{what}; allowed range is {lo}..{hi}")
-    return int(value)
-
-
-def _normalise_cpus(node_cpus, n):
-    rows = _rows(node_cpus, "node_cpus")
-    if len(rows) != n:
-        raise ValueError(f"node_cpus has {len(rows)} entries but node_pages has {n}; "
-                         "give one CPU list per node")
-    owner, out = {}, []
-    for node, (name, row) in enumerate(rows):
-        ids = _int_vector(row, name)
-        for cpu in ids:
-            _check_range(f"CPU id in {name}", cpu, 0, NR_CPUS_MAX - 1)
-            if cpu in owner:
-                raise ValueError(f"CPU {cpu} is listed on node {owner[cpu]} and again on node "
-                                 f"{node}; each CPU id must belong to exactly one node")
-            owner[cpu] = node
-        out.append(tuple(sorted(ids)))
-    if not owner:
-        raise ValueError("no node has a CPU; a topology needs at least one CPU")
-    cpu_node = tuple(owner.get(cpu, -1) for cpu in range(max(owner) + 1))
-    return tuple(out), cpu_node
-
-
-def _normalise_distance(distance, n):
-    if distance is None:
-        return tuple(tuple(LOCAL_DISTANCE if i == j else REMOTE_DISTANCE for j in range(n))
-                     for i in range(n))
-    if isinstance(distance, np.ndarray) and distance.ndim != 2:
-        raise ValueError(f"distance must be an n x n matrix with n = {n}, got shape "
-                         f"{distance.shape}")
-    rows = tuple(_int_vector(row, name) for name, row in _rows(distance, "distance"))
-    if len(rows) != n:
-        raise ValueError(f"distance has {len(rows)} rows; expected an n x n matrix with n = {n} "
-                         "(one row per node)")
-    for i, row in enumerate(rows):
-        if len(row) != n:
-            raise ValueError(f"distance[{i}] has {len(row)} entries; expected {n} (one per node)")
-        for j, d in enumerate(row):
-            # x86 numa_set_distance(): local must be LOCAL_DISTANCE, values are u8;
-            # ACPI slit_valid(): a remote entry must exceed LOCAL_DISTANCE.
-            if i == j and d != LOCAL_DISTANCE:
-                raise ValueError(f"distance[{i}][{i}] = {d}; a node's distance to itself must "
-                                 f"be {LOCAL_DISTANCE} (LOCAL_DISTANCE)")
-            if i != j and not LOCAL_DISTANCE < d <= MAX_DISTANCE:
-                raise ValueError(f"distance[{i}][{j}] = {d}; a remote distance must be in "
-                                 f"{LOCAL_DISTANCE + 1}..{MAX_DISTANCE}")
-    return rows
-
-
-def _normalise_wmarks(pages, wmarks):
-    n = len(pages)
-    out = []
-    for name, value in wmarks:
-        v = (0,) * n if value is None else _int_vector(value, name)
-        if len(v) != n:
-            raise ValueError(f"{name} has {len(v)} entries; expected {n} (one per node)")
-        out.append(v)
-    for node, (mn, lo, hi) in enumerate(zip(*out)):
-        if not 0 <= mn <= lo <= hi <= pages[node]:
-            raise ValueError(f"node {node}: watermarks must satisfy 0 <= wmark_min <= wmark_low "
-                             f"<= wmark_high <= node_pages, got wmark_min={mn} wmark_low={lo} "
-                             f"wmark_high={hi} node_pages={pages[node]}")
-    return out
-
-
-def _find_next_best_node(node, used, distance, has_memory, has_cpus, node_load):
-    """Next node of ``node``'s fallback list, or -1: mm/page_alloc.c find_next_best_node()."""
-    # Since v6.8 ("mm: page_alloc: skip memoryless nodes entirely") the local node comes
-    # first only if it has memory (node_state(node, N_MEMORY)).
-    if not used[node] and has_memory[node]:
-        used[node] = True
-        return node
-    best, min_val = -1, None
-    for n in range(len(distance)):               # for_each_node_state(n, N_MEMORY)
-        if not has_memory[n] or used[n]:
-            continue
-        val = distance[node][n]                  # node_distance(node, n): row = source node
-        val += int(n < node)                     # "prefer the next node"
-        if has_cpus[n]:                          # nodes WITH CPUs are penalised, so a CPU-less
-            val += PENALTY_FOR_NODE_WITH_CPUS    # (CXL) node wins a distance tie
-        val = val * MAX_NUMNODES + node_load[n]
-        if min_val is None or val < min_val:     # strict <: ties go to the lowest id
-            best, min_val = n, val
-    if best >= 0:
-        used[best] = True
-    return best
-
-
-def _build_all_zonelists(distance, has_memory, has_cpus):
-    """Fallback list of every node: mm/page_alloc.c __build_all_zonelists().
-
-    One pass over all nodes in id order; ``node_load`` is zeroed once per pass and shared by
-    every build_zonelists() call, so equal-distance groups round-robin between source nodes.
-    """
-    n = len(distance)
-    node_load = [0] * n
-    lists = []
-    for local in range(n):
-        used, order, prev = [False] * n, [], local
-        while (node := _find_next_best_node(local, used, distance, has_memory, has_cpus,
-                                            node_load)) >= 0:
-            # build_zonelists(): penalise the first node of each new distance group
-            if distance[local][node] != distance[local][prev]:
-                node_load[node] += 1
-            order.append(node)
-            prev = node
-        lists.append(tuple(order))
-    return tuple(lists)
-
 
 @dataclass(frozen=True, slots=True)
 class Topology:
@@ -185,6 +34,13 @@ class Topology:
         Default 10 local, 20 remote.
     wmark_min, wmark_low, wmark_high : sequence of int, optional
         Watermarks in pages (default 0), with 0 <= min <= low <= high <= node_pages.
+        :meth:`with_linux_watermarks` computes them as Linux does (docs/tiering.md §3).
+    wmark_promo : sequence of int, optional
+        WMARK_PROMO in pages, >= wmark_high; default high + (high - low), Linux's formula.
+    adistance : sequence of int, optional
+        Abstract distance of each node (docs/tiering.md §2), 0..2**31-1; default 576
+        (DRAM) for nodes with CPUs, 2880 (dax/kmem, e.g. CXL) for CPU-less nodes with
+        memory; ignored for memoryless nodes.
 
     Attributes
     ----------
@@ -193,6 +49,17 @@ class Topology:
     fallback : tuple of tuple of int
         Per node, its zonelist: the memory nodes in allocation order (§1.6). A node with
         memory comes first in its own list; a memoryless node's list holds only other nodes.
+    memtier : tuple of int
+        Per node, its memory tier id (``memory_tier<id>`` = adistance >> 7); -1 without memory.
+    memory_tiers : tuple of (int, tuple of int)
+        The tiers, fastest first: (id, nodes).
+    demotion_preferred : tuple of tuple of int
+        Per node, ``node_demotion[n].preferred`` of establish_demotion_targets (empty on the
+        last tier).
+    demotion_fallback : tuple of tuple of int
+        Per node, its tier's ``lower_tier_mask``: every memory node of the slower tiers.
+    top_tier_adistance : int
+        Last abstract distance of the slowest tier with a CPU node (node_is_toptier).
 
     Raises
     ------
@@ -208,8 +75,15 @@ class Topology:
     wmark_min: tuple[int, ...] = None
     wmark_low: tuple[int, ...] = None
     wmark_high: tuple[int, ...] = None
+    wmark_promo: tuple[int, ...] = None
+    adistance: tuple[int, ...] = None
     cpu_node: tuple[int, ...] = field(init=False, repr=False)
     fallback: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    memtier: tuple[int, ...] = field(init=False, repr=False)
+    memory_tiers: tuple = field(init=False)
+    demotion_preferred: tuple[tuple[int, ...], ...] = field(init=False)
+    demotion_fallback: tuple[tuple[int, ...], ...] = field(init=False, repr=False)
+    top_tier_adistance: int = field(init=False, repr=False)
 
     def __post_init__(self):
         pages = _int_vector(self.node_pages, "node_pages")
@@ -224,12 +98,34 @@ class Topology:
         wmarks = _normalise_wmarks(pages, (("wmark_min", self.wmark_min),
                                            ("wmark_low", self.wmark_low),
                                            ("wmark_high", self.wmark_high)))
-        fallback = _build_all_zonelists(distance, [p > 0 for p in pages], [bool(c) for c in cpus])
+        fallback = build_all_zonelists(distance, [p > 0 for p in pages], [bool(c) for c in cpus])
         for name, value in (("node_pages", pages), ("node_cpus", cpus), ("distance", distance),
                             ("wmark_min", wmarks[0]), ("wmark_low", wmarks[1]),
                             ("wmark_high", wmarks[2]), ("cpu_node", cpu_node),
                             ("fallback", fallback)):
             object.__setattr__(self, name, value)
+        for name, value in _mt.topology_tiers(self, pages, cpus, distance, wmarks).items():
+            object.__setattr__(self, name, value)
+
+    def node_is_toptier(self, n):
+        """Linux node_is_toptier(): no tier (memoryless), or the node's tier starts at or
+        above ``top_tier_adistance`` (docs/tiering.md T3)."""
+        n = self._node(n, strict=True)
+        return self.memtier[n] < 0 or (self.memtier[n] << 7) <= self.top_tier_adistance
+
+    def with_linux_watermarks(self, min_free_kbytes=None, watermark_scale_factor=10):
+        """A copy whose min/low/high/promo watermarks are Linux's (docs/tiering.md §3):
+        ``min_free_kbytes`` None = the boot value int_sqrt(lowmem_kbytes * 16) clamped to
+        128..262144; ``watermark_scale_factor`` in 1/10000 of the node (1..3000)."""
+        wmin, wlow, whigh, wpromo = _mt.setup_per_zone_wmarks(
+            self.node_pages, min_free_kbytes, watermark_scale_factor)
+        return Topology(self.node_pages, self.node_cpus, self.distance, wmin, wlow, whigh,
+                        wpromo, self.adistance)
+
+    def describe_tiers(self):
+        """Lines: each memory tier and its nodes, then per node its tier, top-tier flag,
+        demotion targets and watermarks (pages), as `fastnuma info --topology` prints."""
+        return _mt.describe_tiers(self)
 
     @property
     def n_nodes(self):
@@ -338,6 +234,35 @@ class Topology:
         return cls([pages_per_node, pages_per_node, cxl_pages],
                    [range(0, 8), range(8, 16), ()], slit)
 
+    @classmethod
+    def cxl_one_socket(cls, dram_gib=128, cxl_gib=64, cpus=16):
+        """One socket (CPUs 0..cpus-1, node 0, DRAM) and node 1: a CPU-less CXL Type-3
+        expander onlined by dax/kmem (adistance 2880, memory_tier22). Default 128 GiB of
+        DDR5 plus one 64 GiB expander card (a third of the memory on CXL). SLIT 10/14.
+        Watermarks are Linux's (:meth:`with_linux_watermarks`)."""
+        return cls([_mt.gib_pages(dram_gib, "dram_gib"), _mt.gib_pages(cxl_gib, "cxl_gib")],
+                   [range(_check_range("cpus", cpus, 1, NR_CPUS_MAX)), ()],
+                   [[10, 14], [14, 10]]).with_linux_watermarks()
+
+    @classmethod
+    def cxl_two_socket(cls, dram_gib=256, cxl_gib=128, cpus_per_socket=16):
+        """Two sockets (nodes 0 and 1, DRAM, CPUs 0..c-1 and c..2c-1) and one CPU-less CXL
+        expander per socket (node 2 behind socket 0, node 3 behind socket 1, adistance
+        2880). Default 256 GiB DRAM and a 128 GiB card per socket. SLIT: cross-socket 21,
+        CXL from its own socket 14, from the other socket 24, between the two cards 34::
+
+            10 21 14 24
+            21 10 24 14
+            14 24 10 34
+            24 14 34 10
+
+        Watermarks are Linux's; each DRAM node demotes to its own socket's card."""
+        c = _check_range("cpus_per_socket", cpus_per_socket, 1, NR_CPUS_MAX // 2)
+        dram, cxl = _mt.gib_pages(dram_gib, "dram_gib"), _mt.gib_pages(cxl_gib, "cxl_gib")
+        slit = [[10, 21, 14, 24], [21, 10, 24, 14], [14, 24, 10, 34], [24, 14, 34, 10]]
+        return cls([dram, dram, cxl, cxl], [range(0, c), range(c, 2 * c), (), ()],
+                   slit).with_linux_watermarks()
+
     # ---------------------------------------------------------------- parsers
     @classmethod
     def from_numactl(cls, text):
@@ -358,6 +283,16 @@ class Topology:
             raise TypeError(f"text must be a str, got {type(text).__name__}")
         from .topology_input import parse_numactl
         return cls(*parse_numactl(text))
+
+    @classmethod
+    def from_mlc(cls, text, *, node_pages=1 << 20, cpus_per_node=8):
+        """A machine from Intel MLC ``--latency_matrix`` output (banner lines and all):
+        one node per column, ``cpus_per_node`` CPUs on each node with a row (numbered node
+        by node), CPU-less nodes for columns without a row, SLIT = 10 x latency / local
+        latency. See fastnuma.mlc; the cost model reads the same file's latencies."""
+        from .mlc import topology_from_mlc
+        return topology_from_mlc(cls, text, node_pages=node_pages,
+                                 cpus_per_node=cpus_per_node)
 
     @classmethod
     def from_sysfs(cls, path="/sys/devices/system/node"):

@@ -4,7 +4,7 @@ import os
 import re
 
 from .constants import MAX_SIM_NODES, PAGE_SIZE
-from .topology import LOCAL_DISTANCE, NR_CPUS_MAX, UNKNOWN_DISTANCE
+from .topology_checks import LOCAL_DISTANCE, NR_CPUS_MAX, UNKNOWN_DISTANCE
 
 # -------------------------------------------------------------------- parsing helpers
 def _parse_list(text, where):

@@ -56,7 +56,12 @@ class AllocMixin:
         if not zonelist:
             return None
         node = self.get_page_from_freelist(order, zonelist, self.wmark_low)
+        if node is None and self.memory_tiering and order == 0 and not thisnode:
+            self.wake_all_kswapds(zonelist)              # docs/tiering.md A2
         if node is None:
+            node = self.get_page_from_freelist(order, zonelist, self.wmark_min)
+        if node is None and self.memory_tiering and order == 0 and not thisnode:
+            self.try_to_free_pages(zonelist)             # D8, then the retry at min
             node = self.get_page_from_freelist(order, zonelist, self.wmark_min)
         if node is None:
             return None

@@ -106,6 +106,7 @@ class MigrateMixin:
         dirty = folio.dirty or any(self.procs[pid].ptes[vpn].dirty for pid, vpn in folio.ptes)
         new = Folio(node, folio.order, folio.index, folio.obj, dirty)
         new.last_cpupid = folio.last_cpupid
+        new.lru_seq, new.seen_seq, new.file = folio.lru_seq, folio.seen_seq, folio.file
         for (pid, vpn), sub in folio.ptes.items():
             self.procs[pid].ptes[vpn].folio = new
             new.ptes[(pid, vpn)] = sub
@@ -115,7 +116,10 @@ class MigrateMixin:
         if folio.obj is not None:
             folio.obj.pages[folio.index] = new
         folio.ptes, folio.pmds = {}, set()
+        if folio.file:
+            self.page_cache[self.page_cache.index(folio)] = new
         self.free_folio(folio)
+        return new
 
     def split_folio(self, folio):
         """split_folio for migration: every PMD mapping is split first, then the THP

@@ -32,6 +32,9 @@ class Folio:
     the object). The rmap: ``ptes`` {(pid, vpn): subpage}, ``pmds`` {(pid, hpn)}."""
 
     is_zero = False
+    file = False        # a page-cache page (file LRU); shared memory is swap-backed (anon)
+    lru_seq = 0         # docs/tiering.md §7: the access sequence number of the last access
+    seen_seq = 0        # ... and of the last examination by reclaim
 
     def __init__(self, node, order, index, obj=None, dirty=True):
         self.node, self.order, self.index, self.obj = node, order, index, obj

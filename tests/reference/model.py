@@ -25,6 +25,7 @@ from .numa_fault import NumaFaultMixin, RateLimitWindow
 from .numa_sched import NumaSchedMixin
 from .policy import U64, as_int, mpol_to_str
 from .syscalls import SyscallMixin
+from .tiering import TieringMixin
 from .topology import RefTopology, build_zonelists, topology_arrays
 from .vm import VmMixin, check_range
 
@@ -68,13 +69,17 @@ NUMASTAT_TO_VMSTAT = {"numa_hit": "numa_hit", "numa_miss": "numa_miss",
 
 
 class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, NumaFaultMixin,
-                 NumaSchedMixin):
+                 NumaSchedMixin, TieringMixin):
     """RefMachine(topology, **same keyword options as fastnuma.Simulator).
 
     ``topology``: any object with node_pages, node_cpus, distance, wmark_min, wmark_low,
     wmark_high (e.g. :class:`RefTopology`); the fallback lists are computed here from the
     distance table (§1.6). Lazy-migration knobs: docs/lazy-migration.md §1 (``profile``
-    sets the defaults of the switches; a switch given explicitly wins).
+    sets the defaults of the switches; a switch given explicitly wins). Memory tiering
+    (docs/tiering.md): numa_balancing 2 and 3 and the keywords of tiering.TIER_KNOBS
+    (numa_balancing_promote_rate_limit_MBps, numa_balancing_hot_threshold_ms,
+    demotion_enabled, min_free_kbytes, watermark_scale_factor, memory_tiering,
+    tiering_profile).
     """
 
     def __init__(self, topology, *, thp="never", thp_defrag="madvise", numa_balancing=0,
@@ -84,16 +89,14 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
                  two_stage_filter=None, migrate_rate_limit=None, thp_update_count=None,
                  skip_local_single_thread=None, interleave_thp_index=None,
                  numa_balancing_scan_delay_ms=1000, numa_balancing_scan_period_min_ms=1000,
-                 numa_balancing_scan_period_max_ms=60000, numa_balancing_scan_size_mb=256):
+                 numa_balancing_scan_period_max_ms=60000, numa_balancing_scan_size_mb=256,
+                 **tier_knobs):
         if thp not in THP_MODES:
             raise ValueError(f"thp={thp!r}: expected one of {THP_MODES}")
         if thp_defrag not in DEFRAG_MODES:
             raise ValueError(f"thp_defrag={thp_defrag!r}: expected one of {DEFRAG_MODES}")
-        if numa_balancing in (2, 3) and not isinstance(numa_balancing, bool):
-            raise ValueError(f"numa_balancing={numa_balancing}: memory tiering "
-                             f"(NUMA_BALANCING_MEMORY_TIERING) is not modelled")
-        if numa_balancing not in (0, 1) or isinstance(numa_balancing, bool):
-            raise ValueError(f"numa_balancing={numa_balancing!r}: expected 0 or 1")
+        if numa_balancing not in (0, 1, 2, 3) or isinstance(numa_balancing, bool):
+            raise ValueError(f"numa_balancing={numa_balancing!r}: expected 0, 1, 2 or 3")
         if not isinstance(max_map_count, int) or max_map_count < 1:
             raise ValueError(f"max_map_count={max_map_count!r}: expected an int >= 1")
         if profile not in PROFILES:
@@ -151,6 +154,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
         self.access_counts = np.zeros((self.n_nodes, self.n_nodes, 2), np.int64)
         self.page_cache = []          # folios of page_cache_read, until drop_caches
         self.ratelimit = [RateLimitWindow() for _ in range(self.n_nodes)]   # §5.3
+        self.init_tiering(topology, tier_knobs)
 
     # ------------------------------------------------------------ lookups
     def get_proc(self, pid):
@@ -329,6 +333,9 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
                 self.handle_mm_fault(thread, proc, vma, addr >> PAGE_SHIFT, w)
             except OomError:
                 self.oom_kill(proc)
+            folio, _ = proc.entry(addr >> PAGE_SHIFT)
+            if not folio.is_zero:
+                self.touch_folio(folio)
             self.count_access(thread, proc, addr >> PAGE_SHIFT, w)
 
     def count_access(self, thread, proc, vpn, write):
@@ -362,7 +369,10 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
             if node is None:
                 raise_errno(errno.ENOMEM, f"page cache: no memory after {len(nodes)} of "
                                           f"{n_pages} pages")
-            self.page_cache.append(Folio(node, 0, len(self.page_cache)))
+            folio = Folio(node, 0, len(self.page_cache))
+            folio.file = True
+            self.touch_folio(folio)
+            self.page_cache.append(folio)
             nodes.append(node)
         return np.array(nodes, dtype=np.int64)
 
@@ -379,6 +389,8 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
         if ns < 0:
             raise ValueError("time cannot go backwards")
         end = self.now_ns + ns
+        while self.memory_tiering and self.run_kswapds_until(end):
+            pass                                   # docs/tiering.md D2: kswapd's runs
         if self.numa_balancing:
             self.run_numa_ticks(end)
         self.now_ns = end
@@ -403,7 +415,9 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
         out = {}
         for name, vname in NUMASTAT_TO_VMSTAT.items():
             out[vname] = sum(self.numastat_[n][name] for n in range(self.n_nodes))
-        out.update(self.vm)
+        out.update((k, v) for k, v in self.vm.items() if k in VMSTAT_NAMES)
+        if self.memory_tiering:                    # docs/tiering.md §8
+            out.update(self.tier_vmstat())
         return out
 
     def numastat(self):

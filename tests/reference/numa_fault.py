@@ -100,6 +100,9 @@ class NumaFaultMixin:
             return 0
         if self.shared_page_rule and folio.mapcount() != 1:
             return 0
+        if self.tiering_skip_arming(folio):          # docs/tiering.md S6
+            return 0
+        self.tiering_stamp(folio)
         pmd.numa = True
         if self.thp_update_count == HPAGE_PMD_NR:
             self.vm["numa_huge_pte_updates"] += 1
@@ -126,6 +129,9 @@ class NumaFaultMixin:
             if (self.skip_local_single_thread and private and single_threaded
                     and folio.node == target_node):
                 continue
+            if self.tiering_skip_arming(folio):      # docs/tiering.md S6
+                continue
+            self.tiering_stamp(folio)
             pte.numa = True
             marked += 1
         if marked and self.pmd_numa_batching:
@@ -191,13 +197,17 @@ class NumaFaultMixin:
         if folio.node == this_node:
             self.vm["numa_hint_faults_local"] += 1
         self.vma_set_access_pid_bit(vma, thread)
-        old_cpupid = folio.last_cpupid
+        # docs/tiering.md P1: a slow-tier folio's field holds a time, not a cpupid
+        old_cpupid = -1 if self.folio_use_access_time(folio) else folio.last_cpupid
         target = self.mpol_misplaced(thread, vma, vpn, folio)
         node, flags = folio.node, 0
         if target is not None:
             flags = self.migrate_misplaced_folio(folio, target, this_node)
             if flags == TNF_MIGRATED:
                 node = target
+        if self.memory_tiering and not self.node_is_toptier(node) and (
+                self.tiering_mode or self.cpu_node.get(old_cpupid >> 8) is None):
+            return                                   # P9: no statistics
         self.task_numa_fault(thread, old_cpupid, node, folio.nr, flags)
 
     def vma_set_access_pid_bit(self, vma, thread):
@@ -268,8 +278,14 @@ class NumaFaultMixin:
         """§5.2 / spec §4.5 (should_numa_migrate_memory), no NUMA groups."""
         if dst_node not in self.memory_nodes:
             return False
+        if self.folio_use_access_time(folio):        # docs/tiering.md P4-P6
+            return self.should_promote(folio, dst_node)
         old = folio.last_cpupid
         folio.last_cpupid = cpu_pid_to_cpupid(thread.cpu, thread.tid)
+        if (self.memory_tiering and not self.tiering_mode
+                and not self.node_is_toptier(folio.node)
+                and self.cpu_node.get(old >> 8) is None):
+            return False                             # P3: no valid previous CPU
         same_pid = old & CPUPID_PID_MASK == thread.tid & CPUPID_PID_MASK
         if (cpupid_pid_unset(old) or same_pid) and (
                 thread.numa_preferred_nid == -1 or thread.numa_scan_seq <= 4):
@@ -294,13 +310,16 @@ class NumaFaultMixin:
         if self.migrate_rate_limit and self.numamigrate_update_ratelimit(target, nr):
             return TNF_MIGRATE_FAIL
         if not self.migrate_balanced_pgdat(target, nr):
+            self.promotion_gate_failed(target)       # docs/tiering.md P7
             return TNF_MIGRATE_FAIL
         node = self.alloc_misplaced_dst_folio(target, folio.order, this_node)
         if node is None:
             self.vm["pgmigrate_fail"] += nr
             self.vm["thp_migration_fail"] += is_thp
             return TNF_MIGRATE_FAIL
-        self.move_folio(folio, node)                 # keeps last_cpupid
+        src = folio.node
+        new = self.move_folio(folio, node)           # keeps last_cpupid
+        self.count_promotion(src, node, new, nr)     # docs/tiering.md P8, S7
         self.vm["pgmigrate_success"] += nr
         self.vm["numa_pages_migrated"] += nr
         self.vm["thp_migration_success"] += is_thp

@@ -24,6 +24,8 @@ class RefTopology:
     wmark_min: tuple = None
     wmark_low: tuple = None
     wmark_high: tuple = None
+    wmark_promo: tuple = None
+    adistance: tuple = None
 
     def __post_init__(self):
         put = object.__setattr__
@@ -38,6 +40,13 @@ class RefTopology:
         for name in ("wmark_min", "wmark_low", "wmark_high"):
             value = getattr(self, name)
             put(self, name, (0,) * n if value is None else tuple(int(w) for w in value))
+        if self.wmark_promo is None:        # Linux: promo = high + (high - low)
+            put(self, "wmark_promo", tuple(2 * h - lo for lo, h in zip(self.wmark_low,
+                                                                         self.wmark_high)))
+        else:
+            put(self, "wmark_promo", tuple(int(w) for w in self.wmark_promo))
+        if self.adistance is not None:
+            put(self, "adistance", tuple(int(a) for a in self.adistance))
 
 
 def topology_arrays(topo):

@@ -1,12 +1,12 @@
 """The single kernel decorator: numba.njit, cached unless FASTNUMA_NUMBA_CACHE=0."""
-import os
-
 import numba
 from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-_CACHE = os.environ.get("FASTNUMA_NUMBA_CACHE", "1") != "0"
+from .cache import cache_enabled
+
+_CACHE = cache_enabled()
 
 
 def kernel(fn=None, **opts):

@@ -12,7 +12,7 @@ a table that needs room.
 """
 import numpy as np
 
-from ..constants import OP_WRITE
+from ..constants import OP_WRITE, PAGE_SHIFT, TASK_SIZE
 from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_PID, EV_CONTROL,
                       EV_DONE, EV_NEED_GROW, EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME,
                       FRAME_PTE_DIRTY, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA, PTE_PRESENT,
@@ -26,6 +26,13 @@ from .vma import find_vma_in
 PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
 RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
                               # overwrite event i's entry before it is used)
+# PMD indices of the user address space (47-bit addresses: 2**26 PMDs); a larger or a
+# negative PMD index is a segfault
+USER_PMD_BITS = (TASK_SIZE.bit_length() - 1) - PAGE_SHIFT - PTRS_PER_PMD_SHIFT
+PTE_INDEX_MASK = PTRS_PER_PMD - 1   # a page's entry in its PMD's PTE block
+NODE_BYTE = 0xFF              # PTE bits 8-15 hold the node + 1 (dtypes.PTE_NODE_SHIFT)
+TID_HASH_MULT = 0x9E3779B97F4A7C15   # Fibonacci hashing of thread ids (engine.py's table)
+TID_HASH_SHIFT = 40
 # the PTE bits a run's access checks: present and not PROT_NONE; a write also writable
 # and already dirty (else the CPU sets the dirty bit: the loop's general path)
 RUN_READ = PTE_PRESENT | PTE_NUMA
@@ -39,7 +46,7 @@ def cached_block(pmd_hash, asid, vpn, pmd, blk):
     if vpn >> PTRS_PER_PMD_SHIFT == pmd:
         return pmd, blk
     pmd = vpn >> PTRS_PER_PMD_SHIFT
-    return pmd, (lookup_block(pmd_hash, asid, pmd) if pmd >> 26 == 0 else np.int64(-1))
+    return pmd, (lookup_block(pmd_hash, asid, pmd) if pmd >> USER_PMD_BITS == 0 else np.int64(-1))
 
 
 @kernel(inline="always")
@@ -54,7 +61,8 @@ def count_accesses(counts, cn, node, w, n):
 @kernel(inline="always")
 def tid_hash(tid, mask):
     """First probe of ``tid`` in the thread table (open addressing, keys -1 = empty)."""
-    return np.int64((np.uint64(tid) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & mask
+    return np.int64((np.uint64(tid) * np.uint64(TID_HASH_MULT))
+                    >> np.uint64(TID_HASH_SHIFT)) & mask
 
 
 @kernel(inline="always")
@@ -161,24 +169,25 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
         # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
         j = i + PREFETCH_AHEAD
         if j < stop:
-            vpn_j = np.int64(addr[j]) >> 12
+            vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
             pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j, pf_pmd, pf_blk)
             ring[j & (RING - 1)] = pf_blk
             ring_asid[j & (RING - 1)] = asid
             ring_event[j & (RING - 1)] = j
             if pf_blk >= 0:
-                prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & (PTRS_PER_PMD - 1)))
+                prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & PTE_INDEX_MASK))
         j = i + PREFETCH_AHEAD // 2
         if frames_ahead and j < stop:
             b2 = ring[j & (RING - 1)]
             if b2 >= 0 and ring_event[j & (RING - 1)] == j:
-                f = ptes[(b2 << PTRS_PER_PMD_SHIFT) + ((np.int64(addr[j]) >> 12) & (PTRS_PER_PMD - 1))]["frame"]
+                vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
+                f = ptes[(b2 << PTRS_PER_PMD_SHIFT) + (vpn_j & PTE_INDEX_MASK)]["frame"]
                 if f >= 0:
                     prefetch(frames, f)
-        vpn = np.int64(addr[i]) >> 12
+        vpn = np.int64(addr[i]) >> PAGE_SHIFT
         pmd = vpn >> PTRS_PER_PMD_SHIFT
         if pmd != cur_pmd:
-            if pmd >> (47 - 21) != 0:                # negative, or beyond 47 bits
+            if pmd >> USER_PMD_BITS != 0:                # negative, or beyond 47 bits
                 status = EV_SEGV
                 break
             k = i & (RING - 1)
@@ -189,10 +198,10 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             cur_pmd = pmd
             cur_numa = cur_blk >= 0 and blk_numa[cur_blk] != 0
         if cur_blk >= 0 and not cur_numa:
-            pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
+            pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & PTE_INDEX_MASK)
             fl = ptes[pi]["flags"]
             if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
-                node = (np.int64(fl >> PTE_NODE_SHIFT) & 0xFF) - 1   # cached in the PTE
+                node = (np.int64(fl >> PTE_NODE_SHIFT) & NODE_BYTE) - 1   # cached in the PTE
                 frames_ahead = node < 0 or faulted
                 if node < 0:                     # not cached (dtypes): the frame says
                     f = ptes[pi]["frame"]
@@ -215,7 +224,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 # part, has what was tried).
                 run_node, run_w, run_n = node, w, np.int64(1)
                 while i < limit and not faulted:
-                    vpn = np.int64(addr[i]) >> 12
+                    vpn = np.int64(addr[i]) >> PAGE_SHIFT
                     if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd:
                         break
                     w = np.int64(op[0] if one_op else op[i])
@@ -225,9 +234,9 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                                       or np.int64(pid[0] if one_pid else pid[i]) != last_pid
                                       or np.int64(cpu[0] if one_cpu else cpu[i]) != c):
                         break
-                    fl = ptes[(cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))]["flags"]
+                    fl = ptes[(cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & PTE_INDEX_MASK)]["flags"]
                     need = RUN_WRITE if w else RUN_READ
-                    node = (np.int64(fl >> PTE_NODE_SHIFT) & 0xFF) - 1
+                    node = (np.int64(fl >> PTE_NODE_SHIFT) & NODE_BYTE) - 1
                     if fl & need != need & ~PTE_NUMA or node < 0:
                         break
                     if node != run_node or w != run_w:

@@ -69,7 +69,9 @@ class SimState(structref.StructRefProxy):
     """
 
     def __new__(cls, **arrays):
-        self = structref.StructRefProxy.__new__(cls, *(arrays[f] for f in STATE_FIELDS))
+        # the cached constructor below: Numba's own (StructRefProxy.__new__) is compiled
+        # again in every process, 1-2.5 s of each start (measured)
+        self = _new_state(*(arrays[f] for f in STATE_FIELDS))
         self.arrays = {f: arrays[f] for f in STATE_FIELDS}
         # the constructor stored references: store the arrays again, borrowed
         _store_borrowed(self, *(self.arrays[f] for f in STATE_FIELDS))
@@ -85,6 +87,17 @@ class SimState(structref.StructRefProxy):
 
 
 structref.define_constructor(SimState, SimStateType, list(STATE_FIELDS))
+
+
+@kernel
+def _new_state(ptes, blk_key, blk_used, blk_table, blk_numa, pmd_hash, frames, frame_free,
+               ctl, cpu_node, fallback, free, wmark_min, wmark_low, wmark_high, il_weight,
+               numastat, vm, policies, opts, tasks, task_faults, mms, numa_nodes, clock):
+    """SimState's constructor, compiled once and cached (argument order: STATE_FIELDS)."""
+    return SimState(ptes, blk_key, blk_used, blk_table, blk_numa, pmd_hash, frames,
+                    frame_free, ctl, cpu_node, fallback, free, wmark_min, wmark_low,
+                    wmark_high, il_weight, numastat, vm, policies, opts, tasks,
+                    task_faults, mms, numa_nodes, clock)
 
 
 @box(SimStateType)

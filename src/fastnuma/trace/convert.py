@@ -9,13 +9,16 @@ Field mappings (what each format gives, and what the trace gets):
   L → op READ; S and M → op WRITE (M's load hits the page the store then dirties, so one
   write event is what the page table sees); I → skipped unless ``instructions=True``
   (then READ). Lackey records one thread and no CPU: ``cpu`` = ``tid`` = the ``cpu=``
-  argument (default 0), ``pid`` 0, ``ts`` = the event's index (1 ns per access). Other
-  lines (``==pid==`` messages) are skipped.
+  argument (default 0), ``pid`` 0, ``ts`` = the event's index x ``ns_per_event``
+  (default 1 ns per access; lackey has no clock). Other lines (``==pid==`` messages) are
+  skipped. The trace's generator metadata says ``"level": "instruction"``: the cost
+  model's cache filter applies (docs/cost-model.md).
 
 ``perf`` — ``perf script -F comm,pid,tid,cpu,time,event,addr`` output of ``perf mem
 record`` samples, lines such as
 ``  a.out  1234/1235  [003]  5051.123456789:  cpu/mem-loads,ldlat=30/P:  7f1234567000``
-(an optional sample period before the event name is accepted).
+(an optional sample period before the event name, printed by ``-F ...,period,...``, is
+kept as the ``count`` column: the sample stands for that many accesses; default 1).
   addr = the data address; cpu, pid, tid as printed; ts = time in ns (seconds x 10^9,
   the fraction's digits as printed); op = WRITE when the event name contains "store",
   else READ. Lines that do not match (headers, other events without an address) are
@@ -41,19 +44,35 @@ from .schema import COLUMNS
 from .writer import TraceWriter
 
 FORMATS = ("lackey", "perf", "csv")
+
+
+class _Shown(str):
+    """A bad input value as TraceError shows it: escaped, at most 40 characters."""
+
+    def __repr__(self):
+        return _shown(str(self))
 BLOCK_BYTES = 16 << 20
 OP_NAMES = {"READ": OP_READ, "WRITE": OP_WRITE, "MMAP": OP_MMAP, "MUNMAP": OP_MUNMAP,
             "MBIND": OP_MBIND, "SET_MEMPOLICY": OP_SET_MEMPOLICY,
             "MOVE_PAGES": OP_MOVE_PAGES, "SCHED": OP_SCHED, "MADVISE": OP_MADVISE}
 _LACKEY = r"^(?P<kind>I|\s[LSM])\s+(?P<addr>[0-9a-fA-F]+),(?P<size>\d+)\s*$"
 _PERF = (r"^\s*(?P<comm>.*?)\s+(?P<pid>\d+)/(?P<tid>\d+)\s+\[(?P<cpu>\d+)\]\s+"
-         r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?:\d+\s+)?(?P<event>\S+?):?\s+"
+         r"(?P<sec>\d+)\.(?P<frac>\d+):\s+(?:(?P<period>\d+)\s+)?(?P<event>\S+?):?\s+"
          r"(?P<addr>[0-9a-fA-F]+)\s*$")
 _HEX = np.full(256, 255, np.uint8)
 for _k, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _k
 for _k, _c in enumerate(b"ABCDEF"):
     _HEX[_c] = 10 + _k
+
+
+_U64_MAX_DEC = str((1 << 64) - 1).encode()
+
+
+def _shown(value, limit=40):
+    """A value for an error message: printable (repr escapes control bytes), short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "...'"
 
 
 def parse_uint(strings, base):
@@ -74,7 +93,9 @@ def parse_uint(strings, base):
     valid = pos[None, :] < lengths[:, None]
     radix = np.where(hexa, 16, 10)[:, None]
     bad = ((values >= radix) & valid).any(axis=1) | (lengths == 0) | \
-        (lengths > np.where(hexa, 16, 19))
+        (lengths > np.where(hexa, 16, 20))
+    if width >= 20:                  # 20 decimal digits fit up to 2**64 - 1, no further
+        bad |= ~hexa & (lengths == 20) & (raw > _U64_MAX_DEC)
     out = np.zeros(len(raw), np.uint64)
     for k in range(max(width, 1)):                         # per digit column, vectorised
         col = np.where(valid[:, k], values[:, k], 0).astype(np.uint64)
@@ -101,17 +122,36 @@ def _text_blocks(path):
         except StopIteration:
             return
         except pa.ArrowInvalid as e:
-            raise TraceError(f"unreadable text: {e}", path=str(path)) from None
+            raise TraceError(f"unreadable text: {_shown(str(e), 120)}", path=str(path)) \
+                from None
         yield batch.column(0)
 
 
-def lackey(path, out, *, cpu=0, instructions=False, format=None):
-    """Valgrind lackey output → trace (see the module docstring). Returns events written."""
-    n = 0
-    with TraceWriter(out, format=format) as w:
+def lackey(path, out, *, cpu=0, instructions=False, ns_per_event=1, format=None, stats=None,
+           allow_empty=False):
+    """Valgrind lackey output → trace (see the module docstring). Returns events written.
+
+    Lines that are neither records nor Valgrind's ``==pid==`` messages nor blank are
+    malformed: they are skipped and counted, in ``stats`` (a dict, when given):
+    ``skipped`` (lines) and ``first_skipped`` (1-based line number, or None). A file
+    with no record at all is a TraceError, not an empty trace, unless ``allow_empty``."""
+    if not isinstance(ns_per_event, int) or ns_per_event < 1:
+        raise ValueError(f"ns_per_event {ns_per_event!r}: expected a positive int")
+    n, line0, records, skipped, first = 0, 0, 0, 0, None
+    gen = {"converter": "lackey", "level": "instruction", "ns_per_event": ns_per_event}
+    with TraceWriter(out, format=format, generator=gen) as w:
         for lines in _text_blocks(path):
             m = pc.extract_regex(lines, _LACKEY)
             ok = pc.is_valid(m).to_numpy(zero_copy_only=False)
+            other = ~ok & ~pc.starts_with(pc.utf8_trim_whitespace(lines), "==").to_numpy(
+                zero_copy_only=False) & (pc.utf8_length(pc.utf8_trim_whitespace(lines))
+                                         .to_numpy(zero_copy_only=False) > 0)
+            if other.any():
+                skipped += int(other.sum())
+                if first is None:
+                    first = line0 + int(np.flatnonzero(other)[0]) + 1
+            line0 += len(lines)
+            records += int(ok.sum())
             if not ok.any():
                 continue
             kind = pc.utf8_trim_whitespace(pc.filter(pc.struct_field(m, "kind"), ok))
@@ -125,8 +165,14 @@ def lackey(path, out, *, cpu=0, instructions=False, format=None):
                           OP_WRITE, OP_READ).astype(np.uint8)
             k = len(addr)
             w.write({"addr": addr, "cpu": np.full(k, cpu, np.uint16), "op": op,
-                     "ts": np.arange(n, n + k, dtype=np.uint64)})
+                     "ts": np.arange(n, n + k, dtype=np.uint64) * np.uint64(ns_per_event)})
             n += k
+        if not records and not allow_empty:
+            raise TraceError("no lackey records (lines such as ' L 04222cac,4') in the "
+                             "file: is it `valgrind --tool=lackey --trace-mem=yes` output?",
+                             path=str(path))
+    if stats is not None:
+        stats.update(skipped=skipped, first_skipped=first)
     return n
 
 
@@ -140,7 +186,7 @@ def perf(path, out, *, format=None):
             if not ok.any():
                 continue
             f = {name: pc.filter(pc.struct_field(m, name), ok)
-                 for name in ("pid", "tid", "cpu", "sec", "frac", "event", "addr")}
+                 for name in ("pid", "tid", "cpu", "sec", "frac", "event", "addr", "period")}
             cols = {}
             for name in ("pid", "tid", "cpu", "sec"):
                 cols[name], _ = parse_uint(f[name], 10)
@@ -155,9 +201,18 @@ def perf(path, out, *, format=None):
             if too_big.size:
                 raise TraceError("CPU number out of range", path=str(path), column="cpu",
                                  value=int(cols["cpu"][too_big[0]]))
+            # the sample period (when printed: -F ...,period,...) is how many accesses the
+            # sample stands for; without it a sample counts once
+            period = pc.if_else(pc.equal(f["period"], ""), "1", f["period"])
+            count, _ = parse_uint(pc.fill_null(period, "1"), 10)
+            big = np.flatnonzero(count > np.iinfo(np.uint32).max)
+            if big.size:
+                raise TraceError("sample period out of range", path=str(path),
+                                 column="count", value=int(count[big[0]]))
             w.write({"addr": addr, "cpu": cols["cpu"].astype(np.uint16),
                      "op": op.astype(np.uint8), "ts": ts,
-                     "tid": cols["tid"].astype(np.uint32), "pid": cols["pid"].astype(np.uint32)})
+                     "tid": cols["tid"].astype(np.uint32), "pid": cols["pid"].astype(np.uint32),
+                     "count": count.astype(np.uint32)})
             n += len(addr)
     return n
 
@@ -196,9 +251,10 @@ def csv(path, out, *, format=None):
                                       by_name, num)
                 else:
                     values, bad = parse_uint(arr, 0)
-                if bad >= 0:
-                    raise TraceError("not an unsigned integer", path=str(path), column=name,
-                                     row=n + bad, value=arr[bad].as_py())
+                if bad >= 0:                 # row: of the trace; line: of the input
+                    raise TraceError(f"not an unsigned integer below 2**64 at input line "
+                                     f"{n + bad + 2}", path=str(path), column=name,
+                                     row=n + bad, value=_Shown(arr[bad].as_py()))
                 cols[name] = values
             w.write(cols)
             n += batch.num_rows

@@ -90,6 +90,8 @@ def _batches(segments, p):
             i = np.arange(i0, min(seg.n, i0 + CHUNK), dtype=np.int64)
             cols = seg.fill(rng, i)
             cols["ts"] = (t0 + (i // seg.width) * ns).astype(np.uint64)
+            if "count" in names and "count" not in cols:   # unsampled: one access each
+                cols["count"] = np.ones(i.size, np.uint32)
             pending.append({name: cols[name] for name in names})
             count += i.size
             if count >= batch_rows:

@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from .. import constants
 from ..constants import OP_WRITE, PAGE_SHIFT, PAGE_SIZE
 from ..errors import TraceError
-from .reader import DEFAULT_BATCH_ROWS, open_trace, trace_files
+from .reader import DEFAULT_BATCH_ROWS, cut_message, open_trace, trace_files
 from .schema import MAX_OP
 from .writer import FORMATS, META_GENERATOR, META_TOPOLOGY, META_VERSION
 
@@ -116,6 +116,7 @@ class TraceInfo:
     pids: set = field(default_factory=set)
     tids: set = field(default_factory=set)
     cpus: int = 0
+    cut: list = field(default_factory=list)       # IPC stream files without end-of-stream
 
     @property
     def metadata(self):
@@ -164,6 +165,7 @@ class TraceInfo:
         lines.append("ops:            " + ", ".join(
             f"{OP_NAMES[k]} {int(c)}" for k, c in enumerate(self.ops) if c) if self.rows
             else "ops:            none")
+        lines += [f"warning:        {cut_message(path)}" for path in self.cut]
         return "\n".join(lines)
 
 
@@ -207,7 +209,7 @@ def trace_info(source, batch_rows=DEFAULT_BATCH_ROWS):
                      schema=read_schema(files[0]))
     pages = {}                                     # pid -> PageSet
     cpus = np.zeros(1 << 16, bool)
-    for batch in open_trace(source, batch_rows=batch_rows):
+    for batch in open_trace(source, batch_rows=batch_rows, on_cut=info.cut.append):
         n = len(batch)
         info.batches += 1
         if not n:

@@ -9,6 +9,8 @@ column, global row and value; a trace is never loaded whole.
 import glob
 import mmap
 import os
+import stat
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,11 +18,26 @@ import pyarrow as pa
 import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
+from ..constants import TIME_LIMIT_NS
 from ..errors import TraceError
 from .checks import first_above, first_decrease
 from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, checked_column
 
 DEFAULT_BATCH_ROWS = 1 << 20
+
+
+class TruncatedStreamWarning(UserWarning):
+    """An IPC stream file ends without its end-of-stream marker: cut at a batch boundary."""
+
+
+def cut_message(path):
+    return (f"{path}: the IPC stream ends without its end-of-stream marker: the file was "
+            f"cut after a whole batch (an interrupted writer or copy); the batches before "
+            f"the cut were read")
+
+
+def warn_cut(path):
+    warnings.warn(cut_message(path), TruncatedStreamWarning, stacklevel=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +56,7 @@ class TraceBatch:
     nodemask: np.ndarray
     flags: np.ndarray
     path: str = None          # the file it came from (None for an in-memory source)
+    count: np.ndarray = None  # accesses each event stands for (default 1)
 
     def __len__(self):
         return self.addr.size
@@ -54,14 +72,24 @@ def trace_files(path):
     else:
         if not os.path.exists(path):
             raise TraceError("no such trace file", path=path)
+        _regular(path)
         return [path]
     names = [n for n in names if os.path.splitext(n)[1] in SUFFIXES]
     if not names:
         raise TraceError("no trace files (.arrow, .feather, .arrows, .parquet)", path=path)
+    for name in names:
+        _regular(name)
     return names
 
 
-def _record_batches(path, batch_rows):
+def _regular(path):
+    """A FIFO, socket or device would block or stream unseekably: only regular files."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise TraceError("not a regular file (a FIFO, socket or device cannot be read as a "
+                         "trace: copy it to a file first)", path=path)
+
+
+def _record_batches(path, batch_rows, on_cut):
     kind = SUFFIXES.get(os.path.splitext(path)[1])
     if kind is None:
         raise TraceError("unknown trace file type (expected .arrow, .feather, .arrows or "
@@ -70,35 +98,83 @@ def _record_batches(path, batch_rows):
         if kind == "file":
             yield from _mapped_file_batches(path, batch_rows)
         elif kind == "stream":
-            with pa.memory_map(path) as source:
-                for batch in ipc.open_stream(source):
-                    yield from _split(batch, batch_rows)
+            yield from _mapped_stream_batches(path, batch_rows, on_cut)
         else:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_rows):
-                yield batch
+            yield from _parquet_batches(path, batch_rows)
     except (pa.ArrowInvalid, OSError) as e:
         raise TraceError(f"truncated or corrupt trace file: {e}", path=path) from None
 
 
-def _mapped_file_batches(path, batch_rows):
-    """An IPC file's batches, read from a memory mapping (no copy). The pages of a batch
-    are dropped from the process once the next one is asked for (MADV_DONTNEED: they
-    stay in the page cache), so resident memory does not grow with the file."""
+def _mapping(path):
+    """A read-only memory mapping of a regular, non-empty file."""
     with open(path, "rb") as f:
         if os.fstat(f.fileno()).st_size == 0:
             raise pa.ArrowInvalid("empty file")
-        m = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+
+
+def _close(m):
+    try:
+        m.close()
+    except BufferError:              # a batch still in use keeps the mapping alive
+        pass
+
+
+def _drop(m):
+    """Drop the mapping's pages from the process (they stay in the page cache): resident
+    memory stays that of one batch, whatever the file's size."""
+    if hasattr(m, "madvise"):
+        m.madvise(mmap.MADV_DONTNEED)
+
+
+def _mapped_file_batches(path, batch_rows):
+    """An IPC file's batches, read from a memory mapping (no copy)."""
+    m = _mapping(path)
     try:
         reader = ipc.open_file(pa.BufferReader(pa.py_buffer(m)))
         for i in range(reader.num_record_batches):
             yield from _split(reader.get_batch(i), batch_rows)
-            if hasattr(m, "madvise"):
-                m.madvise(mmap.MADV_DONTNEED)
+            _drop(m)
     finally:
-        try:
-            m.close()
-        except BufferError:          # a batch still in use keeps the mapping alive
-            pass
+        _close(m)
+
+
+def _mapped_stream_batches(path, batch_rows, on_cut):
+    """An IPC stream's batches, from a memory mapping as an IPC file's. pyarrow reads the
+    end of the file as the end of the stream, so a stream cut between two batches would
+    look complete: after the last batch the end-of-stream marker (0xFFFFFFFF then a zero
+    length, or a zero length in the pre-1.0 format) must follow; ``on_cut(path)`` is
+    called when it does not."""
+    m = _mapping(path)
+    try:
+        source = pa.BufferReader(pa.py_buffer(m))
+        reader = ipc.open_stream(source)
+        end = source.tell()                       # where the last message read ends
+        for batch in reader:
+            end = source.tell()
+            yield from _split(batch, batch_rows)
+            _drop(m)
+        if m[end:end + 8] != EOS and m[end:end + 4] != EOS[4:]:
+            on_cut(path)
+    finally:
+        _close(m)
+
+
+EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
+PARQUET_READ_BUFFER = 1 << 20
+
+
+def _parquet_batches(path, batch_rows):
+    """A Parquet file's batches, one row group at a time through a small read buffer (no
+    pre-buffering of the whole file), the decoded pages given back to the allocator after
+    each row group: memory is that of one row group, not of the file."""
+    f = pq.ParquetFile(path, buffer_size=PARQUET_READ_BUFFER, pre_buffer=False)
+    pool = pa.default_memory_pool()
+    for group in range(f.num_row_groups):
+        for batch in f.iter_batches(batch_size=batch_rows, row_groups=[group],
+                                    use_threads=False):
+            yield batch
+        pool.release_unused()
 
 
 def _split(batch, batch_rows):
@@ -106,7 +182,7 @@ def _split(batch, batch_rows):
         yield batch.slice(start, batch_rows)
 
 
-def _sources(source, batch_rows):
+def _sources(source, batch_rows, on_cut):
     """(path or None, record batch) for every batch of the trace, in order."""
     if isinstance(source, pa.Table):
         for batch in source.to_batches(max_chunksize=batch_rows):
@@ -117,21 +193,42 @@ def _sources(source, batch_rows):
                 yield None, part
     else:
         for path in trace_files(source):
-            for batch in _record_batches(path, batch_rows):
+            for batch in _record_batches(path, batch_rows, on_cut):
                 yield path, batch
 
 
-def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS):
+_DEFAULTS = {}
+
+
+def _default_column(name, n):
+    """n rows of column ``name``'s default, read-only (as the columns read from a file),
+    from one array per column kept for the process and grown as batches need."""
+    arr = _DEFAULTS.get(name)
+    if arr is None or arr.size < n:
+        dtype, _, default = COLUMNS[name]
+        arr = np.full(n, default, dtype)
+        arr.setflags(write=False)
+        _DEFAULTS[name] = arr
+    return arr[:n]
+
+
+def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None):
     """Iterate over the batches of a trace (path, directory, glob, Table or
-    RecordBatchReader), checking it as it goes. See the module docstring."""
+    RecordBatchReader), checking it as it goes. See the module docstring.
+
+    ``on_cut(path)``: called when an IPC stream file ends without its end-of-stream
+    marker (cut at a batch boundary: the batches read are whole, the rest is missing);
+    default: a :class:`TruncatedStreamWarning`. Every ``ts`` must be below
+    ``TIME_LIMIT_NS`` (2**62 ns, fastnuma's time domain), checked once per batch."""
     if not isinstance(batch_rows, int) or batch_rows < 1:
         raise ValueError(f"batch_rows must be a positive int, not {batch_rows!r}")
-    defaults = {}
-    rows = np.arange(batch_rows, dtype=np.uint64)
-    ts_buf = np.empty(batch_rows, np.uint64)
-    tid_buf = np.empty(batch_rows, np.uint32)
+    # buffers of the derived columns, sized by the largest batch seen (not batch_rows: a
+    # small trace would pay for 1M-row buffers, ~40 ms per replay)
+    rows = ts_buf = tid_buf = np.empty(0, np.uint64)
     row0, last_ts, checked = 0, 0, set()
-    for path, batch in _sources(source, batch_rows):
+    if on_cut is None:
+        on_cut = warn_cut
+    for path, batch in _sources(source, batch_rows, on_cut):
         names = set(batch.schema.names)
         if path not in checked:
             for name in REQUIRED:
@@ -139,14 +236,15 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS):
                     raise TraceError("missing required column", path=path, column=name)
             checked.add(path)
         n = batch.num_rows
+        if n > rows.size and not {"ts", "tid"} <= names:
+            rows = np.arange(n, dtype=np.uint64)
+            ts_buf, tid_buf = np.empty(n, np.uint64), np.empty(n, np.uint32)
         cols = {}
         for name, (dtype, _, default) in COLUMNS.items():
             if name in names:
                 cols[name] = checked_column(name, batch.column(name), path, row0)
             elif default is not None:
-                if name not in defaults:
-                    defaults[name] = np.full(batch_rows, default, dtype)
-                cols[name] = defaults[name][:n]
+                cols[name] = _default_column(name, n)
         if "ts" not in cols:
             cols["ts"] = np.add(rows[:n], np.uint64(row0), out=ts_buf[:n])
         if "tid" not in cols:                          # tid defaults to cpu
@@ -163,5 +261,9 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS):
                 raise TraceError(f"unknown op (version 1 defines 0..{MAX_OP})", path=path,
                                  column="op", row=row0 + k, value=int(cols["op"][k]))
             last_ts = int(ts[-1])
+            if last_ts >= TIME_LIMIT_NS:             # sorted: the last is the largest
+                k = int(np.searchsorted(ts, np.uint64(TIME_LIMIT_NS)))
+                raise TraceError("ts outside fastnuma's time domain (0 <= ts < 2**62 ns)",
+                                 path=path, column="ts", row=row0 + k, value=int(ts[k]))
         yield TraceBatch(row=row0, path=path, **cols)
         row0 += n

@@ -1,17 +1,16 @@
-"""Invariants of the engine's state that tests check after every step (not in src/: the
-engine itself trusts them)."""
-import numba
+"""Kernels of the invariant checker (fastnuma/invariants.py): scans too long for numpy."""
 import numpy as np
 
-from fastnuma.dtypes import (CTL_NBLOCKS, FRAME_FREE, FRAME_SHM, PTE_NODE_SHIFT, PTE_PRESENT,
-                             PTE_ZERO, PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
+from ..dtypes import (CTL_NBLOCKS, FRAME_FREE, FRAME_SHM, PTE_NODE_SHIFT, PTE_PRESENT,
+                      PTE_ZERO, PTRS_PER_PMD_SHIFT, ZERO_PAGE_NODE)
+from ._jit import kernel
 
 
-@numba.njit(cache=True)
+@kernel
 def pte_node_mismatch(st):
     """The first PTE index whose cached node breaks the invariant of dtypes.PTE_NODE_SHIFT
     (a node other than its folio's, or a folio that is shared, freed or shmem), else -1.
-    For the tests: the event loop trusts the cache."""
+    The event loop trusts the cache; fastnuma.invariants checks it."""
     for pi in range(st.ctl[CTL_NBLOCKS] << PTRS_PER_PMD_SHIFT):
         fl = st.ptes[pi]["flags"]
         cached = np.int64(fl >> PTE_NODE_SHIFT) & 0xFF
