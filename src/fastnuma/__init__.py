@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from . import constants as _constants
 from ._version import __version__
 from .constants import *  # noqa: F401,F403  (MPOL_*, MAP_*, MADV_*, ... as in Linux)
-from .errors import OutOfMemory, SegmentationFault, TraceError
+from .errors import BAD_ADDRESS, OutOfMemory, SegmentationFault, TraceError
 from .topology import Topology
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = sorted(
     [name for name in vars(_constants) if name.isupper()]
-    + ["CostModel", "CpuPlacement", "OutOfMemory", "Report", "RunConfig", "SegmentationFault",
+    + ["BAD_ADDRESS", "CostModel", "CpuPlacement", "OutOfMemory", "Report", "RunConfig", "SegmentationFault",
        "Simulator", "TaskPolicy", "Topology", "TraceError", "__version__", "compare", "run",
        "vary"])
 

@@ -35,3 +35,19 @@ class TraceError(ValueError):
                                        ("value", value)) if v is not None)
         super().__init__(f"{message} ({where})" if where else message)
         self.path, self.column, self.row, self.value = path, column, row, value
+
+
+class _BadAddress:
+    """``fastnuma.BAD_ADDRESS``: a user pointer Linux cannot read or write (EFAULT), for
+    tools that test error paths; accepted where Linux takes a node mask (mbind,
+    set_mempolicy, migrate_pages). docs/api.md."""
+    __slots__ = ()
+
+    def __repr__(self):
+        return "fastnuma.BAD_ADDRESS"
+
+    def __reduce__(self):                       # a singleton across pickling
+        return "BAD_ADDRESS"
+
+
+BAD_ADDRESS = _BadAddress()

@@ -57,7 +57,7 @@ class Mempolicy:
             raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
         if mode == MPOL_DEFAULT or noop:        # nothing to check pages against
             flags &= ~MPOL_MF_STRICT
-        lo, hi = self.mm.user_range(addr, length, allow_zero=True)
+        lo, hi = self.mm.user_range(addr, length, allow_zero=True, task_size=False)
         if lo == hi:
             return
         if noop:

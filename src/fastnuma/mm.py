@@ -40,10 +40,12 @@ class Mm:
             self.m.pt.reserve(blocks=0, frames=PTRS_PER_PMD)
             split_pmd_at(self.m.st, asid, vpn)
 
-    def user_range(self, addr, length, *, allow_zero):
+    def user_range(self, addr, length, *, allow_zero, task_size=True):
         """Validate (addr, length) as munmap/madvise/mbind do: page-aligned start, length
-        rounded up as an unsigned long, no wrap, a non-empty range inside TASK_SIZE.
-        Returns (lo_vpn, hi_vpn); lo == hi for an empty range."""
+        rounded up as an unsigned long, no wrap, a non-empty range inside TASK_SIZE (munmap
+        only: ``task_size=False`` for mbind and madvise, which have no such check in Linux;
+        what lies beyond is a hole to them). Returns (lo_vpn, hi_vpn); lo == hi for an
+        empty range."""
         addr = as_int(addr, "addr")
         length = as_int(length, "length") & _U64
         if addr & (PAGE_SIZE - 1) or addr < 0:
@@ -53,7 +55,7 @@ class Mm:
             raise_errno(errno.EINVAL, f"range {addr:#x} + {length:#x} wraps around")
         if end == addr and not allow_zero:
             raise_errno(errno.EINVAL, "length 0")
-        if end > TASK_SIZE and end != addr:
+        if task_size and end > TASK_SIZE and end != addr:
             raise_errno(errno.EINVAL, f"range {addr:#x}-{end:#x} ends beyond the 47-bit user "
                                       f"address space")
         return addr >> PAGE_SHIFT, end >> PAGE_SHIFT
@@ -201,7 +203,7 @@ class Mm:
             raise_errno(errno.EINVAL, f"address {addr:#x} is not page aligned")
         if length and not ((length & _U64) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & _U64:
             raise_errno(errno.EINVAL, f"madvise length {length:#x} rounds to 0")
-        lo, hi = self.user_range(addr, length, allow_zero=True)
+        lo, hi = self.user_range(addr, length, allow_zero=True, task_size=False)
         if lo == hi:
             return
         unmapped, start = False, lo

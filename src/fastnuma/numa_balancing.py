@@ -24,6 +24,7 @@ from .dtypes import (C_NUMA_HUGE_PTE_UPDATES, C_NUMA_PTE_UPDATES, C_PROT_NUMA_FL
 from .errors import raise_errno
 from .kernels.numa import change_prot_numa_range, change_prot_numa_range_parallel, pid_bit
 from .kernels.range import rss_of
+from .numa_balancing_idle import IdleSkip
 from .policy import as_int
 
 PARALLEL_MIN_BLOCKS = 4096         # ranges this large are marked on every core
@@ -134,7 +135,7 @@ class NumaBalancing:
         th = m.caller_thread(proc, tid)
         if not 0 <= as_int(length, "length") < 1 << 64:      # not wrapped to a small one
             raise_errno(errno.EINVAL, f"length {length} is not an unsigned long")
-        lo, hi = self.mm.user_range(addr, length, allow_zero=True)
+        lo, hi = self.mm.user_range(addr, length, allow_zero=True, task_size=False)
         if lo == hi:
             return 0
         gap = proc.vmas.first_gap(lo, hi)
@@ -175,14 +176,24 @@ class NumaBalancing:
     def run_until(self, target):
         """Run the scheduler ticks in (now, target], then set the clock to target."""
         if self.m.config.numa_balancing:
-            heap = [(self.next_tick(th), tid) for tid, th in self.m.threads.items()]
+            pending = {tid: self.next_tick(th) for tid, th in self.m.threads.items()}
+            heap = [(t, tid) for tid, t in pending.items()]
             heapq.heapify(heap)
+            idle = IdleSkip(self, target)            # cycles of quiet scans are skipped
             while heap and heap[0][0] <= target:
                 t, tid = heapq.heappop(heap)
                 self.m.now_ns = t
                 th = self.m.threads[tid]
+                idle.before_tick()
                 self._task_tick_numa(th)
-                heapq.heappush(heap, (self.next_tick(th), tid))
+                pending[tid] = self.next_tick(th)
+                heapq.heappush(heap, (pending[tid], tid))
+                shift = idle.after_tick(th, pending)
+                if shift:                            # the process's pending ticks move too
+                    for other in self.m.procs[th.pid].tids:
+                        pending[other] += shift
+                    heap = [(t, tid) for tid, t in pending.items()]
+                    heapq.heapify(heap)
         self.m.now_ns = target
 
     def next_tick(self, th):

@@ -15,7 +15,7 @@ from .constants import (MAX_MASK_NODES, MAX_NUMNODES, MODE_NAMES, MPOL_BIND, MPO
                         MPOL_F_RELATIVE_NODES, MPOL_F_STATIC_NODES, MPOL_LOCAL, MPOL_MAX,
                         MPOL_MODE_FLAGS, MPOL_PREFERRED, MPOL_PREFERRED_MANY)
 from .dtypes import NO_POLICY, POLICY_DTYPE
-from .errors import raise_errno
+from .errors import BAD_ADDRESS, raise_errno
 
 _U64 = (1 << 64) - 1
 
@@ -41,6 +41,13 @@ def get_nodes(nodemask, maxnode=None):
     """
     if maxnode is not None:
         maxnode = as_int(maxnode, "maxnode")
+    if nodemask is BAD_ADDRESS:                      # the kernel reads it unless maxnode-1
+        bits = MAX_NUMNODES + 1 if maxnode is None else (maxnode - 1) & _U64   # is 0
+        if bits == 0:
+            return 0
+        if bits > MAX_MASK_NODES:
+            raise_errno(errno.EINVAL, f"maxnode {maxnode}: maxnode-1 exceeds {MAX_MASK_NODES}")
+        raise_errno(errno.EFAULT, "nodemask: the user pointer cannot be read (BAD_ADDRESS)")
     beyond = False                    # an id >= 2**16: past any maxnode the kernel reads
     if nodemask is None:
         mask = 0

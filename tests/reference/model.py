@@ -402,7 +402,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
         0) and its hole checks (EFAULT, nothing marked). Returns the updates."""
         proc = self.get_proc(pid)
         thread = self.caller_thread(proc, tid)
-        lo, hi = check_range(addr, length)
+        lo, hi = check_range(addr, length, task_size=False)
         if lo == hi:
             return 0
         self.check_no_holes(proc, lo, hi)

@@ -13,7 +13,7 @@ from fastnuma.constants import (MAX_NUMNODES, MPOL_BIND, MPOL_DEFAULT, MPOL_F_MO
                                 MPOL_F_STATIC_NODES, MPOL_INTERLEAVE, MPOL_LOCAL, MPOL_MAX,
                                 MPOL_MODE_FLAGS, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
                                 MPOL_WEIGHTED_INTERLEAVE, PAGE_SIZE)
-from fastnuma.errors import raise_errno
+from fastnuma.errors import BAD_ADDRESS, raise_errno
 
 U64 = (1 << 64) - 1
 INTERLEAVE_MODES = (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE)
@@ -97,6 +97,14 @@ def get_nodes(nodemask, maxnode=None):
     """
     if maxnode is not None:
         maxnode = as_int(maxnode, "maxnode")
+    if nodemask is BAD_ADDRESS:        # get_nodes: --maxnode; 0: not read; > a page: EINVAL
+        n = MAX_NUMNODES + 1 if maxnode is None else maxnode
+        n = (n - 1) & U64
+        if n == 0:
+            return frozenset()
+        if n > 8 * PAGE_SIZE:
+            raise_errno(errno.EINVAL, f"maxnode-1 = {n} > {8 * PAGE_SIZE}")
+        raise_errno(errno.EFAULT, "get_bitmap: the nodemask cannot be read")
     huge = False                      # an id >= 2**16: beyond any readable maxnode
     if nodemask is None:
         bits = 0

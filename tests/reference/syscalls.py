@@ -36,8 +36,8 @@ class SyscallMixin:
         """§2.1 do_mbind, steps in order, by thread ``tid`` of ``pid`` (default its first
         thread): sanitize_mpol_flags, get_nodes, flags outside MPOL_MF_VALID (LAZY accepted
         unless linux_strict_flags), MOVE_ALL without CAP_SYS_NICE (EPERM), unaligned start,
-        DEFAULT drops STRICT, len rounding / wrap (EINVAL) / empty (return) / beyond
-        TASK_SIZE (EINVAL, docs/api.md; Linux would give EFAULT), mpol_new,
+        DEFAULT drops STRICT, len rounding / wrap (EINVAL) / empty (return) (no
+        TASK_SIZE check: what lies beyond is a hole), mpol_new,
         mpol_set_nodemask, queue_pages_range (EFAULT/EIO, nothing changed), mbind_range
         VMA by VMA (ENOMEM partial), migration of the queued folios under the new policy
         (§2.4), EIO with STRICT when anything could not be queued or moved.
@@ -78,8 +78,6 @@ class SyscallMixin:
             raise_errno(errno.EINVAL, "mbind range wraps around")
         if end == addr:
             return None
-        if end > TASK_SIZE:
-            raise_errno(errno.EINVAL, f"mbind range ends at {end:#x}, beyond TASK_SIZE")
         if noop:
             if user_nodes:
                 raise_errno(errno.EINVAL, "MPOL_NOOP with a non-empty nodemask")

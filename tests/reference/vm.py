@@ -20,7 +20,7 @@ def page_align(length):
     return ((length & U64) + PAGE_SIZE - 1) & ~(PAGE_SIZE - 1) & U64
 
 
-def check_range(addr, length):
+def check_range(addr, length, task_size=True):
     """The (start, len) of munmap/madvise/mbind/page_nodes in pages, Linux style: start
     page aligned (EINVAL), len rounded up as an unsigned long, end < start (wrap) EINVAL,
     a non-empty range ending beyond TASK_SIZE EINVAL (docs/api.md: such a range is
@@ -33,7 +33,8 @@ def check_range(addr, length):
     end = (addr + page_align(length)) & U64
     if end < addr:
         raise_errno(errno.EINVAL, f"range {addr:#x}+{length:#x} wraps around")
-    if end > TASK_SIZE and end != addr:
+    if task_size and end > TASK_SIZE and end != addr:      # munmap, queries; not
+        # mbind/madvise: Linux's do_mbind and madvise have no TASK_SIZE check (a hole)
         raise_errno(errno.EINVAL, f"range {addr:#x}-{end:#x} ends beyond TASK_SIZE")
     return addr >> PAGE_SHIFT, end >> PAGE_SHIFT
 
@@ -263,7 +264,7 @@ class VmMixin:
             raise_errno(errno.EINVAL, f"madvise start {addr:#x} not page aligned")
         if length and not page_align(length):
             raise_errno(errno.EINVAL, "madvise length rounds to 0")
-        lo, hi = check_range(addr, length)
+        lo, hi = check_range(addr, length, task_size=False)
         if lo == hi:
             return
         unmapped = False
