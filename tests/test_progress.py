@@ -5,6 +5,7 @@ import json
 import os
 import pty
 import re
+import select
 
 import pytest
 
@@ -70,11 +71,12 @@ def test_tqdm_bar_on_a_pseudo_terminal():
         p.close()
         stream.flush()
         data = b""
-        while True:
+        # a pty hands the output over in pieces: read until nothing more comes
+        while select.select([master], [], [], 0.5)[0]:
             chunk = os.read(master, 65536)
-            data += chunk
-            if len(chunk) < 65536:
+            if not chunk:
                 break
+            data += chunk
     finally:
         stream.close()
         os.close(master)

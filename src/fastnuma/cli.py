@@ -4,6 +4,8 @@
     fastnuma generate SCENARIO --events N [--seed S] -o FILE [--nodes ...] [--pages ...]
     fastnuma info TRACE | --topology PRESET|FILE
     fastnuma replay TRACE [--topology PRESET|FILE] [--numa-balancing 0-3] [--demotion] ...
+                    [--checkpoint DIR --checkpoint-every N]
+    fastnuma replay [TRACE] --resume DIR
     fastnuma convert lackey|perf|csv INPUT -o FILE [--allow-empty] [--ns-per-event N]
     fastnuma compare TRACE... -c A.toml -c B.toml | --vary KEY=V1,V2 [-o T] [--html F]
     fastnuma plot REPORT_DIR -o DIR [--html [FILE]]
@@ -75,7 +77,7 @@ def _parser():
                          description="Replay TRACE (a file, directory or glob) against a "
                          "simulated machine; print a summary, and with --out write the "
                          "report's tables (Parquet) and summary.json.")
-    rep.add_argument("trace", help="trace file, directory or glob")
+    rep.add_argument("trace", nargs="?", help="trace file, directory or glob")
     rep.add_argument("--topology", help="preset (uniform, two_socket, four_socket, cxl, "
                      "cxl_one_socket, cxl_two_socket), a "
                      "file of `numactl --hardware` output, or a sysfs node directory "
@@ -108,6 +110,8 @@ def _parser():
                      "each epoch (default 64; 0: none)")
     from .cli_whatif import add_compare_parser, add_what_if_options
     add_what_if_options(rep)            # -c FILE, numactl's flags, CPU map, cost model
+    from .cli_checkpoint import add_arguments as add_checkpoint_arguments
+    add_checkpoint_arguments(rep)       # --checkpoint, --checkpoint-every, --resume
 
     conv = sub.add_parser("convert", help="convert a memory trace to trace format v1",
                           description="Convert Valgrind lackey output (--trace-mem=yes), "
@@ -267,6 +271,10 @@ def _replay(args):
     from .whatif import run
     if args.batch_rows < 1:
         raise ValueError(f"--batch-rows {args.batch_rows}: expected a positive number")
+    from . import cli_checkpoint
+    resumed = cli_checkpoint.resume_setup(args)   # --resume: trace, config from the checkpoint
+    if args.trace is None:
+        raise ValueError("replay: give a TRACE (or --resume DIR)")
     if args.epoch is not None:
         from .inputs import parse_epoch
         parse_epoch(args.epoch)
@@ -280,7 +288,9 @@ def _replay(args):
         raise ValueError(f"--heat-buckets {args.heat_buckets}: expected 0 or more")
     args.strict = args.strict or None
     config = config_from_args(args)          # -c FILE with the options on top
-    if config.machine or args.config:
+    if resumed is not None:
+        config, named = resumed
+    elif config.machine or args.config:
         named = args.topology or config.machine_label()
     else:
         from .inputs import topology_for
@@ -295,7 +305,8 @@ def _replay(args):
             args, lambda: trace_rows(args.trace),
             lambda progress: run(config, args.trace, progress=progress,
                                  batch_rows=args.batch_rows,
-                                 heat_buckets=args.heat_buckets or None))
+                                 heat_buckets=None if resumed else args.heat_buckets or None,
+                                 **cli_checkpoint.run_options(args, config, named)))
     for w in caught:                        # a cut stream: one line each, on stderr
         print(f"fastnuma: warning: {w.message}", file=sys.stderr)
     report.topology = f"{named}: {report.topology}"

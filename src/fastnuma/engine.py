@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 import pyarrow as pa
 
+from . import checkpoint as _checkpoint
 from .config import SimConfig
 from .constants import MAP_ANONYMOUS, MAP_PRIVATE
 from .filemap import Filemap
@@ -254,17 +255,29 @@ class Simulator:
         return self._stats.free_pages()
 
     # ----------------------------------------------------------------- replay
-    def replay(self, source: str | os.PathLike | pa.Table | pa.RecordBatchReader, *,
-               batch_rows: int = DEFAULT_BATCH_ROWS, epoch_events: int | None = None,
+    def replay(self, source: str | os.PathLike | pa.Table | pa.RecordBatchReader | None = None,
+               *, batch_rows: int = DEFAULT_BATCH_ROWS, epoch_events: int | None = None,
                epoch_ns: int | None = None, strict: bool = False,
                progress: Callable[[int], None] | None = None,
                task_policy: str | TaskPolicy | None = None,
                cpu_map: str | CpuPlacement | None = None,
-               heat_buckets: int | None = None) -> Report:
+               heat_buckets: int | None = None,
+               checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
+               checkpoint_meta: dict | None = None, resume: bool = False) -> Report:
         """Replay a trace and return its :class:`~fastnuma.report.Report` (docs/api.md):
         ``task_policy`` and ``cpu_map`` as numactl would set them (docs/run-config.md),
-        ``heat_buckets`` for the placement heatmap (docs/report.md)."""
+        ``heat_buckets`` for the placement heatmap (docs/report.md); with ``checkpoint``
+        and ``checkpoint_every`` (events) it saves itself as it goes, and ``resume=True``
+        continues the replay of a loaded checkpoint (docs/checkpoint.md)."""
         return self._replay.replay(source, batch_rows=batch_rows, epoch_events=epoch_events,
                                    epoch_ns=epoch_ns, strict=strict, progress=progress,
                                    task_policy=task_policy, cpu_map=cpu_map,
-                                   heat_buckets=heat_buckets)
+                                   heat_buckets=heat_buckets, checkpoint=checkpoint,
+                                   checkpoint_every=checkpoint_every,
+                                   checkpoint_meta=checkpoint_meta, resume=resume)
+
+    # ----------------------------------------------------------------- checkpoints
+    # docs/checkpoint.md; the code is checkpoint.py's (the facade only names it)
+    save = _checkpoint.save                        # sim.save(path)
+    load = classmethod(_checkpoint.load)           # Simulator.load(path) -> Simulator
+    __reduce__ = _checkpoint.reduce_simulator      # pickling (Dask): the same state

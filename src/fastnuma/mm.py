@@ -4,6 +4,7 @@ share, and vma_adjust_trans_huge (a VMA boundary inside a THP splits it)."""
 from __future__ import annotations
 
 import errno
+from functools import partial
 import os
 
 import numpy as np
@@ -29,8 +30,9 @@ class Mm:
 
     def new_vma_list(self, asid: int) -> VmaList:
         """An empty VMA list for address space ``asid``."""
+        # a partial of a method, not a lambda: checkpoints save it (state_codec.py)
         return VmaList(self.m.config.max_map_count,
-                       split_pmd=lambda vpn: self.vma_adjust_trans_huge(asid, vpn))
+                       split_pmd=partial(self.vma_adjust_trans_huge, asid))
 
     def vma_adjust_trans_huge(self, asid: int, vpn: int) -> None:
         """vma_adjust_trans_huge: a new VMA boundary inside a PMD-mapped THP splits it."""

@@ -283,17 +283,26 @@ def remapper(table, batch_rows):
     """A function TraceBatch -> TraceBatch whose ``cpu`` is ``table[cpu]`` (one vectorised
     take into a buffer allocated once; valid until the next batch, like the reader's
     buffers). A trace CPU that the map does not place is a TraceError naming its row."""
-    import dataclasses
+    return _Remap(table, np.empty(batch_rows, np.uint16))
 
-    from .errors import TraceError
-    buf = np.empty(batch_rows, np.uint16)
 
-    def remap(b):
-        out = np.take(table, b.cpu, out=buf[:len(b)])
+class _Remap:
+    """remapper's function as an object of data, not a closure: a checkpoint saves it
+    (state_codec.py) with the replay's state."""
+
+    def __init__(self, table, buf):
+        self.table, self.buf = table, buf
+
+    def __call__(self, b):
+        import dataclasses
+
+        from .errors import TraceError
+        if len(b) > self.buf.size:           # a resumed replay's larger batches
+            self.buf = np.empty(len(b), np.uint16)
+        out = np.take(self.table, b.cpu, out=self.buf[:len(b)])
         bad = np.flatnonzero(out == UNMAPPED)
         if bad.size:
             k = int(bad[0])
             raise TraceError("the CPU map places no CPU for this trace CPU", path=b.path,
                              column="cpu", row=b.row + k, value=int(b.cpu[k]))
         return dataclasses.replace(b, cpu=out)
-    return remap

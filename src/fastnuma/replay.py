@@ -45,7 +45,8 @@ class Replay:
 
     def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=None,
                epoch_ns=None, strict=False, progress=None, task_policy=None, cpu_map=None,
-               heat_buckets=None):
+               heat_buckets=None, checkpoint=None, checkpoint_every=None,
+               checkpoint_meta=None, resume=False):
         """Replay a trace (a path, directory or glob of .arrow/.feather/.arrows/.parquet
         files, a pyarrow Table or RecordBatchReader) and return its :class:`Report`.
 
@@ -64,7 +65,33 @@ class Replay:
 
         A replay streams (docs/api.md): when it raises, the rows before the failure stay
         applied and the exception carries ``rows_replayed``.
+        ``checkpoint``, ``checkpoint_every``, ``checkpoint_meta``, ``resume``: see
+        checkpoint_replay.py (docs/checkpoint.md).
         """
+        if checkpoint is not None or resume:           # checkpoints: checkpoint_replay.py
+            from .checkpoint_replay import replay_checkpointed
+            return replay_checkpointed(
+                self, source, batch_rows=batch_rows, epoch_events=epoch_events,
+                epoch_ns=epoch_ns, strict=strict, progress=progress, task_policy=task_policy,
+                cpu_map=cpu_map, heat_buckets=heat_buckets, checkpoint=checkpoint,
+                checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta,
+                resume=resume)
+        run, remap = self.new_run(epoch_events, epoch_ns, strict, task_policy, cpu_map,
+                                  heat_buckets, batch_rows)
+        try:
+            for batch in self.batches(source, batch_rows, strict):
+                run.batch(remap(batch) if remap else batch)
+                if progress is not None:
+                    progress(batch.row + len(batch))
+        except BaseException as e:     # streaming semantics (docs/api.md): rows applied stay
+            e.rows_replayed = run.rows
+            raise
+        return run.finish()
+
+    def new_run(self, epoch_events, epoch_ns, strict, task_policy=None, cpu_map=None,
+                heat_buckets=None, batch_rows=DEFAULT_BATCH_ROWS):
+        """A new replay's state (_Replay), its arguments checked, and its batch remapper
+        (the what-if CPU map) or None."""
         if epoch_events is not None and epoch_ns is not None:
             raise ValueError("give epoch_events or epoch_ns, not both")
         if epoch_ns is None and epoch_events is None:
@@ -74,16 +101,12 @@ class Replay:
                                       or not 1 <= value < TIME_LIMIT_NS):
                 raise ValueError(f"{name} must be a positive int below 2**62, not {value!r}")
         run = _Replay(self, epoch_events, epoch_ns, strict, heat_buckets)
-        remap = run.what_if(task_policy, cpu_map, batch_rows)   # what-if hook (numactl.py)
-        try:
-            for batch in open_trace(source, batch_rows, on_cut=_cut_strict if strict else None):
-                run.batch(remap(batch) if remap else batch)
-                if progress is not None:
-                    progress(batch.row + len(batch))
-        except BaseException as e:     # streaming semantics (docs/api.md): rows applied stay
-            e.rows_replayed = run.rows
-            raise
-        return run.finish()
+        return run, run.what_if(task_policy, cpu_map, batch_rows)   # what-if hook (numactl.py)
+
+    @staticmethod
+    def batches(source, batch_rows, strict):
+        """The trace's batches (a stream cut short is an error under ``strict``)."""
+        return open_trace(source, batch_rows, on_cut=_cut_strict if strict else None)
 
 
 def _cut_strict(path):

@@ -13,10 +13,14 @@ from .numactl import parse_policy
 from .runconfig import RunConfig, trace_provenance
 
 
-def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None):
+def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None, checkpoint=None,
+        checkpoint_every=None, checkpoint_meta=None, resume=None):
     """Replay ``trace`` under ``config`` (a RunConfig or a TOML path) and return its Report
     with ``report.cost`` (the cost estimate, fastnuma.costmodel.estimate) and
-    ``report.provenance`` (configuration, resolved machine, trace fingerprint)."""
+    ``report.provenance`` (configuration, resolved machine, trace fingerprint).
+    ``checkpoint``, ``checkpoint_every``, ``checkpoint_meta``: Simulator.replay's;
+    ``resume``: a checkpoint directory whose replay this run continues (its machine and
+    CPU map; docs/checkpoint.md)."""
     import fastnuma as fn
     if isinstance(trace, pa.RecordBatchReader):
         raise TypeError("a what-if run reads the trace twice (replay, then the cost "
@@ -32,10 +36,17 @@ def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None):
     policy = parse_policy(config.policy, topo)
     rows = int(batch_rows or config.replay.get("batch_rows", 1 << 20))
     mapper = None if config.placement.is_identity() else config.placement.mapper(topo, rows)
-    report = sim.replay(source(), batch_rows=rows, strict=bool(config.replay.get("strict")),
-                        progress=progress, task_policy=policy, cpu_map=mapper,
-                        heat_buckets=heat_buckets,
-                        **config.epoch_kwargs())
+    if resume is not None:                 # checkpoint_replay.py: the saved machine and map
+        from .checkpoint_replay import load_for_resume
+        sim, mapper = load_for_resume(resume)
+        report = sim.replay(source(), batch_rows=rows, progress=progress, resume=True,
+                            checkpoint=checkpoint, checkpoint_every=checkpoint_every)
+    else:
+        report = sim.replay(source(), batch_rows=rows, strict=bool(config.replay.get("strict")),
+                            progress=progress, task_policy=policy, cpu_map=mapper,
+                            heat_buckets=heat_buckets, checkpoint=checkpoint,
+                            checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta,
+                            **config.epoch_kwargs())
     table = None if mapper is None else mapper.table        # as the replay filled it
     tp = trace_pass(source(), topo, [e[0] for e in report.epochs], config.cost, table, rows)
     report.cost = estimate(report, tp, topo, config.cost)
