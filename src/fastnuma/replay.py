@@ -18,7 +18,7 @@ from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, NEVER, OP_MADVISE, OP_MBIND,
                         OP_MOVE_PAGES, OP_MUNMAP, OP_SCHED, OP_SET_MEMPOLICY, PAGE_SHIFT,
                         TASK_SIZE, TIME_LIMIT_NS)
 from .dtypes import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW, EV_NEW_THREAD,
-                     EV_OOM, EV_SEGV, EV_TIME, N_VMSTAT, PTRS_PER_PMD, VMA_DTYPE)
+                     EV_OOM, EV_SEGV, EV_TIME, PTRS_PER_PMD, VMA_DTYPE)
 from .errors import TraceError, raise_errno
 from .kernels.events import run_events
 from .report import Report, ReportBuilder  # noqa: F401  (Report: the return type)
@@ -150,11 +150,8 @@ class _Replay:
             from .heat import HeatRecorder
             heat = HeatRecorder(sim, heat_buckets)
         tier = sim.tiering is not None and sim.tiering.on     # docs/tiering.md §13
-        # vm[:N_VMSTAT]: a live view of the VMSTAT_NAMES counters (the report's epochs
-        # hold those; the tiering ones come from the node rows)
-        self.report = ReportBuilder(sim.access_counts, sim.vm[:N_VMSTAT], sim.node_pages,
-                                    sim.free, heat=heat,
-                                    node_rows=sim.numa_nodes if tier else None)
+        self.report = ReportBuilder(sim.access_counts, sim.vm, sim.node_pages, sim.free,
+                                    heat=heat, node_rows=sim.numa_nodes if tier else None)
         self.pos = np.zeros(1, np.int64)
         self.task_policy = None
 

@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS
+from .dtypes import C_NUMA_HINT_FAULTS, C_NUMA_PAGES_MIGRATED, C_PGMIGRATE_SUCCESS, N_VMSTAT
 from .epochs import COLUMNS as EPOCH_COLUMNS, EpochLog
 from .outdir import write_set
 
@@ -43,7 +43,8 @@ class ReportBuilder:
         self._node_pages = node_pages
         self._free = free
         self.heat = heat
-        self.epochs = EpochLog(len(node_pages), vm.size, node_rows=node_rows)   # tiering too
+        # epochs keep the VMSTAT_NAMES counters (vm may hold the tiering ones after them)
+        self.epochs = EpochLog(len(node_pages), N_VMSTAT, node_rows=node_rows)
         self.faults: list[tuple] = []          # (row, kind, pid, tid, addr)
         self.failed: list[tuple] = []          # (row, op, pid, tid, errno, message)
         self.implicit_mappings = 0
@@ -65,7 +66,7 @@ class ReportBuilder:
         matrix = self._access_counts.sum(axis=2)
         self.epochs.append(end_row, end_ns, acc, remote, remote / acc if acc else 0.0,
                            hints, migrated, moved, used, matrix - self._last_matrix,
-                           self._vm - self._last_vm)
+                           (self._vm - self._last_vm)[:N_VMSTAT])
         self._last_matrix = matrix
         self._last_vm[:] = self._vm
         if self.heat is not None:
