@@ -101,8 +101,8 @@ def _record_batches(path, batch_rows, on_cut):
             yield from _mapped_stream_batches(path, batch_rows, on_cut)
         else:
             yield from _parquet_batches(path, batch_rows)
-    except (pa.ArrowException, OSError) as e:   # ArrowInvalid, or a corrupt header's
-        # ArrowNotImplementedError ("unsupported ... version"): both are a damaged file
+    except (pa.ArrowException, OSError) as e:   # ArrowInvalid, or the "unsupported
+        # version" error a corrupt stream header raises: both are a damaged file
         raise TraceError(f"truncated or corrupt trace file: {e}", path=path) from None
 
 
