@@ -9,6 +9,7 @@ Plain Python run once per Topology; the kernels get the results as arrays.
 """
 import numbers
 from math import isqrt
+from .zonelists import find_next_best_node
 
 __all__ = ["MEMTIER_CHUNK_BITS", "MEMTIER_CHUNK_SIZE", "MEMTIER_ADISTANCE_DRAM",
            "MEMTIER_DEFAULT_DAX_ADISTANCE", "DEFAULT_WATERMARK_SCALE_FACTOR",
@@ -53,19 +54,13 @@ def build_memory_tiers(adistance, has_memory):
 
 
 def _find_next_best_node(node, used, distance, has_cpus):
-    """mm/page_alloc.c find_next_best_node() as establish_demotion_targets calls it:
-    ``used`` excludes everything but the next tier. ``node_load`` is taken as 0 (it
-    only orders equal adjusted distances; ties go to the lowest id)."""
-    if node not in used:
-        used.add(node)
-        return node
-    best, best_val = -1, None
-    for n in range(len(distance)):
-        if n in used:
-            continue
-        val = distance[node][n] + (n < node) + (1 if has_cpus[n] else 0)
-        if best_val is None or val < best_val:
-            best, best_val = n, val
+    """mm/page_alloc.c find_next_best_node() as establish_demotion_targets calls it
+    (zonelists.find_next_best_node, the one implementation): ``used`` (a set) excludes
+    everything but the next tier; ``node_load`` is 0 (it only orders equal adjusted
+    distances; ties go to the lowest id)."""
+    n = len(distance)
+    best = find_next_best_node(node, [k in used for k in range(n)], distance, [True] * n,
+                               has_cpus, [0] * n)
     if best >= 0:
         used.add(best)
     return best
