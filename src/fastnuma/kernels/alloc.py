@@ -12,7 +12,7 @@ from ._jit import kernel
 from .reclaim import try_to_free_pages
 from .state import new_frame
 from .tiering import lru_touch, wake_all_kswapds
-from .zone import WMARK_LOW, WMARK_MIN, node_ok, zone_statistics
+from .zone import WMARK_LOW, WMARK_MIN, mask_allows, node_ok, zone_statistics
 
 @kernel(inline="always")
 def walk_zonelist(st, start, mask, order, wmark):
@@ -37,7 +37,7 @@ def preferred_zone_node(st, start, mask):
         n = np.int64(lst[j])
         if n < 0:
             break
-        if mask == 0 or (np.uint64(mask) >> np.uint64(n)) & np.uint64(1):
+        if mask_allows(mask, n):
             return n
     return np.int64(-1)
 

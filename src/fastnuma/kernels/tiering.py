@@ -19,6 +19,7 @@ from ..dtypes import (CTL_ACCESS_SEQ, N_KSWAPD_FAILURES, N_KSWAPD_WAKE, N_NBP_RL
                       OPT_HOT_THRESHOLD_MS, OPT_MEMORY_TIERING, OPT_NUMA_BALANCING,
                       OPT_PROMOTE_RATE, OPT_SCAN_PERIOD_MAX_MS, OPT_TIERING_61)
 from ._jit import kernel
+from .zone import mask_allows
 
 
 @kernel(inline="always")
@@ -170,7 +171,7 @@ def wake_all_kswapds(st, start, mask):
         n = np.int64(lst[j])
         if n < 0:
             break
-        if mask == 0 or (np.uint64(mask) >> np.uint64(n)) & np.uint64(1):
+        if mask_allows(mask, n):
             wakeup_kswapd(st, n)
 
 

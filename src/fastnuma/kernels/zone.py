@@ -10,6 +10,13 @@ WMARK_LOW, WMARK_MIN = 0, 1
 
 
 @kernel(inline="always")
+def mask_allows(mask, n):
+    """Node ``n`` is in the nodemask ``mask`` of a zonelist walk (0: no restriction), as
+    for_each_zone_zonelist_nodemask filters it."""
+    return mask == 0 or (np.uint64(mask) >> np.uint64(n)) & np.uint64(1)
+
+
+@kernel(inline="always")
 def node_ok(st, n, order, wmark):
     """zone_watermark_fast: free pages after the allocation stay above the mark."""
     mark = st.wmark_low[n] if wmark == WMARK_LOW else st.wmark_min[n]
