@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .dtypes import VM_ANON, VM_SHARED, VMA_DTYPE
+from .dtypes import VM_ANON, VM_ROW_CONT, VM_SHARED, VMA_DTYPE
 from .errors import raise_errno
 
 
@@ -235,8 +235,9 @@ class VmaList:
             cuts = sorted(cuts)
             for s, e in zip(cuts, cuts[1:]):
                 pol = policies.intern(v.shm.policy_at(v.pgoff + s - v.start))
-                rows.append((s, e, v.pgoff + s - v.start, v.flags | VM_SHARED | anon, pol,
-                             v.shm.asid, 0, 0))
+                cont = VM_ROW_CONT if s > v.start else 0      # the same VMA (fault-around)
+                rows.append((s, e, v.pgoff + s - v.start, v.flags | VM_SHARED | anon | cont,
+                             pol, v.shm.asid, 0, 0))
                 owners.append(v)
         self._view = np.array(rows, dtype=VMA_DTYPE) if rows else np.zeros(0, VMA_DTYPE)
         self._view_vmas = owners

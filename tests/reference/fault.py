@@ -218,6 +218,30 @@ class FaultMixin:
             folio.dirty = True
         self.set_pte(proc, vpn, folio, 0, write=True, dirty=write)
 
+    def do_fault_around(self, proc, vma, vpn):
+        """do_read_fault's fault-around (mm/memory.c do_fault_around, mm/filemap.c
+        filemap_map_pages) on a shared anonymous VMA: the pages of the object already
+        present at the offsets of a window around vpn are mapped where this process maps
+        nothing (clean, writable: a shared mapping). The window starts at vpn rounded
+        down to fault_around_pages pages, or at the VMA's start if later, and spans
+        fault_around_pages pages from there, cut at the VMA's end and the PMD's end.
+        No allocation, no counter. True when vpn's own page was mapped (VM_FAULT_NOPAGE:
+        shmem_fault is not called)."""
+        nr = self.fault_around_pages
+        if nr <= 1:                                # should_fault_around
+            return False
+        start = max(vpn - vpn % nr, vma.start)
+        pmd_end = (vpn // HPAGE_PMD_NR + 1) * HPAGE_PMD_NR
+        end = min(start + nr, pmd_end, vma.end)
+        hit = False
+        for page in range(start, end):
+            folio = vma.obj.pages.get(vma.pgoff_at(page))
+            if folio is None or page in proc.ptes or page // HPAGE_PMD_NR in proc.pmds:
+                continue
+            self.set_pte(proc, page, folio, 0, write=True, dirty=False)
+            hit = hit or page == vpn
+        return hit
+
     def handle_mm_fault(self, thread, proc, vma, vpn, write):
         """One access to a page of ``vma``. Counts pgfault when a fault is taken (not
         present, or a write to a write-protected mapping). May raise OomError."""
@@ -246,7 +270,8 @@ class FaultMixin:
             return
         self.vm["pgfault"] += 1
         if vma.obj is not None:
-            self.shmem_fault(thread, proc, vma, vpn, write)
+            if write or not self.do_fault_around(proc, vma, vpn):   # do_read_fault
+                self.shmem_fault(thread, proc, vma, vpn, write)
             return
         if self.thp_eligible(proc, vma, hpn):
             if self.do_huge_pmd_anonymous_page(thread, proc, vma, hpn, write):

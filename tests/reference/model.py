@@ -90,7 +90,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
                  skip_local_single_thread=None, interleave_thp_index=None,
                  numa_balancing_scan_delay_ms=1000, numa_balancing_scan_period_min_ms=1000,
                  numa_balancing_scan_period_max_ms=60000, numa_balancing_scan_size_mb=256,
-                 **tier_knobs):
+                 fault_around_bytes=65536, **tier_knobs):
         if thp not in THP_MODES:
             raise ValueError(f"thp={thp!r}: expected one of {THP_MODES}")
         if thp_defrag not in DEFRAG_MODES:
@@ -146,6 +146,16 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
         self.linux_strict_flags = bool(linux_strict_flags)
         self.max_map_count = max_map_count
         self.zero_page, self.numa_stat = bool(zero_page), bool(numa_stat)
+        # debugfs fault_around_bytes, kept as fault_around_bytes_set keeps it: at most a
+        # PTE table of pages, rounded down to a power of two, at least one page
+        if (not isinstance(fault_around_bytes, int) or isinstance(fault_around_bytes, bool)
+                or not 0 < fault_around_bytes < (HPAGE_PMD_NR + 1) * PAGE_SIZE):
+            raise ValueError(f"fault_around_bytes={fault_around_bytes!r}: expected "
+                             f"1..{(HPAGE_PMD_NR + 1) * PAGE_SIZE - 1}")
+        around = 1
+        while around * 2 * PAGE_SIZE <= fault_around_bytes:
+            around *= 2
+        self.fault_around_pages = around
         self.numastat_ = {n: dict.fromkeys(NUMASTAT_NAMES, 0) for n in range(self.n_nodes)}
         self.vm = dict.fromkeys(VMSTAT_NAMES[6:], 0)
         self.procs, self.threads = {}, {}

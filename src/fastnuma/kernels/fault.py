@@ -15,6 +15,7 @@ from ._jit import kernel
 from ..dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
                       OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE)
 from .alloc import alloc_pages_mpol
+from .fault_around import do_fault_around
 from .numa import do_numa_page, do_pmd_numa_page
 from .state import find_block, get_block, new_frame, pte_node_bits, split_huge_pmd
 from .vma import folio_ilx, ilx_of, vma_policy
@@ -160,6 +161,8 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
     if vmas[v]["flags"] & VM_SHARED:
         b = get_block(st, asid, pmd)
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
+        if not write:                           # do_read_fault: neighbours first
+            do_fault_around(st, vmas, v, b, vpn)
         if fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write) != FAULT_OK:
             return FAULT_OOM
         st.blk_used[b] += 1
