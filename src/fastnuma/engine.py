@@ -173,15 +173,21 @@ class Simulator:
         self._mempolicy.set_mempolicy(tid, mode, nodemask, maxnode=maxnode)
 
     def get_mempolicy(self, tid: int, addr: int = 0, flags: int = 0, *,
-                      maxnode: int | None = None) -> tuple[int, frozenset[int]] | int:
-        """get_mempolicy(2): ``(mode, frozenset(nodes))``, or a node with MPOL_F_NODE."""
-        return self._mempolicy.get_mempolicy(tid, addr, flags, maxnode=maxnode)
+                      maxnode: int | None = None, mode: object = None,
+                      nodemask: object = None) -> tuple[int, frozenset[int]] | int:
+        """get_mempolicy(2): ``(mode, frozenset(nodes))``, or a node with MPOL_F_NODE
+        (``mode``/``nodemask`` BAD_ADDRESS: unwritable outputs, EFAULT)."""
+        return self._mempolicy.get_mempolicy(tid, addr, flags, maxnode=maxnode, mode=mode,
+                                             nodemask=nodemask)
 
     def move_pages(self, pid: int, addrs: int | np.ndarray,
                    nodes: int | np.ndarray | None = None, flags: int = 0, *,
-                   caller: int | None = None) -> np.ndarray:
-        """move_pages(2): query (``nodes`` None) or move; the per-page status array."""
-        return self._migrate.move_pages(pid, addrs, nodes, flags, caller=caller)
+                   caller: int | None = None, status: object = None,
+                   nr_pages: int | None = None) -> np.ndarray:
+        """move_pages(2): query (``nodes`` None) or move; the per-page status array
+        (``status`` BAD_ADDRESS: an unwritable status array, EFAULT)."""
+        return self._migrate.move_pages(pid, addrs, nodes, flags, caller=caller,
+                                        status=status, nr_pages=nr_pages)
 
     def migrate_pages(self, pid: int, old_nodes: Nodes, new_nodes: Nodes, *,
                       caller: int | None = None) -> int:

@@ -40,7 +40,8 @@ class TraceError(ValueError):
 class _BadAddress:
     """``fastnuma.BAD_ADDRESS``: a user pointer Linux cannot read or write (EFAULT), for
     tools that test error paths; accepted where Linux takes a node mask (mbind,
-    set_mempolicy, migrate_pages). docs/api.md."""
+    set_mempolicy, migrate_pages), for move_pages' pages, nodes and status arrays and
+    for get_mempolicy's mode and nodemask outputs. docs/api.md."""
     __slots__ = ()
 
     def __repr__(self):
@@ -51,3 +52,13 @@ class _BadAddress:
 
 
 BAD_ADDRESS = _BadAddress()
+
+
+def bad_output(value, name):
+    """An output pointer argument: None (the call returns the value) or BAD_ADDRESS
+    (unwritable: True). Anything else is a TypeError naming ``name``."""
+    if value is None:
+        return False
+    if value is BAD_ADDRESS:
+        return True
+    raise TypeError(f"{name} must be None or fastnuma.BAD_ADDRESS, not {value!r}")
