@@ -141,6 +141,30 @@ class Differential(RuleBasedStateMachine):
         self.both("madvise", self.pids[i % len(self.pids)], ARENA + first * PAGE_SIZE,
                   n * PAGE_SIZE, advice)
 
+    @precondition(lambda self: self.pids and len(self.pids) < 4)
+    @rule(i=st.integers(0, 99), first=pages, n=st.integers(1, 600), data=st.data())
+    def shared_pair(self, i, first, n, data):
+        """A shared anonymous mapping partly written by one process, then read by its
+        fork and by itself: read faults map the neighbours already in the object
+        (fault-around, docs/linux-semantics.md §1.8)."""
+        pid = self.pids[i % len(self.pids)]
+        out = self.both("mmap", pid, n * PAGE_SIZE, fn.MAP_SHARED | fn.MAP_ANONYMOUS,
+                        ARENA + first * PAGE_SIZE)
+        if out[0] != "ok":
+            return
+        addr = out[1]
+        written = data.draw(st.lists(st.integers(0, n - 1), max_size=40))
+        if written:
+            self.both("access", pid, addr + np.array(written, np.int64) * PAGE_SIZE, True)
+        if pid not in self.pids:                       # OOM-killed
+            return
+        child = self.both("fork", pid)
+        for reader in ([child[1]] if child[0] == "ok" else []) + [pid]:
+            reads = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=6))
+            if reader in self.pids:
+                self.both("access", reader, addr + np.array(reads, np.int64) * PAGE_SIZE,
+                          False)
+
     def mapped(self, pid):
         """Arena pages mapped in ``pid`` (what an access should mostly hit)."""
         out = []

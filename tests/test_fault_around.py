@@ -1,4 +1,4 @@
-"""Fault-around on shared anonymous memory (docs/linux-semantics.md §1.4a; Linux 6.12
+"""Fault-around on shared anonymous memory (docs/linux-semantics.md §1.8; Linux 6.12
 mm/memory.c do_read_fault / should_fault_around / do_fault_around, mm/filemap.c
 filemap_map_pages), on the reference model and the engine.
 
@@ -176,3 +176,21 @@ def test_engine_knob_reads_back_as_linux_stores_it():
     assert sim.config.describe()["fault_around_bytes"] == 65536
     with pytest.raises(ValueError, match="fault_around_bytes"):
         fn.Simulator(fn.Topology(**T2), fault_around_bytes=1 << 22)
+
+
+def test_rule_25_program_with_the_default_window(make):
+    # test_rules' shared-policy program, fault-around on: each of the child's two reads
+    # maps the object's cached pages of its own VMA ([0, 2) and [2, 4))
+    m = make(dict(node_pages=[64, 64], node_cpus=[[0, 1], [2, 3]]))
+    pid = m.spawn()
+    m.mmap(pid, 4 * P, SHARED, addr=X)
+    child = m.fork(pid)
+    m.mbind(child, X + 2 * P, 2 * P, C.MPOL_BIND, {1})
+    touch(m, pid, [0, 1], False)
+    touch(m, pid, [2, 3], True)
+    touch(m, child, [3], False)
+    assert m.page_nodes(child, X, 4 * P).tolist() == [-1, -1, 1, 1]
+    touch(m, child, [0], False)
+    assert m.page_nodes(child, X, 4 * P).tolist() == [0, 0, 1, 1]
+    assert m.free_pages().tolist() == [62, 62]
+    assert "mapped=2 mapmax=2" in m.numa_maps(child)
