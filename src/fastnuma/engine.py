@@ -62,8 +62,9 @@ class Simulator:
     **knobs
         Kernel knobs under their Linux names; see :class:`fastnuma.config.SimConfig`
         (``thp``, ``thp_defrag``, ``numa_balancing``, ``interleave_weights``,
-        ``linux_strict_flags``, ``max_map_count``, ``zero_page``, ``numa_stat``, the
-        scanner's ``numa_balancing_*`` and the lazy-migration switches).
+        ``linux_strict_flags``, ``max_map_count``, ``zero_page``, ``numa_stat``,
+        ``fault_around_bytes``, the scanner's ``numa_balancing_*`` and the lazy-migration
+        switches).
 
     Attributes
     ----------
