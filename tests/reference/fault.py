@@ -1,6 +1,6 @@
 """Page tables and page faults of the reference model (docs/api.md "Memory", Linux
 mm/memory.c and mm/huge_memory.c; linux-semantics.md §1.4, §1.5, §8)."""
-from fastnuma.constants import HPAGE_PMD_NR, HPAGE_PMD_ORDER
+from fastnuma.constants import HPAGE_PMD_NR, HPAGE_PMD_ORDER, PROT_WRITE
 
 from .mm import HUGE_ZERO_PAGE, VM_HUGEPAGE, VM_NOHUGEPAGE, ZERO_PAGE, Folio, Pmd, Pte
 
@@ -216,7 +216,8 @@ class FaultMixin:
             obj.pages[index] = folio
         if write:
             folio.dirty = True
-        self.set_pte(proc, vpn, folio, 0, write=True, dirty=write)
+        # vm_page_prot: writable when the VMA is (shmem wants no write notification)
+        self.set_pte(proc, vpn, folio, 0, write=bool(vma.prot & PROT_WRITE), dirty=write)
 
     def handle_mm_fault(self, thread, proc, vma, vpn, write):
         """One access to a page of ``vma``. Counts pgfault when a fault is taken (not

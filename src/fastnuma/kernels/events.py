@@ -22,7 +22,7 @@ from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
 from .state import borrowed, lookup_block
 from .tiering import lru_touch
-from .vma import find_vma_in
+from .vma import access_error, find_vma_in
 
 PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
 RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
@@ -258,7 +258,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 faulted = False
                 continue
         v = find_vma_in(vmas, vlo, vhi, vpn, hint)
-        if v < 0:
+        if v < 0 or access_error(vmas, v, w):      # no VMA, or its protection: SIGSEGV
             status = EV_SEGV
             break
         hint = v

@@ -10,7 +10,8 @@ from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_DIRTY,
                       FRAME_PTE_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_NUMA, PTE_PRESENT,
                       PTE_NODE_MASK, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT,
-                      VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
+                      VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE,
+                      ZERO_PAGE_NODE)
 from ._jit import kernel
 from ..dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
                       OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE)
@@ -103,7 +104,9 @@ def fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write):
         st.frames[f]["flags"] |= FRAME_DIRTY | FRAME_PTE_DIRTY
     st.frames[f]["mapcount"] += 1
     st.ptes[pi]["frame"] = f
-    st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | (PTE_DIRTY if write else 0)
+    # vm_page_prot: writable when the VMA is (shmem wants no write notification)
+    st.ptes[pi]["flags"] = (PTE_PRESENT | (PTE_WRITE if vmas[v]["flags"] & VM_WRITE else 0)
+                            | (PTE_DIRTY if write else 0))
     return FAULT_OK
 
 
