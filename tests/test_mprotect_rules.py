@@ -1,4 +1,4 @@
-"""Memory protection (docs/linux-semantics.md §1.8, docs/api.md mprotect): mmap's prot=,
+"""Memory protection (docs/linux-semantics.md §3.6, §9 items 56-60; docs/api.md mprotect): mmap's prot=,
 mprotect's errnos and VMA splits and merges, access_error's SIGSEGV, change_protection's
 entries, and what the NUMA code does with inaccessible VMAs.
 

@@ -4,7 +4,7 @@ do_mprotect_pkey checks the arguments, then walks the VMAs of the range: mprotec
 gives each part its new VM_READ/WRITE/EXEC (VMAs split and merge as for mbind and
 madvise: vma_modify_flags) and change_protection rewrites its present entries
 (kernels/mprotect.py). What an access then meets is the fault entry's business
-(kernels/vma.access_error); docs/linux-semantics.md §1.8 has the rules.
+(kernels/vma.access_error); docs/linux-semantics.md §3.6 has the rules.
 """
 from __future__ import annotations
 

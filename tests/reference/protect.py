@@ -1,6 +1,6 @@
 """Memory protection in the reference model: mprotect (Linux mm/mprotect.c
 do_mprotect_pkey, mprotect_fixup, change_protection) and the fault entry's protection
-check (arch/x86/mm/fault.c access_error). docs/linux-semantics.md §1.8."""
+check (arch/x86/mm/fault.c access_error). docs/linux-semantics.md §3.6."""
 import errno
 
 from fastnuma.constants import (HPAGE_PMD_NR, PAGE_SHIFT, PAGE_SIZE, PROT_EXEC,
