@@ -1,6 +1,6 @@
-"""Memory protection (docs/linux-semantics.md §3.6, §9 items 56-60; docs/api.md mprotect): mmap's prot=,
-mprotect's errnos and VMA splits and merges, access_error's SIGSEGV, change_protection's
-entries, and what the NUMA code does with inaccessible VMAs.
+"""Memory protection (docs/linux-semantics.md §3.6, §9 items 56-60; docs/api.md
+mprotect): mmap's prot=, mprotect's errnos and VMA splits and merges, access_error's
+SIGSEGV, change_protection's entries, and what the NUMA code does with inaccessible VMAs.
 
 Every test runs on the reference model and on the engine (``make``); expected values are
 worked out from the Linux functions named in the comments, never taken from either
@@ -339,3 +339,32 @@ def test_thp_changes_as_a_unit_and_splits_at_a_boundary(make):
     m.mprotect(pid, X, HP, RW)
     assert set(flags(m, pid, X, 512)) == {PRESENT | WRITE | HUGE | DIRTY}
     assert pgfaults(m, lambda: touch(m, pid, X + 7 * P, 1)) == 0
+
+
+def test_checkpoint_and_pickle_keep_protections(tmp_path):
+    """Vma.prot and VM_ACCOUNT round-trip through save/load and pickling; a state saved
+    before Vma had them (the field missing) loads with read+write and VM_ACCOUNT."""
+    import pickle
+
+    import fastnuma as fn
+    from fastnuma.state_codec import decode_value, encode_value
+    from fastnuma.vma import Vma
+    sim = fn.Simulator(fn.Topology(**T2))
+    pid = sim.spawn()
+    sim.mmap(pid, 4 * P, FIXED, addr=X)
+    touch(sim, pid, X, 4)
+    sim.mprotect(pid, X + P, P, C.PROT_NONE)
+    sim.mprotect(pid, X + 2 * P, P, C.PROT_READ)
+    sim.save(tmp_path / "ck")
+    for back in (fn.Simulator.load(tmp_path / "ck"), pickle.loads(pickle.dumps(sim))):
+        assert [(v.start, v.prot, v.account) for v in back.procs[pid].vmas] == \
+            [(v.start, v.prot, v.account) for v in sim.procs[pid].vmas]
+        assert back.page_flags(pid, X, 4 * P).tolist() == sim.page_flags(pid, X, 4 * P).tolist()
+        segv(back, pid, X + P)
+        segv(back, pid, X + 2 * P, write=True)
+        back.access(pid, X + 3 * P, write=True)
+    packed = encode_value(Vma(1, 2, 0, 1, prot=C.PROT_READ, account=False))
+    assert (packed["state"]["state"].pop("prot"), packed["state"]["state"].pop("account")) \
+        == (C.PROT_READ, False)
+    old = decode_value(packed)                       # as saved before the fields existed
+    assert (old.start, old.end, old.prot, old.account) == (1, 2, RW, True)
