@@ -368,3 +368,20 @@ def test_checkpoint_and_pickle_keep_protections(tmp_path):
         == (C.PROT_READ, False)
     old = decode_value(packed)                       # as saved before the fields existed
     assert (old.start, old.end, old.prot, old.account) == (1, 2, RW, True)
+
+
+def test_loading_rebuilds_the_kernels_vma_views(tmp_path):
+    """A checkpoint written before the views carried VM_READ/WRITE/EXEC (simulated by
+    clearing them in the saved view) loads into a machine whose accesses still work."""
+    import fastnuma as fn
+    from fastnuma.dtypes import VM_ACCESS_FLAGS
+    sim = fn.Simulator(fn.Topology(**T2))
+    pid = sim.spawn()
+    sim.mmap(pid, 4 * P, FIXED, addr=X)
+    touch(sim, pid, X, 2)
+    view = sim.procs[pid].vmas.current_view()
+    view["flags"] &= ~np.int32(VM_ACCESS_FLAGS)
+    sim.save(tmp_path / "old")
+    back = fn.Simulator.load(tmp_path / "old")
+    touch(back, pid, X, 4)
+    assert back.vmstat()["pgfault"] == sim.vmstat()["pgfault"] + 2
