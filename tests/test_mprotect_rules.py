@@ -385,3 +385,22 @@ def test_loading_rebuilds_the_kernels_vma_views(tmp_path):
     back = fn.Simulator.load(tmp_path / "old")
     touch(back, pid, X, 4)
     assert back.vmstat()["pgfault"] == sim.vmstat()["pgfault"] + 2
+
+
+@pytest.mark.parametrize("thp", ["never", "always"])
+def test_read_fault_without_zero_page_maps_read_only(make, thp):
+    # do_anonymous_page: mk_pte(vm_page_prot), pte_mkwrite(pte_mkdirty()) only with
+    # VM_WRITE; the THP fault's maybe_pmd_mkwrite likewise (its PMD is always dirty)
+    m = make(THP_T, zero_page=False, thp=thp)
+    pid = m.spawn()
+    m.mmap(pid, HP, FIXED, addr=X, prot=C.PROT_READ)
+    m.access(pid, X)
+    if thp == "never":
+        assert flags(m, pid, X, 1) == [PRESENT]
+        assert "dirty" not in m.numa_maps(pid)
+    else:
+        assert set(flags(m, pid, X, 512)) == {PRESENT | HUGE | DIRTY}
+    segv(m, pid, X, write=True)
+    m.mprotect(pid, X, HP, RW)                       # exclusive: writable again
+    assert pgfaults(m, lambda: m.access(pid, X, write=True)) == 0
+    assert flags(m, pid, X, 1)[0] & (WRITE | DIRTY) == WRITE | DIRTY
