@@ -25,7 +25,7 @@ from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
 from .state import borrowed, lookup_block
 from .tiering import lru_touch
-from .vma import find_vma_in
+from .vma import access_error, find_vma_in
 
 THREAD_CACHE = 64             # entries of the (tid, pid) -> slot cache
 RUN_RETRY = 64                # present_run tries a run at least once in this many events
@@ -333,7 +333,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                                     addr, op, cpu, tid, pid, i, limit, asid, counts)
                 continue
         v = find_vma_in(vmas, np.int64(vma_lo[asid]), np.int64(vma_hi[asid]), vpn, hint)
-        status = (EV_SEGV if v < 0 else
+        status = (EV_SEGV if v < 0 or access_error(vmas, v, w) else
                   EV_NEED_GROW if no_room(ctl, blk_cap, frame_cap, hash_cap) else EV_DONE)
         if status != EV_DONE:
             break
