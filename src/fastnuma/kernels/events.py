@@ -149,7 +149,7 @@ def pte_node(fl, w):
 
 @kernel(inline="always")
 def event_status(w, s, cpu_ok):
-    """Whether event loop can run an event (EV_DONE) or why not, checked in this order:
+    """Whether the event loop can run an event (EV_DONE) or why not, in this order:
     a control event, a thread not in the table (slot -1) or of another process (-2), a
     CPU not in the topology."""
     return (EV_CONTROL if w > OP_WRITE else EV_NEW_THREAD if s == -1 else
@@ -289,7 +289,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
         if s < 0 and w <= OP_WRITE:                   # a thread not seen in this call
             s = resolve_thread(cache, tid_keys, tid_vals, tasks, tt, pp)
         c = np.int64(cpu[0] if one_cpu else cpu[i])
-        status = event_status(w, s, c >= 0 and c < n_cpus and cpu_node[min(c, n_cpus - 1)] >= 0)
+        status = event_status(w, s, c >= 0 and c < n_cpus and cpu_node[c] >= 0)
         if status != EV_DONE:
             break
         tasks[s, T_CPU] = c
