@@ -194,3 +194,17 @@ def test_rule_25_program_with_the_default_window(make):
     assert m.page_nodes(child, X, 4 * P).tolist() == [0, 0, 1, 1]
     assert m.free_pages().tolist() == [62, 62]
     assert "mapped=2 mapmax=2" in m.numa_maps(child)
+
+
+def test_a_read_only_vma_gets_read_only_ptes(make):
+    # vm_page_prot of the faulting VMA: the child's mprotect(PROT_READ) splits its VMA;
+    # fault-around there maps read-only PTEs, and stops at the VMA's end
+    m, a, b = shared_pair(make, populated=range(64))
+    m.mprotect(b, X, 8 * P, C.PROT_READ)
+    touch(m, b, [2], False)
+    flags = np.asarray(m.page_flags(b, X, 16 * P))
+    assert (flags & 1).tolist() == [1] * 8 + [0] * 8         # PRESENT: VMA [0, 8)
+    assert (flags & 4).tolist() == [0] * 16                  # no WRITE
+    touch(m, b, [12], False)                                 # the writable VMA [8, 64)
+    flags = np.asarray(m.page_flags(b, X, 16 * P))
+    assert (flags[8:] & 5).tolist() == [5] * 8                 # PRESENT | WRITE

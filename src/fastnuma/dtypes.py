@@ -9,7 +9,9 @@ import numpy as np
 # frame: index into the frame (folio) table, -1 when none (not present, or the zero page)
 PTE_DTYPE = np.dtype([("frame", np.int32), ("flags", np.uint32)], align=True)
 PTE_PRESENT = 1 << 0      # maps a page (a frame, or the zero page)
-PTE_NUMA = 1 << 1         # PROT_NONE for NUMA hinting (change_prot_numa, issue 3)
+PTE_NUMA = 1 << 1         # protnone: NUMA hinting (change_prot_numa, issue 3), or an
+                          # entry of a PROT_NONE VMA (mprotect: x86 uses the same encoding;
+                          # the VMA tells them apart, so the fault entry checks it first)
 PTE_WRITE = 1 << 2        # writable; clear for COW-shared and zero-page entries
 PTE_HUGE = 1 << 3         # part of a PMD mapping of a THP (all 512 entries carry it)
 PTE_ZERO = 1 << 4         # maps the shared zero page (no frame)
@@ -50,6 +52,12 @@ VM_SHARED = 1 << 0        # MAP_SHARED anonymous memory
 VM_HUGEPAGE = 1 << 1      # MADV_HUGEPAGE
 VM_NOHUGEPAGE = 1 << 2    # MADV_NOHUGEPAGE
 VM_ANON = 1 << 3          # the VMA has an anon_vma (fork copies its page tables)
+# the VMA's protection (calc_vm_prot_bits of PROT_READ/WRITE/EXEC): Python keeps it in
+# Vma.prot, the kernels' view has these bits; the fault entry tests them (access_error)
+VM_READ = 1 << 4
+VM_WRITE = 1 << 5
+VM_EXEC = 1 << 6
+VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC   # vma_is_accessible
 # a row after the first of one VMA (kernel_view cuts shared VMAs at shared-policy
 # boundaries): fault-around finds the VMA's extent through it (kernels/fault_around.py)
 VM_ROW_CONT = 1 << 8

@@ -8,6 +8,7 @@ module                 calls
 =====================  ===========================================================
 ``sched.py``           spawn, clone, fork, exit, sched, pids, tids (and the OOM kill)
 ``mm.py``              mmap, munmap, madvise (VMAs; vma_adjust_trans_huge)
+``mprotect.py``        mprotect (protection: VMAs and their entries)
 ``memory.py``          access (the fault path through the event loop)
 ``mempolicy.py``       mbind, set_mempolicy, get_mempolicy
 ``migrate.py``         move_pages, migrate_pages
@@ -27,14 +28,16 @@ import numpy as np
 import pyarrow as pa
 
 from . import checkpoint as _checkpoint
+from . import mprotect as _mprotect_call
 from .config import SimConfig
-from .constants import MAP_ANONYMOUS, MAP_PRIVATE
+from .constants import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
 from .filemap import Filemap
 from .machine import Machine, Process, Thread
 from .memory import Memory
 from .mempolicy import Mempolicy
 from .migrate import Migrate
 from .mm import Mm
+from .mprotect import Mprotect
 from .numa_balancing import NumaBalancing
 from .tiering import Tiering
 from .pagetable import PageTable
@@ -91,6 +94,7 @@ class Simulator:
         self.pt: PageTable = m.pt
         self.st: SimState = m.st
         self._mm = Mm(m)
+        self._mprotect = Mprotect(m)
         self._numab = NumaBalancing(m, self._mm)
         self._sched = Sched(m, self._mm, self._numab)
         self._memory = Memory(m, self._sched)
@@ -143,9 +147,12 @@ class Simulator:
 
     # ----------------------------------------------------------------- memory
     def mmap(self, pid: int, length: int, flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
-             addr: int | None = None) -> int:
-        """An anonymous mapping; returns its address."""
-        return self._mm.mmap(pid, length, flags, addr)
+             addr: int | None = None, prot: int = PROT_READ | PROT_WRITE) -> int:
+        """An anonymous mapping with protection ``prot``; returns its address."""
+        return self._mm.mmap(pid, length, flags, addr, prot)
+
+    # mprotect(2): mprotect.py's (the facade only names it)
+    mprotect = _mprotect_call.simulator_mprotect
 
     def munmap(self, pid: int, addr: int, length: int) -> None:
         """Remove mappings in [addr, addr+length); holes are fine."""

@@ -17,12 +17,15 @@ class OutOfMemory(OSError):
 
 
 class SegmentationFault(OSError):
-    """An access outside every mapping of the process (EFAULT, the SIGSEGV of the simulator)."""
+    """An access outside every mapping of the process, or one its mapping's protection
+    forbids (``access``: "read" or "wrote to"; EFAULT, the SIGSEGV of the simulator)."""
 
-    def __init__(self, pid, index, addr):
+    def __init__(self, pid, index, addr, access=None):
+        what = (f"accessed unmapped address {addr:#x}" if access is None else
+                f"{access} address {addr:#x}, which its mapping's protection forbids")
         super().__init__(_errno.EFAULT,
                          f"{os.strerror(_errno.EFAULT)}: segmentation fault: process {pid} "
-                         f"accessed unmapped address {addr:#x} (element {index} of the batch)")
+                         f"{what} (element {index} of the batch)")
         self.pid, self.index, self.addr = pid, index, addr
 
 

@@ -13,6 +13,7 @@ from .constants import (MAX_MASK_NODES, MAX_NUMNODES, MAX_SIM_NODES, MPOL_DEFAUL
                         MPOL_INTERLEAVE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL,
                         MPOL_MF_STRICT, MPOL_MF_VALID, MPOL_MODE_FLAGS, MPOL_NOOP,
                         MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT, PAGE_SIZE, SEED_MPOL_NOOP)
+from .constants import PROT_READ
 from .dtypes import PTRS_PER_PMD_SHIFT, T_ACC_LOCAL, T_ACC_REMOTE
 from .errors import bad_output, raise_errno
 from .kernels.alloc import next_node_in
@@ -197,6 +198,8 @@ class Mempolicy:
             raise_errno(errno.EINVAL, f"address {addr:#x} given without MPOL_F_ADDR")
         if flags & MPOL_F_NODE:
             if flags & MPOL_F_ADDR:
+                if not v.prot & PROT_READ:      # GUP's check_vma_flags: no VM_READ
+                    raise_errno(errno.EFAULT, f"mapping at {addr:#x} is not readable")
                 return self._lookup_node(th, addr)
             if pol is not None and pol is th.policy and pol.mode == MPOL_INTERLEAVE:
                 return _next_node_in(th.il_prev, pol.nodes)

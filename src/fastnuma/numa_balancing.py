@@ -99,11 +99,14 @@ class NumaBalancing:
             return 0
         cfg = self.m.config
         for edge in (lo, hi):                      # a THP the range cuts is split first
-            if proc.vmas.find(edge) is not None:
+            v = proc.vmas.find(edge)
+            if v is not None and v.accessible:
                 self.mm.vma_adjust_trans_huge(proc.asid, edge)
         single = len(proc.tids) == 1
         total = 0
         for v in proc.vmas.overlapping(lo, hi):
+            if not v.accessible:     # PROT_NONE: its callers skip it (vma_is_accessible)
+                continue
             a, b = max(lo, v.start), min(hi, v.end)
             blocks = self.m.pt.blocks_of(proc.asid, a, b)
             if not len(blocks):
@@ -266,8 +269,8 @@ class NumaBalancing:
             while i < len(vmas):
                 v = vmas[i]
                 i += 1
-                if not self._vma_policy_mof(v, th):
-                    continue
+                if not self._vma_policy_mof(v, th) or not v.accessible:
+                    continue                             # (NUMAB_SKIP_INACCESSIBLE)
                 ns = v.numab
                 if ns is None:
                     ns = v.numab = NumabState(seq, now + delay, now + 5 * delay, seq - 1)

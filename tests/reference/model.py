@@ -24,6 +24,7 @@ from .mm import Folio, Process, Thread
 from .numa_fault import NumaFaultMixin, RateLimitWindow
 from .numa_sched import NumaSchedMixin
 from .policy import U64, as_int, mpol_to_str
+from .protect import ProtectMixin
 from .syscalls import SyscallMixin
 from .tiering import TieringMixin
 from .topology import RefTopology, build_zonelists, topology_arrays
@@ -69,7 +70,7 @@ NUMASTAT_TO_VMSTAT = {"numa_hit": "numa_hit", "numa_miss": "numa_miss",
 
 
 class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, NumaFaultMixin,
-                 NumaSchedMixin, TieringMixin):
+                 NumaSchedMixin, TieringMixin, ProtectMixin):
     """RefMachine(topology, **same keyword options as fastnuma.Simulator).
 
     ``topology``: any object with node_pages, node_cpus, distance, wmark_min, wmark_low,
@@ -315,8 +316,9 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
 
     # ------------------------------------------------------------ access
     def access(self, tid, addrs, write=False):
-        """Loads/stores by thread ``tid`` in order. An address outside every VMA raises
-        SegmentationFault naming the element (earlier accesses took effect); an
+        """Loads/stores by thread ``tid`` in order. An address outside every VMA, or an
+        access its VMA's protection forbids (access_error, before any fault: no pgfault),
+        raises SegmentationFault naming the element (earlier accesses took effect); an
         allocation failure OOM-kills the process (OutOfMemory). A marked entry first takes
         its NUMA hinting fault (docs/lazy-migration.md §5), then the access proceeds."""
         thread = self.get_thread(tid)
@@ -336,7 +338,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
             raise TypeError("write must be a bool or a bool array")
         for i, (addr, w) in enumerate(zip(addrs, writes)):
             vma = proc.find_vma(addr >> PAGE_SHIFT) if 0 <= addr <= U64 else None
-            if vma is None:
+            if vma is None or self.access_error(vma, w):
                 raise SegmentationFault(proc.pid, i, addr)
             try:
                 self.handle_numa_hint(thread, proc, vma, addr >> PAGE_SHIFT)

@@ -11,7 +11,7 @@ from fastnuma.constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_
                                 MPOL_F_STATIC_NODES, MPOL_INTERLEAVE, MPOL_LOCAL,
                                 MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
                                 MPOL_MF_VALID, MPOL_MODE_FLAGS, MPOL_WEIGHTED_INTERLEAVE,
-                                PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
+                                PAGE_SHIFT, PAGE_SIZE, PROT_READ, TASK_SIZE)
 from fastnuma import constants as _constants
 from fastnuma.errors import BAD_ADDRESS, raise_errno
 
@@ -206,7 +206,10 @@ class SyscallMixin:
 
     def lookup_node(self, thread, proc, vma, addr):
         """lookup_node: get_user_pages_fast(addr) read-faults the page in (the zero page
-        for unpopulated private anonymous memory, pgfault counted) and returns its node."""
+        for unpopulated private anonymous memory, pgfault counted) and returns its node.
+        GUP's check_vma_flags: a VMA without VM_READ gives EFAULT."""
+        if not vma.prot & PROT_READ:
+            raise_errno(errno.EFAULT, f"mapping at {addr:#x} is not readable")
         vpn = addr >> PAGE_SHIFT
         try:
             self.handle_mm_fault(thread, proc, vma, vpn, False)

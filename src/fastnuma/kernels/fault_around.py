@@ -11,7 +11,7 @@ MM_SHMEMPAGES rss and the node's NR_FILE_MAPPED, neither of which fastnuma model
 import numpy as np
 
 from ..dtypes import (OPT_FAULT_AROUND_PAGES, PTE_PRESENT, PTE_WRITE, PTRS_PER_PMD,
-                      PTRS_PER_PMD_SHIFT, VM_ROW_CONT)
+                      PTRS_PER_PMD_SHIFT, VM_ROW_CONT, VM_WRITE)
 from ._jit import kernel
 from .state import find_block
 
@@ -32,8 +32,8 @@ def do_fault_around(st, vmas, v, b, vpn):
     marked for NUMA hinting, is skipped) and only pages in the page cache (an offset
     the object never populated is skipped: no allocation). Every shmem page fastnuma
     holds is uptodate and unlocked outside a call, so next_uptodate_folio takes them
-    all. The PTE is what set_pte_range makes of a read fault on a shared VMA: present
-    and writable (vm_page_prot of a shared writable mapping: shmem has no
+    all. The PTE is what set_pte_range makes of a read fault on a shared VMA: present,
+    writable when the VMA is (vm_page_prot of a shared mapping: shmem has no
     page_mkwrite and no dirty accounting), clean, no cached node (the page is shared);
     the folio's mapcount rises by one per PTE (folio_add_file_rmap_ptes).
     should_fault_around: fault_around_pages > 1 (shmem has ->map_pages; userfaultfd,
@@ -42,6 +42,9 @@ def do_fault_around(st, vmas, v, b, vpn):
     nr = st.opts[OPT_FAULT_AROUND_PAGES]
     if nr <= 1:
         return 0
+    # vm_page_prot: writable when the VMA is (the rows of one VMA share its protection)
+    pte = np.uint32(PTE_PRESENT | PTE_WRITE) if vmas[v]["flags"] & VM_WRITE else \
+        np.uint32(PTE_PRESENT)
     first = v                                   # the VMA's rows: [first, last]
     while vmas[first]["flags"] & VM_ROW_CONT:
         first -= 1
@@ -73,7 +76,7 @@ def do_fault_around(st, vmas, v, b, vpn):
         f = st.ptes[oi]["frame"]
         st.frames[f]["mapcount"] += 1
         st.ptes[base + i]["frame"] = f
-        st.ptes[base + i]["flags"] = PTE_PRESENT | PTE_WRITE
+        st.ptes[base + i]["flags"] = pte
         st.blk_used[b] += 1
         mapped += 1
     return mapped
