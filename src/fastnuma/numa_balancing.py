@@ -191,14 +191,11 @@ class NumaBalancing:
                 t, tid = heapq.heappop(heap)
                 self.m.now_ns = t
                 th = self.m.threads[tid]
-                idle.before_tick()
+                idle.before_tick(th)
                 self._task_tick_numa(th)
                 pending[tid] = self.next_tick(th)
                 heapq.heappush(heap, (pending[tid], tid))
-                shift = idle.after_tick(th, pending)
-                if shift:                            # the process's pending ticks move too
-                    for other in self.m.procs[th.pid].tids:
-                        pending[other] += shift
+                if idle.after_tick(th, pending):     # the process's pending ticks moved
                     heap = [(t, tid) for tid, t in pending.items()]
                     heapq.heapify(heap)
         self.m.now_ns = target
