@@ -64,8 +64,9 @@ class IdleSkip:
         pid = th.pid
         changed = not np.array_equal(self.vm, self.m.vm)   # this tick marked or split
         probe = self.quiet.get(pid)
-        if probe is None and not changed:
-            probe = self.quiet[pid] = QuietProbe(self.numab, pid, self.target)
+        if probe is None and not changed:            # watched from the next tick on
+            self.quiet[pid] = QuietProbe(self.numab, pid, self.target)
+            return False
         if probe is not None and probe.active:       # the quiet path first (any threads)
             if probe.after(th, pending, changed):
                 return True
