@@ -56,7 +56,7 @@ class QuietProbe:
     def before(self):
         proc = self.m.procs[self.pid]
         self.next_scan = int(self.m.mms[proc.asid, M_NEXT_SCAN])
-        if self.step:
+        if self.step and self.m.now_ns >= self.next_scan:     # this tick scans
             self.saved = [(v.numab, v.numab.pids_active_reset) for v in proc.vmas
                           if v.numab is not None]
             for s, _ in self.saved:
