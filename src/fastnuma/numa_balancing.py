@@ -227,6 +227,12 @@ class NumaBalancing:
         pol = v.policy if v.policy is not None else th.policy
         return pol is None or bool(pol.flags & MPOL_F_MOF)
 
+    def scans_alike(self, proc):
+        """Is every VMA of ``proc`` scanned or skipped alike by all its threads (the
+        policies' MOF; numa_balancing_quiet.py)?"""
+        ths = [self.m.threads[t] for t in proc.tids]
+        return all(len({self._vma_policy_mof(v, th) for th in ths}) == 1 for v in proc.vmas)
+
     def task_numa_work(self, th):
         """task_numa_work: one scan pass of the thread's address space (docs/linux-semantics.md §5.3)."""
         cfg = self.m.config

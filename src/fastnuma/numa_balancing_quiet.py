@@ -48,10 +48,7 @@ class QuietProbe:
         self.checks = []          # per watched scan: checks of each VMA's reset
         self.saved = []           # (numab, true reset) while the sentinel is in place
         self.next_scan = 0
-        proc = self.m.procs[pid]
-        ths = [self.m.threads[t] for t in proc.tids]
-        self.uniform = all(len({numab._vma_policy_mof(v, th) for th in ths}) == 1
-                           for v in proc.vmas)
+        self.uniform = numab.scans_alike(self.m.procs[pid])
 
     def before(self):
         proc = self.m.procs[self.pid]
