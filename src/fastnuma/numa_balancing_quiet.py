@@ -48,22 +48,28 @@ class QuietProbe:
         self.checks = []          # per watched scan: checks of each VMA's reset
         self.saved = []           # (numab, true reset) while the sentinel is in place
         self.next_scan = 0
+        self.dirty = False        # this scan began with pid bits set: not counted
         self.uniform = numab.scans_alike(self.m.procs[pid])
 
     def before(self):
         proc = self.m.procs[self.pid]
         self.next_scan = int(self.m.mms[proc.asid, M_NEXT_SCAN])
+        self.dirty = False
         if self.step and self.m.now_ns >= self.next_scan:     # this tick scans
-            self.saved = [(v.numab, v.numab.pids_active_reset) for v in proc.vmas
-                          if v.numab is not None]
-            for s, _ in self.saved:
+            proc.vmas.sync_from_view()       # task_numa_work's first step, done early
+            numabs = [v.numab for v in proc.vmas if v.numab is not None]
+            if any(s.pids0 or s.pids1 for s in numabs):
+                self.dirty = True            # the sentinel would rotate real pid bits
+                return
+            self.saved = [(s, s.pids_active_reset) for s in numabs]
+            for s in numabs:
                 s.pids_active_reset = SENTINEL
 
     def after(self, th, pending, changed):
         m = self.m
         proc = m.procs[self.pid]
         counts = self._restore_resets()
-        if changed or not self.uniform:
+        if changed or self.dirty or not self.uniform:
             self._forget()
             self.active = self.uniform
             return False
