@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 import fastnuma as fn
 import fastnuma.invariants  # noqa: F401  (fn.invariants)
 import fastnuma.numa_balancing_idle as idle
+import fastnuma.numa_balancing_quiet as quiet
 from fastnuma.kernels.idle import MAX_RESET_ITERS, _reset_after
 from fastnuma.numa_balancing import NumaBalancing
 from tests.reference.model import RefMachine, RefTopology
@@ -116,6 +117,19 @@ def test_threads_and_processes_match_model_and_stepping(opts, layout, plan, monk
 def test_threads_and_processes_match_model_and_stepping_many(opts, layout, plan, monkeypatch):
     """The same, 200 programs (-m slow)."""
     check_program(opts, layout, plan, monkeypatch)
+
+
+@settings(max_examples=4, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(opts=knobs, layout=layouts, plan=bursts)
+def test_kernel_calls_cut_short_are_exact(opts, layout, plan, monkeypatch):
+    """The timing kernel stopped every few scans (no cycle within its budget: it is
+    called again from there) lands where stepping lands."""
+    with monkeypatch.context() as mp:
+        mp.setattr(quiet, "MAX_STEPS", 2)
+        mp.setattr(quiet, "MAX_STEPS_CALL", 8)
+        got = engine_run(opts, layout, plan, False, monkeypatch)
+    assert got == engine_run(opts, layout, plan, True, monkeypatch)
 
 
 @pytest.mark.parametrize("threads", [1, 4, 16])

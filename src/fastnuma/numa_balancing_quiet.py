@@ -24,11 +24,13 @@ import numpy as np
 
 from .constants import NSEC_PER_MSEC, TICK_NS
 from .dtypes import M_NEXT_SCAN, M_SCAN_SEQ, T_NODE_STAMP, T_SCAN_PERIOD, T_START
-from .kernels.idle import O_NEXT_SCAN, O_SCANS, O_STATUS, QUIET_OK, quiet_scans
+from .kernels.idle import (O_NEXT_SCAN, O_OWNER, O_SCANS, O_STATUS, O_TIME,
+                           QUIET_OK, quiet_scans)
 
 SENTINEL = -(1 << 62)    # a reset every check moves: (reset - SENTINEL) // step = checks
 MAX_WATCH = 1 << 14      # quiet scans watched for the scan state to repeat
-MAX_STEPS = 1 << 22      # scans the timing kernel runs while looking for its cycle
+MAX_STEPS = 1 << 20      # scans the timing kernel runs while looking for its cycle, at
+MAX_STEPS_CALL = 1 << 25  # first and at most per call (with no cycle: on to the target)
 
 
 class QuietProbe:
@@ -166,13 +168,18 @@ class QuietProbe:
         chk = np.array(self.checks[i0 + 1:idx + 1], np.int64).reshape(idx - i0, len(vmas))
         reset = np.array([v.numab.pids_active_reset if v.numab is not None else 0
                           for v in vmas], np.int64)
-        out = np.zeros(4, np.int64)
         mm = m.mms[proc.asid]
-        quiet_scans(p, per, tids.index(th.tid), m.now_ns, int(mm[M_NEXT_SCAN]), chk, reset,
-                    self.step, self.target, MAX_STEPS, out)
-        scans = int(out[O_SCANS])
-        if out[O_STATUS] != QUIET_OK and scans == 0:
-            return False
+        out = np.zeros(5, np.int64)
+        out[O_NEXT_SCAN], out[O_TIME], out[O_OWNER] = mm[M_NEXT_SCAN], m.now_ns, \
+            tids.index(th.tid)
+        scans, steps = 0, MAX_STEPS
+        while True:            # bounded calls (Ctrl-C between them), longer each time
+            quiet_scans(p, per, int(out[O_OWNER]), int(out[O_TIME]), int(out[O_NEXT_SCAN]),
+                        chk, reset, self.step, self.target, steps, out)
+            scans += int(out[O_SCANS])
+            if out[O_STATUS] == QUIET_OK:
+                break
+            steps = min(2 * steps, MAX_STEPS_CALL)
         if scans == 0:
             return False
         for t, r, new in zip(tids, rows, p.tolist()):  # node_stamp moves with the ticks

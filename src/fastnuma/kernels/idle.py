@@ -18,9 +18,9 @@ from ..constants import TICK_NS
 from ._jit import kernel
 
 # out[] slots: scans done (a multiple of S), the mm's next scan, the time of the last scan
-# done, and a status (QUIET_OK, or QUIET_GAVE_UP: a cycle was not found within the budget;
-# what was done is still exact)
-O_SCANS, O_NEXT_SCAN, O_TIME, O_STATUS = range(4)
+# done, a status (QUIET_OK, or QUIET_GAVE_UP: no timing cycle within the budget; what was
+# done is exact, call again from there), and the thread that ran that scan
+O_SCANS, O_NEXT_SCAN, O_TIME, O_STATUS, O_OWNER = range(5)
 QUIET_OK, QUIET_GAVE_UP = 0, 1
 MAX_RESET_ITERS = 1 << 20      # cycles of one reset's own recurrence looked at
 MAX_OFFSETS = 1 << 22          # checks recorded over one timing cycle
@@ -35,24 +35,26 @@ def _first_at_or_after(p, per, j, t):
 
 
 @kernel
-def _scan(p, per, nxt, chk, pos, reset, dly):
-    """Run the process's ticks up to and including the next scan; returns (owner, time)."""
-    n = len(p)
+def _next_scan(p, per, nxt, c):
+    """(owner, time) of the process's next scan: the first tick at or after nxt; c[j]:
+    thread j's first tick at or after nxt."""
     s = 0
-    ts = _first_at_or_after(p, per, 0, nxt)
-    for j in range(1, n):
-        c = _first_at_or_after(p, per, j, nxt)
-        if c < ts:                           # ties: the lower tid ticks first
-            s, ts = j, c
-    for j in range(n):
-        if j != s:
-            p[j] = _first_at_or_after(p, per, j, nxt)
+    for j in range(len(p)):
+        c[j] = _first_at_or_after(p, per, j, nxt)
+        if c[j] < c[s]:                      # ties: the lower tid ticks first
+            s = j
+    return s, c[s]
+
+
+@kernel
+def _scan(p, per, c, s, ts, chk, pos, reset, dly):
+    """Run the process's ticks up to and including its scan at ts by thread s."""
+    p[:] = c                                 # the others: their ticks before nxt ran
     p[s] = ts + per[s] + 2 * TICK_NS         # task_numa_work: node_stamp += 2 ticks
     for v in range(chk.shape[1]):
         for _ in range(chk[pos, v]):
             if ts > reset[v]:
                 reset[v] += dly
-    return s, ts
 
 
 @kernel
@@ -101,13 +103,20 @@ def _reset_after(x, offs, dly, dt, k):
 def quiet_scans(p, per, owner, now, nxt, chk, reset, dly, limit, max_steps, out):
     """Run the scans of one quiet process from a scan at ``now`` (by thread ``owner``,
     cycle position 0) while they are due at or before ``limit``, stopping at the last
-    one whose count is a multiple of S = len(chk). On return p, reset and out describe
-    the state right after that scan (nothing is changed when there is none)."""
+    one whose count is a multiple of S = len(chk), or at the first such one past
+    ``max_steps`` scans when no timing cycle was found (QUIET_GAVE_UP: call again from
+    there). On return p, reset and out describe the state right after that scan."""
     n = len(p)
     S = chk.shape[0]
+    # a state at a multiple of S is kept only near the end: from one before ``near`` the
+    # next one is reached before the limit (a scan is at most max(per) + 2 ticks after
+    # the one before)
+    near = limit - (S + 1) * (per.max() + 2 * TICK_NS)
     good_p = p.copy()
     good_r = reset.copy()
-    out[O_SCANS], out[O_NEXT_SCAN], out[O_TIME], out[O_STATUS] = 0, nxt, now, QUIET_OK
+    good_s, good_t, good_n = owner, now, nxt
+    out[O_STATUS] = QUIET_OK
+    c = np.empty(n, np.int64)
     key = np.empty(n + 2, np.int64)
     saved = np.empty(n + 2, np.int64)
     saved[0], saved[1] = 0, owner
@@ -115,90 +124,92 @@ def quiet_scans(p, per, owner, now, nxt, chk, reset, dly, limit, max_steps, out)
         saved[j + 2] = p[j] - now
     saved_t, saved_k = now, 0
     power, lam = 1, 0
-    k_done = 0
-    t = now
+    k_done = k_good = 0
+    s, t = owner, now
     jumped = False
     while True:
-        pos = k_done % S
-        s, ts = _scan(p, per, nxt, chk, pos, reset, dly)
+        if k_done % S == 0:
+            if k_done >= max_steps and not jumped:
+                out[O_STATUS] = QUIET_GAVE_UP
+                k_good = -1                  # the current state is the result
+                break
+            if t >= near:
+                good_p[:] = p
+                good_r[:] = reset
+                good_s, good_t, good_n, k_good = s, t, nxt, k_done
+        s, ts = _next_scan(p, per, nxt, c)
         if ts > limit:
             break
+        _scan(p, per, c, s, ts, chk, k_done % S, reset, dly)
         k_done += 1
         t = ts
         nxt = ts + per[s]
-        if k_done % S == 0:
-            good_p[:] = p
-            good_r[:] = reset
-            out[O_SCANS], out[O_NEXT_SCAN], out[O_TIME] = k_done, nxt, t
         if jumped:
             continue
-        if k_done > max_steps:
-            out[O_STATUS] = QUIET_GAVE_UP
-            break
         key[0], key[1] = k_done % S, s
         for j in range(n):
             key[j + 2] = p[j] - t
         if np.array_equal(key, saved):
             jumped = True                    # the timing repeats: skip whole cycles
-            if t + 2 * (t - saved_t) > limit:
-                continue
-            if not _jump(p, per, s, t, nxt, chk, reset, dly, limit, k_done - saved_k,
-                         t - saved_t, k_done, out):
-                out[O_STATUS] = QUIET_GAVE_UP
-                break
-            k_done, nxt, t = out[O_SCANS], out[O_NEXT_SCAN], out[O_TIME]
-            good_p[:] = p
-            good_r[:] = reset
+            if t + 2 * (t - saved_t) <= limit:
+                k_done, nxt, t = _jump(p, per, s, t, nxt, chk, reset, dly, limit,
+                                       k_done - saved_k, t - saved_t, k_done)
             continue
         lam += 1
         if lam == power:
             saved[:] = key
             saved_t, saved_k = t, k_done
             power, lam = power * 2, 0
+    if k_good == -1 or k_done % S == 0:
+        good_p[:] = p
+        good_r[:] = reset
+        good_s, good_t, good_n, k_good = s, t, nxt, k_done
     p[:] = good_p
     reset[:] = good_r
+    out[O_SCANS], out[O_NEXT_SCAN], out[O_TIME], out[O_OWNER] = k_good, good_n, good_t, good_s
 
 
 @kernel
-def _jump(p, per, s, t, nxt, chk, reset, dly, limit, lam, dt, k_done, out):
-    """After a timing cycle of lam scans and dt ns: run one more cycle recording each
-    VMA's checks, then skip as many whole cycles as fit before ``limit`` (each reset by
-    its own recurrence). Leaves the state after the last scan in p, reset and out."""
+def _jump(p, per, s, t, nxt, chk, reset, dly, limit, lam, dt, k_done):
+    """After a timing cycle of lam scans and dt ns (t + 2 dt <= limit): run one more
+    cycle recording when it checks each VMA's reset, then skip as many whole cycles as
+    fit before ``limit``, each reset by its own recurrence (none skipped when a
+    recurrence does not repeat within its budget). Returns (scans, next scan, time)."""
     S = chk.shape[0]
     nv = chk.shape[1]
-    counts = np.zeros(nv, np.int64)
+    per_cycle = np.zeros(nv, np.int64)
     for pos in range(S):
         for v in range(nv):
-            counts[v] += chk[pos, v]
-    per_cycle = counts * (lam // S)
-    if per_cycle.sum() > MAX_OFFSETS:
-        return False
+            per_cycle[v] += chk[pos, v] * (lam // S)
+    record = per_cycle.sum() <= MAX_OFFSETS
     start = np.zeros(nv + 1, np.int64)
     for v in range(nv):
         start[v + 1] = start[v] + per_cycle[v]
-    offs = np.empty(start[nv], np.int64)
+    offs = np.empty(start[nv] if record else 0, np.int64)
     fill = start[:nv].copy()
+    c = np.empty(len(p), np.int64)
     t0 = t
     for i in range(lam):
         pos = (k_done + i) % S
-        s, ts = _scan(p, per, nxt, chk, pos, reset, dly)
-        for v in range(nv):
-            for _ in range(chk[pos, v]):
-                offs[fill[v]] = ts - t0
-                fill[v] += 1
+        s, ts = _next_scan(p, per, nxt, c)
+        _scan(p, per, c, s, ts, chk, pos, reset, dly)
+        if record:
+            for v in range(nv):
+                for _ in range(chk[pos, v]):
+                    offs[fill[v]] = ts - t0
+                    fill[v] += 1
         t = ts
         nxt = ts + per[s]
     k_done += lam
     k = (limit - t) // dt - 1
-    if k > 0:
-        for v in range(nv):
-            x, ok = _reset_after(reset[v] - t, offs[start[v]:start[v + 1]], dly, dt, k)
-            if not ok:
-                return False
-            reset[v] = x + t + k * dt
-        p += k * dt
-        t += k * dt
-        nxt += k * dt
-        k_done += k * lam
-    out[O_SCANS], out[O_NEXT_SCAN], out[O_TIME] = k_done, nxt, t
-    return True
+    if k <= 0 or not record:
+        return k_done, nxt, t
+    new = reset.copy()
+    for v in range(nv):
+        x, ok = _reset_after(reset[v] - t, offs[start[v]:start[v + 1]], dly, dt, k)
+        if not ok:
+            return k_done, nxt, t
+        new[v] = x + t + k * dt
+    reset[:] = new
+    p += k * dt
+    return k_done + k * lam, nxt + k * dt, t + k * dt
