@@ -117,7 +117,6 @@ def quiet_scans(p, per, owner, now, nxt, chk, reset, dly, limit, max_steps, out)
     good_s, good_t, good_n = owner, now, nxt
     out[O_STATUS] = QUIET_OK
     c = np.empty(n, np.int64)
-    key = np.empty(n + 2, np.int64)
     saved = np.empty(n + 2, np.int64)
     saved[0], saved[1] = 0, owner
     for j in range(n):
@@ -146,10 +145,12 @@ def quiet_scans(p, per, owner, now, nxt, chk, reset, dly, limit, max_steps, out)
         nxt = ts + per[s]
         if jumped:
             continue
-        key[0], key[1] = k_done % S, s
-        for j in range(n):
-            key[j + 2] = p[j] - t
-        if np.array_equal(key, saved):
+        same = k_done % S == saved[0] and s == saved[1]
+        j = 0
+        while same and j < n:                # no array built: this runs every scan
+            same = p[j] - t == saved[j + 2]
+            j += 1
+        if same:
             jumped = True                    # the timing repeats: skip whole cycles
             if t + 2 * (t - saved_t) <= limit:
                 k_done, nxt, t = _jump(p, per, s, t, nxt, chk, reset, dly, limit,
@@ -157,7 +158,9 @@ def quiet_scans(p, per, owner, now, nxt, chk, reset, dly, limit, max_steps, out)
             continue
         lam += 1
         if lam == power:
-            saved[:] = key
+            saved[0], saved[1] = k_done % S, s
+            for j in range(n):
+                saved[j + 2] = p[j] - t
             saved_t, saved_k = t, k_done
             power, lam = power * 2, 0
     if k_good == -1 or k_done % S == 0:
