@@ -188,3 +188,66 @@ def test_reset_recurrence_matches_plain_loop(x, offs, dly, dt, k):
     got, ok = _reset_after(x, offs, dly, dt, k)
     assert ok and k < MAX_RESET_ITERS
     assert got == reset_loop(x, offs.tolist(), dly, dt, k)
+
+
+def timing_reference(p, per, owner, now, nxt, chk, reset, dly, limit):
+    """Plain reference of kernels/idle.quiet_scans: tick by tick in (time, tid) order; a
+    tick at or after the next scan time scans (the next scan moves to now + its period,
+    its thread's next tick 2 ticks later, the cycle position's resets are checked).
+    Returns the state after the last scan at or before limit whose count is a multiple
+    of S: (next ticks, resets, next scan, time, owner, scans)."""
+    tick = fn.constants.TICK_NS
+    p, reset, S = list(p), list(reset), len(chk)
+    good = (list(p), list(reset), nxt, now, owner, 0)
+    k = 0
+    while True:
+        j = min(range(len(p)), key=lambda i: (p[i], i))
+        t = p[j]
+        if t > limit:
+            return good
+        p[j] = t + per[j]
+        if t >= nxt:
+            nxt = t + per[j]
+            p[j] += 2 * tick
+            for v, c in enumerate(chk[k % S]):
+                for _ in range(c):
+                    if t > reset[v]:
+                        reset[v] += dly
+            k += 1
+            if k % S == 0:
+                good = (list(p), list(reset), nxt, t, j, k)
+
+
+@settings(max_examples=80, deadline=None)
+@given(per=st.lists(st.integers(1, 40), min_size=1, max_size=5), data=st.data(),
+       dly=st.sampled_from([0, 3, 40, 400]), limit=st.integers(0, 30_000),
+       budget=st.sampled_from([2, 1 << 20]))
+def test_timing_kernel_matches_tick_by_tick(per, data, dly, limit, budget):
+    """quiet_scans (cycles skipped, resets by their recurrence, calls cut short) equals
+    stepping every tick; times in ms here (TICK_NS is 1 ms)."""
+    from fastnuma.kernels.idle import O_NEXT_SCAN, O_OWNER, O_SCANS, O_STATUS, O_TIME, \
+        QUIET_OK, quiet_scans
+    n = len(per)
+    per = [q * MS for q in per]
+    owner = data.draw(st.integers(0, n - 1))
+    p = [data.draw(st.integers(1, per[j] // MS)) * MS for j in range(n)]
+    p[owner] = per[owner] + 2 * MS                     # it just scanned at time 0
+    S = data.draw(st.integers(1, 3))
+    nv = data.draw(st.integers(0, 3))
+    chk = [[data.draw(st.integers(0, 2)) for _ in range(nv)] for _ in range(S)]
+    reset = [data.draw(st.integers(-100, 100)) * MS for _ in range(nv)]
+    want = timing_reference(p, per, owner, 0, per[owner], chk, reset, dly * MS, limit * MS)
+    pa, ra = np.array(p, np.int64), np.array(reset, np.int64)
+    out = np.zeros(5, np.int64)
+    out[O_NEXT_SCAN], out[O_TIME], out[O_OWNER] = per[owner], 0, owner
+    scans = 0
+    while True:
+        quiet_scans(pa, np.array(per, np.int64), int(out[O_OWNER]), int(out[O_TIME]),
+                    int(out[O_NEXT_SCAN]), np.array(chk, np.int64).reshape(S, nv), ra,
+                    dly * MS, limit * MS, budget, out)
+        scans += int(out[O_SCANS])
+        if out[O_STATUS] == QUIET_OK:
+            break
+    got = (pa.tolist(), ra.tolist(), int(out[O_NEXT_SCAN]), int(out[O_TIME]),
+           int(out[O_OWNER]), scans)
+    assert got == want

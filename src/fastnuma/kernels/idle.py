@@ -136,9 +136,10 @@ def quiet_scans(p, per, owner, now, nxt, chk, reset, dly, limit, max_steps, out)
                 good_p[:] = p
                 good_r[:] = reset
                 good_s, good_t, good_n, k_good = s, t, nxt, k_done
-        s, ts = _next_scan(p, per, nxt, c)
-        if ts > limit:
+        nxt_s, ts = _next_scan(p, per, nxt, c)
+        if ts > limit:                       # (s, t): still the last scan's
             break
+        s = nxt_s
         _scan(p, per, c, s, ts, chk, k_done % S, reset, dly)
         k_done += 1
         t = ts
