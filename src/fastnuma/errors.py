@@ -33,6 +33,8 @@ class TraceError(ValueError):
     """Bad trace input, naming the file, column, row and value."""
 
     def __init__(self, message, *, path=None, column=None, row=None, value=None):
+        # one line, whatever a library's message held (pyarrow's can span several)
+        message = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
         where = ", ".join(f"{k} {v!r}" if k != "row" else f"row {v}"
                           for k, v in (("file", path), ("column", column), ("row", row),
                                        ("value", value)) if v is not None)

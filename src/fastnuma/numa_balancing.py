@@ -194,14 +194,11 @@ class NumaBalancing:
                 t, tid = heapq.heappop(heap)
                 self.m.now_ns = t
                 th = self.m.threads[tid]
-                idle.before_tick()
+                idle.before_tick(th)
                 self._task_tick_numa(th)
                 pending[tid] = self.next_tick(th)
                 heapq.heappush(heap, (pending[tid], tid))
-                shift = idle.after_tick(th, pending)
-                if shift:                            # the process's pending ticks move too
-                    for other in self.m.procs[th.pid].tids:
-                        pending[other] += shift
+                if idle.after_tick(th, pending):     # the process's pending ticks moved
                     heap = [(t, tid) for tid, t in pending.items()]
                     heapq.heapify(heap)
         self.m.now_ns = target
@@ -232,6 +229,12 @@ class NumaBalancing:
             return pol is not None and bool(pol.flags & MPOL_F_MOF)
         pol = v.policy if v.policy is not None else th.policy
         return pol is None or bool(pol.flags & MPOL_F_MOF)
+
+    def scans_alike(self, proc):
+        """Is every VMA of ``proc`` scanned or skipped alike by all its threads (the
+        policies' MOF; numa_balancing_quiet.py)?"""
+        ths = [self.m.threads[t] for t in proc.tids]
+        return all(len({self._vma_policy_mof(v, th) for th in ths}) == 1 for v in proc.vmas)
 
     def task_numa_work(self, th):
         """task_numa_work: one scan pass of the thread's address space (docs/linux-semantics.md §5.3)."""
