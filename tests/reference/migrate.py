@@ -180,7 +180,9 @@ class MigrateMixin:
                 break
             unmapped.append((folio, node))
         for folio, node in unmapped:
-            self.move_folio(folio, node)
+            src = folio.node
+            new = self.move_folio(folio, node)
+            self.reset_stamp_on_tier_change(src, node, new)     # docs/tiering.md S7
             stats.nr_succeeded += folio.nr
             stats.nr_thp_succeeded += folio.order == HPAGE_PMD_ORDER
         return (rc_saved or nr_failed), left

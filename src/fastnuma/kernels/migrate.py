@@ -22,6 +22,7 @@ from ._jit import kernel
 from .alloc import alloc_pages_mpol, alloc_thisnode
 from .vma import find_vma, folio_ilx
 from .state import block_span, block_vpn, find_block, set_pte_node, split_huge_pmd
+from .tiering import reset_stamp_on_tier_change
 
 NR_MAX_BATCHED_MIGRATION = PTRS_PER_PMD
 
@@ -108,7 +109,9 @@ def migrate_batch(st, vmas, asid, folios, vpns, lo, hi, how, target, cpu, split_
             at = (b << PTRS_PER_PMD_SHIFT) + (vpns[k] & (PTRS_PER_PMD - 1))
             if st.ptes[at]["frame"] == f:
                 pi = at
+        src = np.int64(st.frames[f]["node"])
         stats[S_SUCCEEDED] += commit_folio_move(st, f, pi, node)
+        reset_stamp_on_tier_change(st, f, src, node)    # docs/tiering.md S7, every move
         if order > 0:
             stats[S_THP_SUCCEEDED] += 1
     return (rc if rc < 0 else nr_failed), left, n_split

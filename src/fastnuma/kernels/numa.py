@@ -31,7 +31,7 @@ from .migrate import commit_folio_move
 from .state import block_vpn, entry_range
 from .tiering import (count_promotion, folio_use_access_time, promotion_gate_failed,
                       refuse_first_fault, should_promote, skip_arming, skip_task_stats,
-                      stamp_if_slow)
+                      stamp_if_slow, valid_cpu)
 from .vma import find_vma, folio_ilx, vma_policy
 
 
@@ -153,8 +153,8 @@ def should_numa_migrate_memory(st, f, cpu, slot, this):
     if (st.tasks[slot, T_PREFERRED] == -1 or st.tasks[slot, T_SCAN_SEQ] <= 4) and \
             (pid_unset or same_pid):
         return True                                     # early in the task's life
-    if not pid_unset and st.cpu_node[old >> 8] != this:
-        return False                                    # two faults from different nodes
+    if not pid_unset and (not valid_cpu(st, old >> 8) or st.cpu_node[old >> 8] != this):
+        return False            # two faults from different nodes (no such CPU: no node)
     return True                                         # private, or a group-less task
 
 
