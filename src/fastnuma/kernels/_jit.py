@@ -37,3 +37,87 @@ def prefetch(typingctx, arr, idx):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# ---------------------------------------------------------------- kernels called apart
+#: kernels called through a pointer (``apart``), by name: the resolver's table
+_APART = {}
+
+
+def apart(disp, restype):
+    """A call to the kernel ``disp`` that does not compile it into its caller.
+
+    A kernel compiles with everything it calls: Numba links each callee's code into the
+    caller's module and optimises and generates it again there. Paths that a default run
+    never takes (COW, THP, shmem, PMD batching, tiering's reclaim) would cost every new
+    user their compile time (measured: README "Performance", cold start). A kernel calls
+    them through ``apart(kernel, restype)(args...)`` instead: the call loads a pointer
+    kept in the caller's code, and when it is still null (the first call in a process)
+    asks Python (the GIL taken for that once) to compile ``disp`` for these argument
+    types, or load it from the cache, and stores its address. Then it calls it as Numba
+    calls any kernel (same calling convention, errors propagated). ``restype``: the
+    kernel's return type (numba type), checked when it compiles."""
+    key = f"{disp.py_func.__module__}.{disp.py_func.__qualname__}"
+    _APART[key] = (disp, restype)
+
+    @intrinsic
+    def call(typingctx, *args):       # Numba passes the arguments as one tuple
+        return restype(types.StarArgTuple.from_types(args)), _apart_codegen(key, restype)
+
+    call.__name__ = call.__qualname__ = f"apart_{disp.py_func.__name__}"
+    return call
+
+
+def _apart_codegen(key, restype):
+    def codegen(context, builder, signature, args):
+        given = signature.args[0].types
+        argtys = tuple(types.unliteral(a) for a in given)
+        vals = [context.cast(builder, v, t, u) for v, t, u in
+                zip(cgutils.unpack_tuple(builder, args[0]), given, argtys)]
+        voidptr = cgutils.voidptr_t
+        mod = builder.module
+        name = f"fastnuma.apart.{key}{argtys}"                 # a pointer per signature
+        try:
+            cell = mod.get_global(name)
+        except KeyError:
+            cell = ir.GlobalVariable(mod, voidptr, name=name)
+            cell.linkage = "internal"
+            cell.initializer = voidptr(None)
+        with builder.if_then(cgutils.is_null(builder, builder.load(cell)), likely=False):
+            pyapi = context.get_python_api(builder)
+            gil = pyapi.gil_ensure()
+            fn = pyapi.unserialize(pyapi.serialize_object(_resolve_apart))
+            arg = pyapi.unserialize(pyapi.serialize_object((key, argtys)))
+            res = pyapi.call_function_objargs(fn, [arg])
+            with builder.if_else(cgutils.is_null(builder, res), likely=False) as (failed, ok):
+                with failed:
+                    pyapi.err_write_unraisable(fn)      # prints the traceback
+                with ok:
+                    builder.store(pyapi.long_as_voidptr(res), cell)
+                    pyapi.decref(res)
+            pyapi.decref(fn)
+            pyapi.decref(arg)
+            pyapi.gil_release(gil)
+        ptr = builder.load(cell)
+        with builder.if_then(cgutils.is_null(builder, ptr), likely=False):
+            context.call_conv.return_user_exc(
+                builder, RuntimeError, (f"fastnuma: kernel {key} failed to compile",))
+        fnty = context.call_conv.get_function_type(restype, argtys)
+        status, res = context.call_conv.call_function(
+            builder, builder.bitcast(ptr, fnty.as_pointer()), restype, argtys, vals)
+        with cgutils.if_unlikely(builder, status.is_error):
+            context.call_conv.return_status_propagate(builder, status)
+        return res
+
+    return codegen
+
+
+def _resolve_apart(request):
+    """The address of kernel ``key`` compiled (or loaded from the cache) for ``argtys``."""
+    key, argtys = request
+    disp, restype = _APART[key]
+    disp.compile(argtys)
+    cres = disp.overloads[argtys]
+    if cres.signature.return_type != restype:
+        raise TypeError(f"{key}{argtys} returns {cres.signature.return_type}, not {restype}")
+    return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)

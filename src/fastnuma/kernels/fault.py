@@ -5,13 +5,14 @@ do_anonymous_page (zero page on read, allocation on write), do_huge_pmd_anonymou
 memory found by page offset in its object).
 """
 import numpy as np
+from numba import types
 
 from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_DIRTY,
                       FRAME_PTE_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_NUMA, PTE_PRESENT,
                       PTE_NODE_MASK, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT,
                       VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
-from ._jit import kernel
+from ._jit import apart, kernel
 from ..dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
                       OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE)
 from .alloc import alloc_pages_mpol
@@ -35,7 +36,7 @@ def thp_eligible(st, vmas, v, pmd):
     return vmas[v]["start"] <= first and first + PTRS_PER_PMD <= vmas[v]["end"]
 
 
-@kernel(inline="always")
+@kernel
 def thp_may_reclaim(st, vmas, v):
     d = st.opts[OPT_THP_DEFRAG]
     return d == DEFRAG_ALWAYS or (d == DEFRAG_MADVISE and vmas[v]["flags"] & VM_HUGEPAGE)
@@ -137,6 +138,14 @@ def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
     return FAULT_OK
 
 
+# Paths a default run never takes, compiled on their first call and not into the fault
+# path (_jit.apart): COW and writes to the zero page, shmem, THP, seed PMD batching
+do_pmd_numa_page_apart = apart(do_pmd_numa_page, types.none)
+do_wp_page_apart = apart(do_wp_page, types.int64)
+fault_shm_apart = apart(fault_shm, types.int64)
+fault_huge_anon_apart = apart(fault_huge_anon, types.boolean)
+
+
 @kernel
 def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
     """One fault at vpn in VMA row v (``b``: its PTE block, or -1 when there is none yet)
@@ -146,7 +155,7 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
     pmd = vpn >> PTRS_PER_PMD_SHIFT
     if b >= 0:
         if st.blk_numa[b] != 0 and st.opts[OPT_PMD_NUMA_BATCHING] != 0:
-            do_pmd_numa_page(st, vmas, v, b, vpn, cpu, slot, task_pol)
+            do_pmd_numa_page_apart(st, vmas, v, b, vpn, cpu, slot, task_pol)
             return b
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
         fl = st.ptes[pi]["flags"]
@@ -154,20 +163,20 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
             do_numa_page(st, vmas, v, pi, vpn, cpu, slot, task_pol)
             return b
         if fl & PTE_PRESENT:
-            if do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol) != FAULT_OK:
+            if do_wp_page_apart(st, vmas, v, asid, pi, vpn, cpu, task_pol) != FAULT_OK:
                 return FAULT_OOM
             return b
     if vmas[v]["flags"] & VM_SHARED:
         b = get_block(st, asid, pmd)
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
-        if fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write) != FAULT_OK:
+        if fault_shm_apart(st, vmas, v, pi, vpn, cpu, task_pol, write) != FAULT_OK:
             return FAULT_OOM
         st.blk_used[b] += 1
         st.blk_table[b] = 1
         return b
     if (b < 0 or (st.blk_table[b] == 0 and st.blk_used[b] == 0)) and \
             thp_eligible(st, vmas, v, pmd):                  # pmd_none: no table, no THP
-        if fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
+        if fault_huge_anon_apart(st, vmas, v, asid, pmd, cpu, task_pol, write):
             return find_block(st, asid, pmd)
     if b < 0:
         b = get_block(st, asid, pmd)
