@@ -10,8 +10,11 @@ _CACHE = cache_enabled()
 
 
 def kernel(fn=None, **opts):
-    """numba.njit with fastnuma defaults: cached (unless FASTNUMA_NUMBA_CACHE=0), nogil."""
-    opts = {"cache": _CACHE, "nogil": True, **opts}
+    """numba.njit with fastnuma defaults: cached (unless FASTNUMA_NUMBA_CACHE=0), nogil,
+    and no C-callable wrapper (``no_cfunc_wrapper``: only first-class function values
+    use it, and fastnuma passes none; one less function to generate and compile per
+    kernel)."""
+    opts = {"cache": _CACHE, "nogil": True, "no_cfunc_wrapper": True, **opts}
     return numba.njit(**opts) if fn is None else numba.njit(**opts)(fn)
 
 
@@ -49,15 +52,16 @@ def apart(disp, restype):
 
     A kernel compiles with everything it calls: Numba links each callee's code into the
     caller's module and optimises and generates it again there. Paths that a default run
-    never takes (COW, THP, shmem, PMD batching, tiering's reclaim) would cost every new
-    user their compile time (measured: README "Performance", cold start). A kernel calls
-    them through ``apart(kernel, restype)(args...)`` instead: the call loads a pointer
-    kept in the caller's code, and when it is still null (the first call in a process)
-    asks Python (the GIL taken for that once) to compile ``disp`` for these argument
-    types, or load it from the cache, and stores its address. Then it calls it as Numba
-    calls any kernel (same calling convention, errors propagated). ``restype``: the
-    kernel's return type (numba type), checked when it compiles."""
-    key = f"{disp.py_func.__module__}.{disp.py_func.__qualname__}"
+    never takes (COW, shmem, THP, PMD batching, tiering's reclaim) would cost every new
+    user their compile time (README "Performance", cold start). A kernel calls them
+    through ``apart(kernel, restype)(args...)`` instead: the call loads a pointer kept in
+    the caller's code and, while it is null (the first call in a process), asks Python
+    (taking the GIL for that once, as Numba's objmode does) to compile ``disp`` for these
+    argument types or load it from the cache, and stores its address. Then it calls it as
+    Numba calls any kernel: same calling convention, exceptions propagated (a failed
+    compilation raises its Python exception). ``restype``: the kernel's return type
+    (a numba type), checked when it compiles."""
+    key = f"{disp.py_func.__module__}.{disp.py_func.__qualname__}:{restype}"
     _APART[key] = (disp, restype)
 
     @intrinsic
@@ -89,22 +93,18 @@ def _apart_codegen(key, restype):
             fn = pyapi.unserialize(pyapi.serialize_object(_resolve_apart))
             arg = pyapi.unserialize(pyapi.serialize_object((key, argtys)))
             res = pyapi.call_function_objargs(fn, [arg])
-            with builder.if_else(cgutils.is_null(builder, res), likely=False) as (failed, ok):
-                with failed:
-                    pyapi.err_write_unraisable(fn)      # prints the traceback
-                with ok:
-                    builder.store(pyapi.long_as_voidptr(res), cell)
-                    pyapi.decref(res)
             pyapi.decref(fn)
             pyapi.decref(arg)
+            with builder.if_then(cgutils.is_null(builder, res), likely=False):
+                pyapi.gil_release(gil)                  # the exception stays set ...
+                context.call_conv.return_exc(builder)   # ... and is raised by Python
+            builder.store(pyapi.long_as_voidptr(res), cell)
+            pyapi.decref(res)
             pyapi.gil_release(gil)
-        ptr = builder.load(cell)
-        with builder.if_then(cgutils.is_null(builder, ptr), likely=False):
-            context.call_conv.return_user_exc(
-                builder, RuntimeError, (f"fastnuma: kernel {key} failed to compile",))
         fnty = context.call_conv.get_function_type(restype, argtys)
         status, res = context.call_conv.call_function(
-            builder, builder.bitcast(ptr, fnty.as_pointer()), restype, argtys, vals)
+            builder, builder.bitcast(builder.load(cell), fnty.as_pointer()), restype,
+            argtys, vals)
         with cgutils.if_unlikely(builder, status.is_error):
             context.call_conv.return_status_propagate(builder, status)
         return res
@@ -119,5 +119,6 @@ def _resolve_apart(request):
     disp.compile(argtys)
     cres = disp.overloads[argtys]
     if cres.signature.return_type != restype:
-        raise TypeError(f"{key}{argtys} returns {cres.signature.return_type}, not {restype}")
+        raise TypeError(f"kernel {key.split(':')[0]}{argtys} returns "
+                        f"{cres.signature.return_type}, not {restype} (_jit.apart)")
     return cres.library.get_pointer_to_function(cres.fndesc.llvm_func_name)

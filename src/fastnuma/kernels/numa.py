@@ -136,7 +136,7 @@ def node_in(mask, n):
     return n >= 0 and (np.uint64(mask) >> np.uint64(n)) & np.uint64(1) != 0
 
 
-@kernel
+@kernel(inline="always")
 def should_numa_migrate_memory(st, f, cpu, slot, this):
     """The two-stage filter of a MORON policy (kernel/sched/fair.c), with no NUMA groups."""
     if st.fallback[this, 0] != this:                     # the CPU's node has no memory
@@ -158,7 +158,7 @@ def should_numa_migrate_memory(st, f, cpu, slot, this):
     return True                                         # private, or a group-less task
 
 
-@kernel
+@kernel(inline="always")
 def mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol):
     """The node the folio should move to under its policy, or -1 (§5.2)."""
     pol = vma_policy(vmas, v, task_pol)
@@ -209,7 +209,7 @@ def mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol):
     return polnid if polnid != cur else np.int64(-1)
 
 
-@kernel
+@kernel(inline="always")
 def migrate_misplaced(st, pi, f, target, cpu):
     """migrate_misplaced_folio_prepare + migrate_misplaced_folio of the folio f mapped at pi:
     TNF_* flags (0: the seed's mapcount rule declined without trying)."""
@@ -339,7 +339,7 @@ def pid_bit(tid):
     return np.int64(h >> np.uint64(PID_BITS_SHIFT))
 
 
-@kernel
+@kernel(inline="always")
 def numa_fault_folio(st, vmas, v, pi, f, vpn, cpu, slot, task_pol):
     """numa_migrate_check + the migration + task_numa_fault for the folio f mapped at pi."""
     node = np.int64(st.frames[f]["node"])
@@ -361,7 +361,7 @@ def numa_fault_folio(st, vmas, v, pi, f, vpn, cpu, slot, task_pol):
     task_numa_fault(st, slot, old, node, np.int64(1) << st.frames[f]["order"], flags, cpu)
 
 
-@kernel
+@kernel(inline="always")
 def do_numa_page(st, vmas, v, pi, vpn, cpu, slot, task_pol):
     """do_numa_page / do_huge_pmd_numa_page: the entry at pi (a THP: its whole PMD) is
     made accessible again, then the fault is decided."""
