@@ -60,7 +60,8 @@ def apart(disp, restype):
     argument types or load it from the cache, and stores its address. Then it calls it as
     Numba calls any kernel: same calling convention, exceptions propagated (a failed
     compilation raises its Python exception). ``restype``: the kernel's return type
-    (a numba type), checked when it compiles."""
+    (a numba type), checked when it compiles. A cached caller holds the callee's key
+    (module, name, return type): clear the cache after renaming a kernel called apart."""
     key = f"{disp.py_func.__module__}.{disp.py_func.__qualname__}:{restype}"
     _APART[key] = (disp, restype)
 
