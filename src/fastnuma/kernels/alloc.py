@@ -30,7 +30,7 @@ def walk_zonelist(st, start, mask, order, wmark):
     return np.int64(-1)
 
 
-@kernel
+@kernel(inline="always")
 def preferred_zone_node(st, start, mask):
     """Node of the preferred zone: the first node of start's list that the mask allows."""
     lst = st.fallback[start]

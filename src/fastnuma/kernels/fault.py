@@ -36,7 +36,7 @@ def thp_eligible(st, vmas, v, pmd):
     return vmas[v]["start"] <= first and first + PTRS_PER_PMD <= vmas[v]["end"]
 
 
-@kernel
+@kernel(inline="always")
 def thp_may_reclaim(st, vmas, v):
     d = st.opts[OPT_THP_DEFRAG]
     return d == DEFRAG_ALWAYS or (d == DEFRAG_MADVISE and vmas[v]["flags"] & VM_HUGEPAGE)

@@ -26,7 +26,7 @@ from .state import block_span, block_vpn, find_block, set_pte_node, split_huge_p
 NR_MAX_BATCHED_MIGRATION = PTRS_PER_PMD
 
 
-@kernel
+@kernel(inline="always")
 def commit_folio_move(st, f, pi, node):
     """The folio f now lives on ``node`` (migrate_folio_move, after the destination was
     allocated): its old pages go back to their node, the PTE at ``pi`` that caches its

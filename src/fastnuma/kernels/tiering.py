@@ -121,7 +121,7 @@ def rate_limited(st, node, rate, nr):
     return cand - row[N_NBP_RL_NR_CAND] >= rate
 
 
-@kernel
+@kernel(inline="always")
 def should_promote(st, f, dst):
     """P4-P6 for a hinting fault on a slow-tier folio: True to try the migration."""
     if pgdat_free_space_enough(st, dst):
@@ -149,7 +149,7 @@ def pgdat_balanced(st, node):
     return st.free[node] > st.wmark_high[node]
 
 
-@kernel
+@kernel(inline="always")
 def wakeup_kswapd(st, node):
     """A4: nothing for a hopeless or balanced node; else a pending run at the first
     millisecond after now (kernels/reclaim.py runs it)."""
@@ -162,7 +162,7 @@ def wakeup_kswapd(st, node):
         row[N_KSWAPD_WAKE] = st.clock[0]
 
 
-@kernel
+@kernel(inline="always")
 def wake_all_kswapds(st, start, mask):
     """A2: the allocation slow path wakes the kswapd of each node of the (restricted)
     list; ``mask`` 0 = every node."""
@@ -175,7 +175,7 @@ def wake_all_kswapds(st, start, mask):
             wakeup_kswapd(st, n)
 
 
-@kernel
+@kernel(inline="always")
 def promotion_gate_failed(st, dst):
     """P7: migrate_balanced_pgdat failed; with the TIERING bit, wake dst's kswapd."""
     if tiering_mode(st):
@@ -190,7 +190,7 @@ def reset_stamp_on_tier_change(st, f, src, dst):
         st.frames[f]["last_cpupid"] = PAGE_ACCESS_TIME_MASK
 
 
-@kernel
+@kernel(inline="always")
 def count_promotion(st, f, src, dst, nr):
     """P8 / V1, S7 after a NUMA-balancing migration of folio f from src to dst."""
     if st.opts[OPT_MEMORY_TIERING] == 0:

@@ -23,7 +23,7 @@ def node_ok(st, n, order, wmark):
     return st.free[n] - ((np.int64(1) << order) - 1) > mark
 
 
-@kernel
+@kernel(inline="always")
 def zone_statistics(st, node, preferred, cpu_nid):
     """numa_hit/miss/foreign on the serving/preferred node, numa_local/other by CPU node."""
     if st.opts[OPT_NUMA_STAT] == 0:
