@@ -38,6 +38,9 @@ def knobs():
         "linux_strict_flags": st.booleans(),
         "max_map_count": st.sampled_from([5, 8, 65530]),
         "interleave_weights": st.sampled_from([None, {0: 3}, {0: 1, 1: 2}]),
+        # debugfs fault_around_bytes: default 16 pages, off, 2 pages, a whole PTE table,
+        # and a value fault_around_bytes_set rounds down
+        "fault_around_bytes": st.sampled_from([65536, 65536, 4096, 8192, 1 << 21, 100_000]),
     })
 
 

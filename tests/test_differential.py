@@ -2,11 +2,12 @@
 
 Every call is made on both; return values and errnos must agree call by call, and after
 every step the counters, free pages, numa_maps of every process, the node and the PTE flags
-(PRESENT|NUMA|HUGE|ZERO) of every page of the arena, the access matrix, and the local and
+(PRESENT|NUMA|HUGE|ZERO; an entry of a PROT_NONE VMA is NUMA) of every page of the arena, the access matrix, and the local and
 remote accesses and NUMA-balancing state of every thread must agree too, and every node
 cached in a PTE must be its folio's. Programs include lazy migration
 (docs/lazy-migration.md): LAZY and MPOL_NOOP mbinds, change_prot_numa, simulated time
-(scheduler ticks and the NUMA scanner) and random profiles, switches and scan knobs.
+(scheduler ticks and the NUMA scanner) and random profiles, switches and scan knobs, and
+memory protection (mmap's prot=, mprotect: splits, merges, SIGSEGV on access).
 DifferentialTiering runs the same programs with memory tiering (docs/tiering.md): modes
 1-3 with the tiering rules, demotion on or off, small thresholds and rate limits, and
 compares the per-node tiering counters (node_vmstat) too."""
@@ -35,6 +36,11 @@ LAZY_MODES = MODES + [MPOL_NOOP] * 3
 LAZY_FLAGS = [fn.MPOL_MF_LAZY, fn.MPOL_MF_LAZY | fn.MPOL_MF_MOVE,
               fn.MPOL_MF_LAZY | fn.MPOL_MF_STRICT, fn.MPOL_MF_LAZY | fn.MPOL_MF_MOVE_ALL,
               fn.MPOL_MF_MOVE, 0]
+RW = fn.PROT_READ | fn.PROT_WRITE
+MMAP_PROTS = [fn.PROT_NONE, fn.PROT_READ, fn.PROT_WRITE, fn.PROT_READ | fn.PROT_EXEC]
+MPROTECT_PROTS = MMAP_PROTS + [RW] * 3 + [fn.PROT_NONE] * 2 + [
+    RW | fn.PROT_SEM, 0x10, fn.PROT_READ | fn.PROT_GROWSDOWN, fn.PROT_GROWSUP,
+    fn.PROT_GROWSDOWN | fn.PROT_GROWSUP]
 PTE_MASK = 1 | 2 | 8 | 16            # PRESENT | NUMA | HUGE | ZERO (WRITE/DIRTY: model-only)
 MS = 1_000_000
 
@@ -119,14 +125,26 @@ class Differential(RuleBasedStateMachine):
     # ------------------------------------------------------------ memory
     @precondition(lambda self: self.pids)
     @rule(i=st.integers(0, 99), first=pages, n=st.integers(1, 1100), shared=st.booleans(),
-          fixed=st.integers(0, 3), odd=st.sampled_from([0] * 8 + [1, 2]))
-    def mmap(self, i, first, n, shared, fixed, odd):
+          fixed=st.integers(0, 3), odd=st.sampled_from([0] * 8 + [1, 2]),
+          prot=st.sampled_from([RW] * 6 + MMAP_PROTS))
+    def mmap(self, i, first, n, shared, fixed, odd, prot):
         flags = (fn.MAP_SHARED if shared else fn.MAP_PRIVATE) | fn.MAP_ANONYMOUS
         if odd:                                       # both kinds, or no MAP_ANONYMOUS
             flags = flags | fn.MAP_SHARED | fn.MAP_PRIVATE if odd == 1 else flags & ~fn.MAP_ANONYMOUS
         addr = None if fixed == 0 else ARENA + first * PAGE_SIZE
         n = n if fixed < 2 else max(n, 512)
-        self.both("mmap", self.pids[i % len(self.pids)], n * PAGE_SIZE, flags, addr)
+        self.both("mmap", self.pids[i % len(self.pids)], n * PAGE_SIZE, flags, addr, prot=prot)
+
+    @precondition(lambda self: self.pids)
+    @rule(i=st.integers(0, 99), data=st.data(), prot=st.sampled_from(MPROTECT_PROTS),
+          odd=st.sampled_from([0] * 8 + [1, 2]))
+    def mprotect(self, i, data, prot, odd):
+        """Mostly inside a mapped VMA (splits, merges back), sometimes across holes;
+        odd: an unaligned start, or a length of 0."""
+        pid = self.pids[i % len(self.pids)]
+        first, n = self.arena_range(data, pid)
+        addr = ARENA + first * PAGE_SIZE + (100 if odd == 1 else 0)
+        self.both("mprotect", pid, addr, 0 if odd == 2 else n * PAGE_SIZE, prot)
 
     @precondition(lambda self: self.pids)
     @rule(i=st.integers(0, 99), first=pages, n=st.integers(0, 600))
@@ -140,6 +158,30 @@ class Differential(RuleBasedStateMachine):
     def madvise(self, i, first, n, advice):
         self.both("madvise", self.pids[i % len(self.pids)], ARENA + first * PAGE_SIZE,
                   n * PAGE_SIZE, advice)
+
+    @precondition(lambda self: self.pids and len(self.pids) < 4)
+    @rule(i=st.integers(0, 99), first=pages, n=st.integers(1, 600), data=st.data())
+    def shared_pair(self, i, first, n, data):
+        """A shared anonymous mapping partly written by one process, then read by its
+        fork and by itself: read faults map the neighbours already in the object
+        (fault-around, docs/linux-semantics.md §1.8)."""
+        pid = self.pids[i % len(self.pids)]
+        out = self.both("mmap", pid, n * PAGE_SIZE, fn.MAP_SHARED | fn.MAP_ANONYMOUS,
+                        ARENA + first * PAGE_SIZE)
+        if out[0] != "ok":
+            return
+        addr = out[1]
+        written = data.draw(st.lists(st.integers(0, n - 1), max_size=40))
+        if written:
+            self.both("access", pid, addr + np.array(written, np.int64) * PAGE_SIZE, True)
+        if pid not in self.pids:                       # OOM-killed
+            return
+        child = self.both("fork", pid)
+        for reader in ([child[1]] if child[0] == "ok" else []) + [pid]:
+            reads = data.draw(st.lists(st.integers(0, n - 1), min_size=1, max_size=6))
+            if reader in self.pids:
+                self.both("access", reader, addr + np.array(reads, np.int64) * PAGE_SIZE,
+                          False)
 
     def mapped(self, pid):
         """Arena pages mapped in ``pid`` (what an access should mostly hit)."""

@@ -268,3 +268,13 @@ def test_one_epoch_per_event_is_stored_in_arrays():
                                                "numa_pages_migrated", "pgmigrate_success"))
     assert last[8].tolist() == [row[f"pages_node{k}"] for k in range(4)]
     assert [e[0] for e in r.epochs][:3] == [1, 2, 3]
+
+
+def test_trace_error_is_one_line():
+    """A library message over several lines (pyarrow's, for some corrupt Parquet files)
+    becomes one line, so the CLI prints a one-line error."""
+    from fastnuma.errors import TraceError
+    e = TraceError("truncated or corrupt trace file: Couldn't deserialize thrift:\n"
+                   "  TProtocolException: Invalid data\n", path="x.parquet")
+    assert str(e) == ("truncated or corrupt trace file: Couldn't deserialize thrift:; "
+                      "TProtocolException: Invalid data (file 'x.parquet')")

@@ -65,7 +65,7 @@ knobs = st.fixed_dictionaries({
     "pmin": st.sampled_from([20, 100]),
     "pmax": st.sampled_from([50, 1000, 60000]),
     "size": st.sampled_from([0, 4, 16, 256]),
-    "threads": st.integers(1, 3),
+    "threads": st.integers(1, 6),
     "thp": st.sampled_from(["never", "always"]),
 })
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fastnuma as fn
-from fastnuma.dtypes import FRAME_FREE, NS_HIT, PTE_NODE_SHIFT, PTE_PRESENT
+from fastnuma.dtypes import FRAME_FREE, NS_HIT, PTE_NODE_SHIFT, PTE_NUMA, PTE_PRESENT, PTE_WRITE
 from fastnuma.invariants import InvariantError, check, violations
 from tests.test_replay import lazy_events, table, topo
 
@@ -50,4 +50,24 @@ def test_each_invariant_catches_its_breakage(break_it, needle):
     sim, _, _ = _machine()
     break_it(sim)
     with pytest.raises(InvariantError, match=needle):
+        check(sim)
+
+
+def test_protection_invariant_holds_and_catches_its_breakage():
+    """Entries agree with mprotect: a read-only VMA's are not writable, a PROT_NONE VMA's
+    are protnone; breaking either is reported."""
+    sim, pid, a = _machine()
+    sim.mprotect(pid, a, 8 * 4096, fn.PROT_READ)
+    sim.mprotect(pid, a + 8 * 4096, 8 * 4096, fn.PROT_NONE)
+    check(sim)
+    ptes = sim.pt.ptes
+    asid = sim.procs[pid].asid
+    b = int(sim.pt.blocks_of(asid, a >> 12, (a >> 12) + 1)[0])
+    i = b * 512 + ((a >> 12) & 511)
+    ptes["flags"][i] |= PTE_WRITE
+    with pytest.raises(InvariantError, match="writable entry in the read-only VMA"):
+        check(sim)
+    ptes["flags"][i] &= ~np.uint32(PTE_WRITE)
+    ptes["flags"][i + 8] &= ~np.uint32(PTE_NUMA)
+    with pytest.raises(InvariantError, match="accessible entry in the PROT_NONE VMA"):
         check(sim)

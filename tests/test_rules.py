@@ -701,7 +701,9 @@ def test_rule_25_relative_nodes_effective_set(make):
 
 
 def test_rule_25_shared_policy_is_seen_by_every_mapper(make):
-    m = make(T2)
+    # one page per fault: with fault-around (tests/test_fault_around.py) the child's
+    # reads would also map the neighbours already in the object
+    m = make(T2, fault_around_bytes=P)
     pid = m.spawn()
     m.mmap(pid, 4 * P, C.MAP_SHARED | C.MAP_ANONYMOUS, addr=X)
     child = m.fork(pid)

@@ -43,8 +43,11 @@ def save_reproducer(error, directory):
     file; returns its path."""
     notes = list(getattr(error, "__notes__", []))
     steps = "\n".join("# " + line for note in notes for line in note.splitlines())
-    code = [line for note in notes for line in note.splitlines()
-            if line.startswith(("state = ", "state.", "    ")) or line.strip() == ""]
+    lines = [line for note in notes for line in note.splitlines()]
+    first = next((k for k, line in enumerate(lines) if line.startswith("state = ")), len(lines))
+    last = next((k for k in range(len(lines) - 1, first - 1, -1)
+                 if lines[k].startswith("state.teardown()")), len(lines) - 1)
+    code = lines[first:last + 1]         # every line of the program: calls span several
     body = "\n".join("    " + line.replace("Counted(", "Differential(")
                      for line in code if line.strip()) or "    pass"
     os.makedirs(directory, exist_ok=True)
@@ -92,4 +95,18 @@ def test_save_reproducer_writes_the_steps(tmp_path):
     text = open(path).read()
     assert "    state = Differential()\n    state.build(fill=0)\n    state.advance(ms=3, ns=0)" in text
     assert "# mismatch: vmstat" in text
+    compile(text, path, "exec")
+
+
+def test_save_reproducer_keeps_calls_over_several_lines(tmp_path):
+    """A call hypothesis prints over several lines is written whole (its closing
+    parenthesis too), so the reproducer runs."""
+    e = AssertionError("mismatch: numa_maps")
+    e.add_note("Falsifying example:\nstate = Differential()\nstate.build(\n    fill=0,\n"
+               "    nodes=[1, 2],\n)\nstate.teardown()\nExplanation: a note after it")
+    path = save_reproducer(e, str(tmp_path))
+    text = open(path).read()
+    assert ("    state.build(\n        fill=0,\n        nodes=[1, 2],\n    )\n"
+            "    state.teardown()\n") in text
+    assert "    Explanation" not in text
     compile(text, path, "exec")

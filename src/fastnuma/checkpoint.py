@@ -112,6 +112,8 @@ def restore_simulator(sim, graph: dict, arrays: list, table: list):
             k = names.get(id(value))
             if k is not None and k in state:
                 setattr(obj, attr, state[k])
+    for proc in m.procs.values():      # the kernels' VMA views are caches: rebuilt (a state
+        proc.vmas.changed()            # saved before VM_READ/WRITE/EXEC existed lacks them)
     return dec.decode(graph["replay"]) if "replay" in graph else None
 
 

@@ -3,9 +3,10 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
-from .constants import DEFAULT_MAX_MAP_COUNT
+from .constants import DEFAULT_MAX_MAP_COUNT, PAGE_SHIFT, PAGE_SIZE
 from .dtypes import (OPT_DEMOTION_ENABLED, OPT_HOT_THRESHOLD_MS, OPT_MEMORY_TIERING,
                      OPT_PROMOTE_RATE, OPT_SCAN_PERIOD_MAX_MS, OPT_TIERING_61)
+from .dtypes import OPT_FAULT_AROUND_PAGES, PTRS_PER_PMD
 from .dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, DEFRAG_NEVER, N_OPTS, OPT_IL_THP_BASE,
                      OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT, OPT_NUMA_BALANCING,
                      OPT_NUMA_STAT, OPT_PMD_NUMA_BATCHING, OPT_SHARED_PAGE_RULE,
@@ -65,6 +66,13 @@ class SimConfig:
         (Linux); False allocates on any first touch.
     numa_stat : bool
         vm.numa_stat: count the numa_* allocation counters.
+    fault_around_bytes : int
+        debugfs fault_around_bytes (65536): a read fault on shared anonymous memory maps
+        the neighbouring pages already in the object, in a naturally aligned window of
+        this many bytes (do_fault_around). Stored as fault_around_bytes_set does: rounded
+        down to a power of two, at least a page (4096 turns fault-around off); more than
+        PTRS_PER_PMD pages (val / 4096 > 512) is a ValueError (Linux: EINVAL), and so
+        is 0 (fastnuma's choice: Linux's rounddown_pow_of_two(0) is undefined).
     """
     thp: str = "never"
     thp_defrag: str = "madvise"
@@ -95,6 +103,7 @@ class SimConfig:
     watermark_scale_factor: int = None
     memory_tiering: bool = None
     tiering_profile: str = "6.12"
+    fault_around_bytes: int = 65536
 
     def __post_init__(self):
         if self.profile not in PROFILES:
@@ -106,6 +115,8 @@ class SimConfig:
                 raise ValueError(f"{name}={getattr(self, name)!r}: expected one of "
                                  f"{_SWITCH_VALUES[name]}")
         _check_tiering(self)
+        object.__setattr__(self, "fault_around_bytes",
+                           fault_around_bytes_set(self.fault_around_bytes))
         for f in fields(self):
             if f.name.startswith("numa_balancing_") and f.name not in _TIER_INTS:
                 v = getattr(self, f.name)
@@ -168,6 +179,7 @@ class SimConfig:
             OPT_PROMOTE_RATE: self.numa_balancing_promote_rate_limit_MBps << 8,  # pages/s
             OPT_HOT_THRESHOLD_MS: self.numa_balancing_hot_threshold_ms,
             OPT_SCAN_PERIOD_MAX_MS: self.numa_balancing_scan_period_max_ms,
+            OPT_FAULT_AROUND_PAGES: self.fault_around_bytes >> PAGE_SHIFT,
         }
         if len(values) != N_OPTS:                  # every slot has its knob
             raise AssertionError(f"kernel_opts sets {len(values)} of {N_OPTS} options")
@@ -194,6 +206,18 @@ _SWITCH_VALUES = dict(noop_mode=(False, True), pmd_numa_batching=(False, True),
                       migrate_rate_limit=(False, True), thp_update_count=(512, 1),
                       skip_local_single_thread=(False, True),
                       interleave_thp_index=("order", "base"))
+
+
+def fault_around_bytes_set(val):
+    """mm/memory.c fault_around_bytes_set: EINVAL (here ValueError) above PTRS_PER_PMD
+    pages, else the largest power of two <= val, at least PAGE_SIZE. Returns the bytes
+    fault_around_bytes_get then reads."""
+    if not isinstance(val, int) or isinstance(val, bool):
+        raise ValueError(f"fault_around_bytes={val!r}: expected an int")
+    if val <= 0 or val // PAGE_SIZE > PTRS_PER_PMD:
+        raise ValueError(f"fault_around_bytes={val!r}: expected 1.."
+                         f"{(PTRS_PER_PMD + 1) * PAGE_SIZE - 1} (at most {PTRS_PER_PMD} pages)")
+    return max(1 << (val.bit_length() - 1), PAGE_SIZE)
 
 
 _TIER_INTS = ("numa_balancing_promote_rate_limit_MBps", "numa_balancing_hot_threshold_ms")

@@ -55,6 +55,15 @@ MAP_FIXED = 0x10
 MAP_ANONYMOUS = 0x20
 MAP_HUGETLB = 0x40000
 
+# mmap/mprotect protection (include/uapi/asm-generic/mman-common.h)
+PROT_NONE = 0x0
+PROT_READ = 0x1
+PROT_WRITE = 0x2
+PROT_EXEC = 0x4
+PROT_SEM = 0x8                      # mprotect accepts it (arch_validate_prot); no effect
+PROT_GROWSDOWN = 0x01000000         # mprotect only (no VMA here grows: EINVAL)
+PROT_GROWSUP = 0x02000000
+
 # madvise advice
 MADV_NORMAL = 0
 MADV_DONTNEED = 4

@@ -9,7 +9,9 @@ import numpy as np
 # frame: index into the frame (folio) table, -1 when none (not present, or the zero page)
 PTE_DTYPE = np.dtype([("frame", np.int32), ("flags", np.uint32)], align=True)
 PTE_PRESENT = 1 << 0      # maps a page (a frame, or the zero page)
-PTE_NUMA = 1 << 1         # PROT_NONE for NUMA hinting (change_prot_numa, issue 3)
+PTE_NUMA = 1 << 1         # protnone: NUMA hinting (change_prot_numa, issue 3), or an
+                          # entry of a PROT_NONE VMA (mprotect: x86 uses the same encoding;
+                          # the VMA tells them apart, so the fault entry checks it first)
 PTE_WRITE = 1 << 2        # writable; clear for COW-shared and zero-page entries
 PTE_HUGE = 1 << 3         # part of a PMD mapping of a THP (all 512 entries carry it)
 PTE_ZERO = 1 << 4         # maps the shared zero page (no frame)
@@ -50,6 +52,15 @@ VM_SHARED = 1 << 0        # MAP_SHARED anonymous memory
 VM_HUGEPAGE = 1 << 1      # MADV_HUGEPAGE
 VM_NOHUGEPAGE = 1 << 2    # MADV_NOHUGEPAGE
 VM_ANON = 1 << 3          # the VMA has an anon_vma (fork copies its page tables)
+# the VMA's protection (calc_vm_prot_bits of PROT_READ/WRITE/EXEC): Python keeps it in
+# Vma.prot, the kernels' view has these bits; the fault entry tests them (access_error)
+VM_READ = 1 << 4
+VM_WRITE = 1 << 5
+VM_EXEC = 1 << 6
+VM_ACCESS_FLAGS = VM_READ | VM_WRITE | VM_EXEC   # vma_is_accessible
+# a row after the first of one VMA (kernel_view cuts shared VMAs at shared-policy
+# boundaries): fault-around finds the VMA's extent through it (kernels/fault_around.py)
+VM_ROW_CONT = 1 << 8
 
 # --- memory policies, 32 bytes ---------------------------------------------------------
 POLICY_DTYPE = np.dtype([("mode", np.int32), ("flags", np.int32), ("nodes", np.uint64),
@@ -121,11 +132,14 @@ OPT_NAMES = ("thp", "thp_defrag", "zero_page", "numa_stat", "numa_balancing",
              # promote rate limit in pages/s (MB/s << 8), hot threshold and
              # scan_period_max in ms (the threshold's adjustment period)
              "memory_tiering", "demotion_enabled", "tiering_61", "promote_rate_pages",
-             "hot_threshold_ms", "scan_period_max_ms")
+             "hot_threshold_ms", "scan_period_max_ms",
+             # debugfs fault_around_bytes in pages (1: no fault-around)
+             "fault_around_pages")
 (OPT_THP, OPT_THP_DEFRAG, OPT_ZERO_PAGE, OPT_NUMA_STAT, OPT_NUMA_BALANCING,
  OPT_PMD_NUMA_BATCHING, OPT_SHARED_PAGE_RULE, OPT_LAST_NODE_FILTER, OPT_MIGRATE_RATE_LIMIT,
  OPT_IL_THP_BASE, OPT_MEMORY_TIERING, OPT_DEMOTION_ENABLED, OPT_TIERING_61,
- OPT_PROMOTE_RATE, OPT_HOT_THRESHOLD_MS, OPT_SCAN_PERIOD_MAX_MS) = range(len(OPT_NAMES))
+ OPT_PROMOTE_RATE, OPT_HOT_THRESHOLD_MS, OPT_SCAN_PERIOD_MAX_MS,
+ OPT_FAULT_AROUND_PAGES) = range(len(OPT_NAMES))
 N_OPTS = len(OPT_NAMES)
 # values of opts[OPT_THP] and opts[OPT_THP_DEFRAG]
 THP_NEVER, THP_MADVISE, THP_ALWAYS = 0, 1, 2

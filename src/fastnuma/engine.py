@@ -8,6 +8,7 @@ module                 calls
 =====================  ===========================================================
 ``sched.py``           spawn, clone, fork, exit, sched, pids, tids (and the OOM kill)
 ``mm.py``              mmap, munmap, madvise (VMAs; vma_adjust_trans_huge)
+``mprotect.py``        mprotect (protection: VMAs and their entries)
 ``memory.py``          access (the fault path through the event loop)
 ``mempolicy.py``       mbind, set_mempolicy, get_mempolicy
 ``migrate.py``         move_pages, migrate_pages
@@ -27,14 +28,16 @@ import numpy as np
 import pyarrow as pa
 
 from . import checkpoint as _checkpoint
+from . import mprotect as _mprotect_call
 from .config import SimConfig
-from .constants import MAP_ANONYMOUS, MAP_PRIVATE
+from .constants import MAP_ANONYMOUS, MAP_PRIVATE, PROT_READ, PROT_WRITE
 from .filemap import Filemap
 from .machine import Machine, Process, Thread
 from .memory import Memory
 from .mempolicy import Mempolicy
 from .migrate import Migrate
 from .mm import Mm
+from .mprotect import Mprotect
 from .numa_balancing import NumaBalancing
 from .tiering import Tiering
 from .pagetable import PageTable
@@ -62,8 +65,9 @@ class Simulator:
     **knobs
         Kernel knobs under their Linux names; see :class:`fastnuma.config.SimConfig`
         (``thp``, ``thp_defrag``, ``numa_balancing``, ``interleave_weights``,
-        ``linux_strict_flags``, ``max_map_count``, ``zero_page``, ``numa_stat``, the
-        scanner's ``numa_balancing_*`` and the lazy-migration switches).
+        ``linux_strict_flags``, ``max_map_count``, ``zero_page``, ``numa_stat``,
+        ``fault_around_bytes``, the scanner's ``numa_balancing_*`` and the lazy-migration
+        switches).
 
     Attributes
     ----------
@@ -90,6 +94,7 @@ class Simulator:
         self.pt: PageTable = m.pt
         self.st: SimState = m.st
         self._mm = Mm(m)
+        self._mprotect = Mprotect(m)
         self._numab = NumaBalancing(m, self._mm)
         self._sched = Sched(m, self._mm, self._numab)
         self._memory = Memory(m, self._sched)
@@ -142,9 +147,12 @@ class Simulator:
 
     # ----------------------------------------------------------------- memory
     def mmap(self, pid: int, length: int, flags: int = MAP_PRIVATE | MAP_ANONYMOUS,
-             addr: int | None = None) -> int:
-        """An anonymous mapping; returns its address."""
-        return self._mm.mmap(pid, length, flags, addr)
+             addr: int | None = None, prot: int = PROT_READ | PROT_WRITE) -> int:
+        """An anonymous mapping with protection ``prot``; returns its address."""
+        return self._mm.mmap(pid, length, flags, addr, prot)
+
+    # mprotect(2): mprotect.py's (the facade only names it)
+    mprotect = _mprotect_call.simulator_mprotect
 
     def munmap(self, pid: int, addr: int, length: int) -> None:
         """Remove mappings in [addr, addr+length); holes are fine."""
@@ -173,15 +181,21 @@ class Simulator:
         self._mempolicy.set_mempolicy(tid, mode, nodemask, maxnode=maxnode)
 
     def get_mempolicy(self, tid: int, addr: int = 0, flags: int = 0, *,
-                      maxnode: int | None = None) -> tuple[int, frozenset[int]] | int:
-        """get_mempolicy(2): ``(mode, frozenset(nodes))``, or a node with MPOL_F_NODE."""
-        return self._mempolicy.get_mempolicy(tid, addr, flags, maxnode=maxnode)
+                      maxnode: int | None = None, mode: object = None,
+                      nodemask: object = None) -> tuple[int, frozenset[int]] | int:
+        """get_mempolicy(2): ``(mode, frozenset(nodes))``, or a node with MPOL_F_NODE
+        (``mode``/``nodemask`` BAD_ADDRESS: unwritable outputs, EFAULT)."""
+        return self._mempolicy.get_mempolicy(tid, addr, flags, maxnode=maxnode, mode=mode,
+                                             nodemask=nodemask)
 
     def move_pages(self, pid: int, addrs: int | np.ndarray,
                    nodes: int | np.ndarray | None = None, flags: int = 0, *,
-                   caller: int | None = None) -> np.ndarray:
-        """move_pages(2): query (``nodes`` None) or move; the per-page status array."""
-        return self._migrate.move_pages(pid, addrs, nodes, flags, caller=caller)
+                   caller: int | None = None, status: object = None,
+                   nr_pages: int | None = None) -> np.ndarray:
+        """move_pages(2): query (``nodes`` None) or move; the per-page status array
+        (``status`` BAD_ADDRESS: an unwritable status array, EFAULT)."""
+        return self._migrate.move_pages(pid, addrs, nodes, flags, caller=caller,
+                                        status=status, nr_pages=nr_pages)
 
     def migrate_pages(self, pid: int, old_nodes: Nodes, new_nodes: Nodes, *,
                       caller: int | None = None) -> int:

@@ -17,12 +17,15 @@ class OutOfMemory(OSError):
 
 
 class SegmentationFault(OSError):
-    """An access outside every mapping of the process (EFAULT, the SIGSEGV of the simulator)."""
+    """An access outside every mapping of the process, or one its mapping's protection
+    forbids (``access``: "read" or "wrote to"; EFAULT, the SIGSEGV of the simulator)."""
 
-    def __init__(self, pid, index, addr):
+    def __init__(self, pid, index, addr, access=None):
+        what = (f"accessed unmapped address {addr:#x}" if access is None else
+                f"{access} address {addr:#x}, which its mapping's protection forbids")
         super().__init__(_errno.EFAULT,
                          f"{os.strerror(_errno.EFAULT)}: segmentation fault: process {pid} "
-                         f"accessed unmapped address {addr:#x} (element {index} of the batch)")
+                         f"{what} (element {index} of the batch)")
         self.pid, self.index, self.addr = pid, index, addr
 
 
@@ -30,6 +33,8 @@ class TraceError(ValueError):
     """Bad trace input, naming the file, column, row and value."""
 
     def __init__(self, message, *, path=None, column=None, row=None, value=None):
+        # one line, whatever a library's message held (pyarrow's can span several)
+        message = "; ".join(line.strip() for line in str(message).splitlines() if line.strip())
         where = ", ".join(f"{k} {v!r}" if k != "row" else f"row {v}"
                           for k, v in (("file", path), ("column", column), ("row", row),
                                        ("value", value)) if v is not None)
@@ -40,7 +45,8 @@ class TraceError(ValueError):
 class _BadAddress:
     """``fastnuma.BAD_ADDRESS``: a user pointer Linux cannot read or write (EFAULT), for
     tools that test error paths; accepted where Linux takes a node mask (mbind,
-    set_mempolicy, migrate_pages). docs/api.md."""
+    set_mempolicy, migrate_pages), for move_pages' pages, nodes and status arrays and
+    for get_mempolicy's mode and nodemask outputs. docs/api.md."""
     __slots__ = ()
 
     def __repr__(self):
@@ -51,3 +57,13 @@ class _BadAddress:
 
 
 BAD_ADDRESS = _BadAddress()
+
+
+def bad_output(value, name):
+    """An output pointer argument: None (the call returns the value) or BAD_ADDRESS
+    (unwritable: True). Anything else is a TypeError naming ``name``."""
+    if value is None:
+        return False
+    if value is BAD_ADDRESS:
+        return True
+    raise TypeError(f"{name} must be None or fastnuma.BAD_ADDRESS, not {value!r}")

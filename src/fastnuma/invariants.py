@@ -13,15 +13,20 @@ any sequence of calls or replayed events:
   served it and once as local_node or other_node there, so sum(numa_hit + numa_miss) =
   sum(local_node + other_node) = allocations; every numa_miss has its numa_foreign;
 - every node cached in a PTE (dtypes.PTE_NODE_SHIFT) is its frame's (the event loop
-  trusts that cache).
+  trusts that cache);
+- every present entry agrees with its VMA's protection (mprotect): none is writable in a
+  VMA without PROT_WRITE, and every one of a PROT_NONE VMA is protnone (PTE_NUMA), so
+  the event loop never completes an access the VMA forbids.
 
 Whole-array numpy passes: O(page-table size), meant for tests and debugging, not for
 every event of a production replay.
 """
 import numpy as np
 
+from .constants import PROT_WRITE
 from .dtypes import (CTL_NBLOCKS, CTL_NFRAMES, FRAME_FREE, NS_FOREIGN, NS_HIT, NS_LOCAL,
-                     NS_MISS, NS_OTHER, PTE_PRESENT, PTE_ZERO, PTRS_PER_PMD)
+                     NS_MISS, NS_OTHER, PTE_NUMA, PTE_PRESENT, PTE_WRITE, PTE_ZERO,
+                     PTRS_PER_PMD, PTRS_PER_PMD_SHIFT)
 from .kernels.invariants import pte_node_mismatch
 
 
@@ -74,6 +79,30 @@ def violations(sim):
     k = int(pte_node_mismatch(m.st))
     if k >= 0:
         out.append(f"PTE {k}: its cached node is not its frame's")
+    out.extend(_protection_violations(m))
+    return out
+
+
+def _protection_violations(m):
+    """Present entries that allow more than their VMA's protection (O(blocks) per VMA
+    that is not writable)."""
+    out = []
+    pt = m.pt
+    for pid, proc in sorted(m.procs.items()):
+        for v in proc.vmas:
+            if v.prot & PROT_WRITE:
+                continue
+            for b in pt.blocks_of(proc.asid, v.start, v.end).tolist():
+                first = int(pt.pmds_of(np.array([b]))[0]) << PTRS_PER_PMD_SHIFT
+                i0, i1 = max(v.start - first, 0), min(v.end - first, PTRS_PER_PMD)
+                fl = pt.ptes["flags"][b * PTRS_PER_PMD + i0:b * PTRS_PER_PMD + i1]
+                fl = fl[(fl & PTE_PRESENT) != 0]
+                if (fl & PTE_WRITE).any():
+                    out.append(f"process {pid}: a writable entry in the read-only VMA at "
+                               f"{v.start << 12:#x}")
+                if not v.accessible and ((fl & PTE_NUMA) == 0).any():
+                    out.append(f"process {pid}: an accessible entry in the PROT_NONE VMA "
+                               f"at {v.start << 12:#x}")
     return out
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .constants import NEVER, TASK_SIZE
+from .constants import NEVER, PAGE_SHIFT, TASK_SIZE
 from .dtypes import EV_DONE, EV_NEED_GROW, EV_SEGV
 from .errors import OutOfMemory, SegmentationFault
 from .kernels.events import run_events
@@ -22,7 +22,8 @@ class Memory:
     def access(self, tid, addrs, write=False) -> None:
         """Loads (or stores) by thread ``tid`` on its current CPU; faults as Linux takes them.
 
-        Raises SegmentationFault (EFAULT) at an unmapped address (earlier elements took
+        Raises SegmentationFault (EFAULT) at an unmapped address, or at one whose
+        mapping's protection forbids the access (mprotect; earlier elements took
         effect) and OutOfMemory (ENOMEM) when an allocation failed: the process was
         OOM-killed and is gone.
         """
@@ -61,7 +62,10 @@ class Memory:
         if status == EV_DONE:
             return
         if status == EV_SEGV:
-            raise SegmentationFault(proc.pid, start, int(addrs[start]))
+            addr = int(addrs[start])
+            v = proc.vmas.find(addr >> PAGE_SHIFT) if addr >= 0 else None
+            raise SegmentationFault(proc.pid, start, addr, None if v is None else (
+                "wrote to" if (ops[0] if ops.size == 1 else ops[start]) else "read"))
         self.sched.oom_kill(proc)
         raise OutOfMemory(proc.pid, f"out of memory at address {int(addrs[start]):#x} "
                                     f"(element {start}): process {proc.pid} was OOM-killed")

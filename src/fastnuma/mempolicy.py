@@ -13,8 +13,9 @@ from .constants import (MAX_MASK_NODES, MAX_NUMNODES, MAX_SIM_NODES, MPOL_DEFAUL
                         MPOL_INTERLEAVE, MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL,
                         MPOL_MF_STRICT, MPOL_MF_VALID, MPOL_MODE_FLAGS, MPOL_NOOP,
                         MPOL_WEIGHTED_INTERLEAVE, PAGE_SHIFT, PAGE_SIZE, SEED_MPOL_NOOP)
+from .constants import PROT_READ
 from .dtypes import PTRS_PER_PMD_SHIFT, T_ACC_LOCAL, T_ACC_REMOTE
-from .errors import raise_errno
+from .errors import bad_output, raise_errno
 from .kernels.alloc import next_node_in
 from .kernels.state import find_block
 from .policy import as_int, get_nodes, mask_nodes, mpol_new, sanitize_mpol_flags
@@ -151,22 +152,31 @@ class Mempolicy:
         if new is not None and new.mode in (MPOL_INTERLEAVE, MPOL_WEIGHTED_INTERLEAVE):
             th.il_prev, th.il_weight = MAX_NUMNODES - 1, 0
 
-    def get_mempolicy(self, tid, addr=0, flags=0, *, maxnode=None):
+    def get_mempolicy(self, tid, addr=0, flags=0, *, maxnode=None, mode=None,
+                      nodemask=None):
         """get_mempolicy(2) by thread ``tid``: ``(mode, frozenset(nodes))``, or the node
         (an int) with MPOL_F_NODE. NODE|ADDR takes a read fault at addr, as lookup_node does
         (an unpopulated private page maps the zero page: node 0). As in Linux, a maxnode
         too large to copy out (maxnode-1 > 32768) fails with EINVAL last, after that fault
-        took effect."""
+        took effect. ``mode``/``nodemask`` BAD_ADDRESS: kernel_get_mempolicy's put_user of
+        the mode, then copy_nodes_to_user, fail with EFAULT after do_get_mempolicy (and
+        its fault) took effect; maxnode 1 copies no byte of the mask (no EFAULT)."""
         m = self.m
         th = m.thread(tid)
         addr = as_int(addr, "addr")
         flags = as_int(flags, "flags")
+        bad_mode, bad_mask = bad_output(mode, "mode"), bad_output(nodemask, "nodemask")
         if maxnode is not None and as_int(maxnode, "maxnode") < m.topology.n_nodes:
             raise_errno(errno.EINVAL, f"maxnode {maxnode} is below the number of nodes "
                                       f"({m.topology.n_nodes})")
         result = self._do_get_mempolicy(th, addr, flags)
+        if bad_mode:                                # put_user(pval, policy)
+            raise_errno(errno.EFAULT, "get_mempolicy: mode cannot be written (BAD_ADDRESS)")
         if maxnode is not None and maxnode - 1 > MAX_MASK_NODES:   # copy_nodes_to_user, last
             raise_errno(errno.EINVAL, f"maxnode {maxnode}: more than a page of node mask")
+        if bad_mask and maxnode != 1:               # copy_to_user of ALIGN(maxnode-1, 64)/8
+            raise_errno(errno.EFAULT, "get_mempolicy: nodemask cannot be written "
+                                      "(BAD_ADDRESS)")
         return result
 
     def _do_get_mempolicy(self, th, addr, flags):
@@ -188,6 +198,8 @@ class Mempolicy:
             raise_errno(errno.EINVAL, f"address {addr:#x} given without MPOL_F_ADDR")
         if flags & MPOL_F_NODE:
             if flags & MPOL_F_ADDR:
+                if not v.prot & PROT_READ:      # GUP's check_vma_flags: no VM_READ
+                    raise_errno(errno.EFAULT, f"mapping at {addr:#x} is not readable")
                 return self._lookup_node(th, addr)
             if pol is not None and pol is th.policy and pol.mode == MPOL_INTERLEAVE:
                 return _next_node_in(th.il_prev, pol.nodes)

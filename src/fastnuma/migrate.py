@@ -10,7 +10,7 @@ import numpy as np
 from .constants import (HPAGE_PMD_NR, MOVE_PAGES_UNWRITTEN, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL,
                         PAGE_SHIFT, TASK_SIZE)
 from .dtypes import CTL_NFRAMES, PTRS_PER_PMD, TARGET_NODE, TARGET_POLICY
-from .errors import raise_errno
+from .errors import BAD_ADDRESS, bad_output, raise_errno
 from .kernels.migrate import do_pages_move, queue_node_folios, queue_pages_range
 from .kernels.migrate import migrate_pages as migrate_folios
 from .kernels.range import pages_stat
@@ -65,11 +65,17 @@ class Migrate:
             raise_errno(errno.EPERM, f"process {caller.pid} (uid {caller.uid}) may not access "
                                      f"process {target.pid} (uid {target.uid})")
 
-    def move_pages(self, pid, addrs, nodes=None, flags=0, *, caller=None):
+    def move_pages(self, pid, addrs, nodes=None, flags=0, *, caller=None, status=None,
+                   nr_pages=None):
         """move_pages(2): with ``nodes`` None, query; else move each page to its node.
 
         Returns the per-page status array (node, or -errno). ENODEV (a target without
         memory) and ENOMEM (a full target) fail the call after earlier runs moved, as Linux.
+        ``addrs``/``nodes`` BAD_ADDRESS: the first get_user fails (EFAULT, nothing done);
+        ``status`` BAD_ADDRESS: the first store_status fails (EFAULT after the pages
+        before it moved, kernels/migrate.do_pages_move). ``nr_pages``: the count Linux
+        reads (default len(addrs); with addrs BAD_ADDRESS len(nodes), else 1); 0 reads
+        and writes nothing.
         """
         m = self.m
         flags = as_int(flags, "flags")
@@ -85,20 +91,33 @@ class Migrate:
         if flags & MPOL_MF_MOVE_ALL and not caller_p.cap_sys_nice:
             raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
         self._may_access(caller_p, target)
-        vpns = _vpn_array(addrs)
+        bad_status = bad_output(status, "status")
+        vpns = None if addrs is BAD_ADDRESS else _vpn_array(addrs)
+        n = _count(vpns, nodes, nr_pages)
+        if n and (vpns is None or nodes is BAD_ADDRESS):      # get_user of entry 0
+            raise_errno(errno.EFAULT, "move_pages: the pages or nodes array cannot be read "
+                                      "(BAD_ADDRESS)")
+        if vpns is None or nodes is BAD_ADDRESS:   # nr_pages 0: nothing read or written
+            return np.zeros(0, np.int64)
         status = np.full(vpns.size, MOVE_PAGES_UNWRITTEN, np.int64)
         blocks = m.pt.blocks_of(target.asid)
         pmds = m.pt.pmds_of(blocks)
         vmas = m.kernel_vmas(target)
         if nodes is None:
             pages_stat(m.st, vmas, blocks, pmds, vpns, status)
+            if bad_status and n:                         # do_pages_stat's copy_to_user
+                raise_errno(errno.EFAULT, "move_pages: the status array cannot be written "
+                                          "(BAD_ADDRESS)")
             return status
         targets = _node_array(nodes, vpns.size)
         cpu = m.main_thread(caller_p).cpu
         self.reserve_thp_splits()
         err = do_pages_move(m.st, vmas, target.asid, blocks, pmds, vpns, targets,
                             bool(flags & MPOL_MF_MOVE_ALL), cpu, status,
-                            m.topology.n_nodes)
+                            m.topology.n_nodes, not bad_status)
+        if err == -errno.EFAULT:
+            raise_errno(errno.EFAULT, "move_pages: the status array cannot be written "
+                                      "(BAD_ADDRESS; the pages before it moved)")
         if err < 0:
             raise_errno(-err, "move_pages: " + ("a target node has no memory"
                                                 if -err == errno.ENODEV else
@@ -171,6 +190,22 @@ def _remap_pairs(old, new):
             return
         tmp &= ~(1 << source)
         yield source, dest
+
+
+def _count(vpns, nodes, nr_pages):
+    """move_pages' nr_pages: the number of addresses (``vpns``; None: addrs is
+    BAD_ADDRESS, then the length of a nodes sequence, else 1), or given (matching an
+    addrs array)."""
+    if vpns is None:
+        n = 1 if nodes is None or nodes is BAD_ADDRESS or np.ndim(nodes) == 0 else len(nodes)
+    else:
+        n = vpns.size
+    if nr_pages is None:
+        return n
+    nr_pages = as_int(nr_pages, "nr_pages")
+    if nr_pages < 0 or (vpns is not None and nr_pages != n):
+        raise ValueError(f"nr_pages {nr_pages}: must be the number of addrs ({n})")
+    return nr_pages
 
 
 def _vpn_array(addrs):

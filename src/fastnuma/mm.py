@@ -11,12 +11,12 @@ import numpy as np
 
 from .constants import (MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, MADV_NORMAL,
                         MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE, MAP_SHARED, PAGE_SHIFT,
-                        PAGE_SIZE, TASK_SIZE)
+                        PAGE_SIZE, PROT_EXEC, PROT_READ, PROT_WRITE, TASK_SIZE)
 from .dtypes import PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED
 from .errors import raise_errno
 from .kernels.range import release_object, split_pmd_at, unmap_range
 from .policy import as_int
-from .vma import ShmObject, Vma, VmaList
+from .vma import PROT_RW, ShmObject, Vma, VmaList
 
 MMAP_BASE = 0x7F0000000000 >> PAGE_SHIFT      # top of the mmap area, as a vpn
 _U64 = (1 << 64) - 1
@@ -60,11 +60,14 @@ class Mm:
                                       f"address space")
         return addr >> PAGE_SHIFT, end >> PAGE_SHIFT
 
-    def mmap(self, pid, length, flags=MAP_PRIVATE | MAP_ANONYMOUS, addr=None):
-        """An anonymous mapping; returns its address. See docs/api.md for the rules."""
+    def mmap(self, pid, length, flags=MAP_PRIVATE | MAP_ANONYMOUS, addr=None, prot=PROT_RW):
+        """An anonymous mapping; returns its address. See docs/api.md for the rules
+        (``prot``: do_mmap keeps PROT_READ/WRITE/EXEC, calc_vm_prot_bits, and ignores other
+        bits)."""
         proc = self.m.proc(pid)
         length = as_int(length, "length")
         flags = as_int(flags, "flags")
+        prot = as_int(prot, "prot") & (PROT_READ | PROT_WRITE | PROT_EXEC)
         if addr is not None:
             addr = as_int(addr, "addr")
         if not flags & MAP_ANONYMOUS:               # what is not modelled, then do_mmap's order
@@ -96,13 +99,17 @@ class Mm:
         hi = lo + n_pages
         vmas = proc.vmas
         if kind == MAP_SHARED:                       # a new object: never merges
-            vmas.insert(Vma(lo, hi, VM_SHARED, 0, None, ShmObject(self.m.new_asid(), n_pages)))
+            vmas.insert(Vma(lo, hi, VM_SHARED, 0, None, ShmObject(self.m.new_asid(), n_pages),
+                            prot=prot, account=False))
             return lo << PAGE_SHIFT
         before = [v for v in vmas.overlapping(lo - 1, lo) if v.end == lo]
         after = [v for v in vmas.overlapping(hi, hi + 1) if v.start == hi]
-        prev = before[0] if before and before[0].can_merge(None, lo, 0, None) else None
+        account = bool(prot & PROT_WRITE)           # accountable_mapping: private, writable
+        prev = before[0] if before and before[0].can_merge(None, lo, 0, None, prot, account) \
+            else None
         nxt = after[0] if after and after[0].shm is None and after[0].flags == 0 and \
-            after[0].policy is None and after[0].pgoff == hi else None
+            after[0].policy is None and after[0].pgoff == hi and after[0].prot == prot \
+            and after[0].account == account else None
         if prev is not None and nxt is not None:      # vma_merge_new_range
             prev.end = nxt.end
             prev.anon = prev.anon or nxt.anon
@@ -114,7 +121,7 @@ class Mm:
             nxt.start = nxt.pgoff = lo
             vmas.changed()
         else:
-            vmas.insert(Vma(lo, hi, 0, lo))
+            vmas.insert(Vma(lo, hi, 0, lo, prot=prot, account=account))
         return lo << PAGE_SHIFT
 
     def _unmapped_area(self, proc, n_pages):

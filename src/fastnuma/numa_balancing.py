@@ -99,11 +99,14 @@ class NumaBalancing:
             return 0
         cfg = self.m.config
         for edge in (lo, hi):                      # a THP the range cuts is split first
-            if proc.vmas.find(edge) is not None:
+            v = proc.vmas.find(edge)
+            if v is not None and v.accessible:
                 self.mm.vma_adjust_trans_huge(proc.asid, edge)
         single = len(proc.tids) == 1
         total = 0
         for v in proc.vmas.overlapping(lo, hi):
+            if not v.accessible:     # PROT_NONE: its callers skip it (vma_is_accessible)
+                continue
             a, b = max(lo, v.start), min(hi, v.end)
             blocks = self.m.pt.blocks_of(proc.asid, a, b)
             if not len(blocks):
@@ -191,14 +194,11 @@ class NumaBalancing:
                 t, tid = heapq.heappop(heap)
                 self.m.now_ns = t
                 th = self.m.threads[tid]
-                idle.before_tick()
+                idle.before_tick(th)
                 self._task_tick_numa(th)
                 pending[tid] = self.next_tick(th)
                 heapq.heappush(heap, (pending[tid], tid))
-                shift = idle.after_tick(th, pending)
-                if shift:                            # the process's pending ticks move too
-                    for other in self.m.procs[th.pid].tids:
-                        pending[other] += shift
+                if idle.after_tick(th, pending):     # the process's pending ticks moved
                     heap = [(t, tid) for tid, t in pending.items()]
                     heapq.heapify(heap)
         self.m.now_ns = target
@@ -229,6 +229,12 @@ class NumaBalancing:
             return pol is not None and bool(pol.flags & MPOL_F_MOF)
         pol = v.policy if v.policy is not None else th.policy
         return pol is None or bool(pol.flags & MPOL_F_MOF)
+
+    def scans_alike(self, proc):
+        """Is every VMA of ``proc`` scanned or skipped alike by all its threads (the
+        policies' MOF; numa_balancing_quiet.py)?"""
+        ths = [self.m.threads[t] for t in proc.tids]
+        return all(len({self._vma_policy_mof(v, th) for th in ths}) == 1 for v in proc.vmas)
 
     def task_numa_work(self, th):
         """task_numa_work: one scan pass of the thread's address space (docs/linux-semantics.md §5.3)."""
@@ -266,8 +272,8 @@ class NumaBalancing:
             while i < len(vmas):
                 v = vmas[i]
                 i += 1
-                if not self._vma_policy_mof(v, th):
-                    continue
+                if not self._vma_policy_mof(v, th) or not v.accessible:
+                    continue                             # (NUMAB_SKIP_INACCESSIBLE)
                 ns = v.numab
                 if ns is None:
                     ns = v.numab = NumabState(seq, now + delay, now + 5 * delay, seq - 1)

@@ -25,6 +25,7 @@ import numpy as np
 
 from .constants import NSEC_PER_MSEC, TICK_NS
 from .dtypes import M_NEXT_SCAN, M_SCAN_SEQ, T_NODE_STAMP, T_START
+from .numa_balancing_quiet import QuietProbe
 
 MIN_TICKS = 16           # runs of fewer ticks (the replay's short steps) never look for cycles
 MAX_HISTORY = 1 << 16    # states remembered per process before starting over (a cycle
@@ -34,29 +35,56 @@ MAX_PARTS = 1 << 20      # and at most this many key parts (threads + VMAs) per 
 
 
 class IdleSkip:
-    """Cycle detection for one ``run_until``: call ``before_tick`` and ``after_tick``
-    around each tick; ``after_tick`` returns the time shift applied to the process (its
-    threads' pending ticks must move by it), or 0."""
+    """Idle skipping for one ``run_until``: call ``before_tick`` and ``after_tick``
+    around each tick; ``after_tick`` returns True when it moved the process's pending
+    ticks (in ``pending``). A quiet process (numa_balancing_quiet.py) has its scan state
+    and timing skipped separately; otherwise, or until then, cycles of the whole state."""
 
     def __init__(self, numab, target):
+        self.numab = numab
         self.m = numab.m
         self.target = target
+        self.quiet = {}                  # pid -> QuietProbe
         self.ticks = 0
         self.hist = {}                   # pid -> {key: values}
         self.vm = None
 
-    def before_tick(self):
+    def before_tick(self, th):
         self.ticks += 1
         if self.ticks > MIN_TICKS:
             self.vm = self.m.vm.copy()
+            probe = self.quiet.get(th.pid)
+            if probe is not None and probe.active:
+                probe.before()
 
     def after_tick(self, th, pending):
+        """True when the process's pending ticks in ``pending`` were moved."""
         if self.ticks <= MIN_TICKS:
-            return 0
+            return False
         pid = th.pid
-        if not np.array_equal(self.vm, self.m.vm):  # this tick marked or split something
+        changed = not np.array_equal(self.vm, self.m.vm)   # this tick marked or split
+        probe = self.quiet.get(pid)
+        if probe is None and not changed:            # watched from the next tick on
+            self.quiet[pid] = QuietProbe(self.numab, pid, self.target)
+            return False
+        if probe is not None and probe.active:       # the quiet path first (any threads)
+            if probe.after(th, pending, changed):
+                return True
+            if probe.active:
+                return False
+        if changed:
             self.hist.pop(pid, None)
-            return 0
+            return False
+        shift = self._cycle(th, pending)
+        if shift:
+            for other in self.m.procs[pid].tids:
+                pending[other] += shift
+        return bool(shift)
+
+    def _cycle(self, th, pending):
+        """The general path: a state equal to an earlier one up to a shift; returns the
+        time shift applied to the process, or 0."""
+        pid = th.pid
         proc = self.m.procs[pid]
         key, vals, kinds = self._state(proc, pending)
         hist = self.hist.setdefault(pid, {})

@@ -13,7 +13,6 @@ of the trace from its first event (as if numactl had started it).
 A CPU map turns the trace's ``cpu`` column into CPUs of the target machine through one
 lookup table (``table[trace_cpu]``), applied per batch with ``np.take``.
 """
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +20,7 @@ import numpy as np
 from .constants import (MPOL_BIND, MPOL_DEFAULT, MPOL_F_RELATIVE_NODES, MPOL_INTERLEAVE,
                         MPOL_LOCAL, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
                         MPOL_WEIGHTED_INTERLEAVE)
-from .policy import id_list_str
+from .policy import id_list_str, id_range
 
 CPU_ID_LIMIT = 1 << 16              # the trace's cpu column is uint16
 UNMAPPED = np.uint16(0xFFFF)        # a lookup-table entry of a CPU the map does not place
@@ -60,11 +59,11 @@ def parse_id_list(text, universe, allowed, what):
     else:
         ids = set()
         for part in s.split(","):
-            m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-            if not m or (m[2] is not None and int(m[2]) < int(m[1])):
+            r = id_range(part)
+            if r is None:
                 raise ValueError(f"{what}: cannot parse {part.strip()!r} of {text!r} "
                                  f"(expected all, N, N-M, comma-separated, ! or + first)")
-            ids.update(range(int(m[1]), int(m[2] or m[1]) + 1))
+            ids.update(range(r[0], r[1] + 1))
     if relative:
         bad = sorted(i for i in ids if i >= len(allowed))
         if bad:

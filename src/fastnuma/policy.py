@@ -6,6 +6,7 @@ changes simulator state except :meth:`PolicyTable.intern`.
 """
 import errno
 import operator
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -176,6 +177,15 @@ def id_list_str(ids):
         parts.append(str(ids[i]) if i == j else f"{ids[i]}-{ids[j]}")
         i = j + 1
     return ",".join(parts)
+
+
+def id_range(part):
+    """One element of the kernel's list format (bitmap_parselist: "N" or "N-M", blanks
+    around), as (first, last), or None when it is not one (or last < first)."""
+    m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+    if not m or (m[2] is not None and int(m[2]) < int(m[1])):
+        return None
+    return int(m[1]), int(m[2] or m[1])
 
 
 def relative_nodemask(user, allowed):

@@ -350,6 +350,8 @@ class _Replay:
             return False
         proc = sim.procs[int(b.pid[i])]
         addr = int(b.addr[i])
+        if proc.vmas.find(addr >> PAGE_SHIFT) is not None:
+            return False                    # mapped: its protection forbids the access
         lo = (addr >> PAGE_SHIFT) & ~(IMPLICIT_REGION_PAGES - 1)
         hi = lo + IMPLICIT_REGION_PAGES
         pos = lo

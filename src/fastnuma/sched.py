@@ -63,7 +63,8 @@ class Sched:
         asid = m.new_asid()
         vmas = self.mm.new_vma_list(asid)
         for v in proc.vmas:
-            vmas.insert(Vma(v.start, v.end, v.flags, v.pgoff, v.policy, v.shm, v.anon))
+            vmas.insert(Vma(v.start, v.end, v.flags, v.pgoff, v.policy, v.shm, v.anon,
+                            prot=v.prot, account=v.account))
         cproc = Process(child, asid, proc.uid, proc.cap_sys_nice, vmas, [child], forked=True)
         proc.forked = True
         blocks = m.pt.blocks_of(proc.asid)

@@ -26,6 +26,7 @@ Anything else (a lambda, an open file) raises :class:`StateError` naming where i
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import types
@@ -265,6 +266,10 @@ class Decoder:
         """Set the attributes of ``obj`` from an encoded ``state`` mapping."""
         for name, value in state.items():
             object.__setattr__(obj, name, self.decode(value))
+        if dataclasses.is_dataclass(obj):      # a field added since the state was saved
+            for f in dataclasses.fields(obj):  # (Vma.prot) takes its default
+                if f.name not in state and f.default is not dataclasses.MISSING:
+                    object.__setattr__(obj, f.name, f.default)
 
 
 def _descr(d):

@@ -4,6 +4,7 @@ import os
 import re
 
 from .constants import MAX_SIM_NODES, PAGE_SIZE
+from .policy import id_range
 from .topology_checks import LOCAL_DISTANCE, NR_CPUS_MAX, UNKNOWN_DISTANCE
 
 # -------------------------------------------------------------------- parsing helpers
@@ -12,11 +13,10 @@ def _parse_list(text, where):
     out = []
     text = text.strip()
     for part in text.split(",") if text else ():
-        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
-        if not m or (m[2] is not None and int(m[2]) < int(m[1])):
+        r = id_range(part)
+        if r is None:
             raise ValueError(f"{where}: cannot parse {part.strip()!r} of list {text!r}")
-        lo = int(m[1])
-        hi = lo if m[2] is None else int(m[2])
+        lo, hi = r
         if hi >= NR_CPUS_MAX:
             raise ValueError(f"{where}: id {hi} is out of range; allowed range is "
                              f"0..{NR_CPUS_MAX - 1}")

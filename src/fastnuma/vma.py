@@ -11,7 +11,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from .dtypes import VM_ANON, VM_SHARED, VMA_DTYPE
+from .constants import PROT_EXEC, PROT_READ, PROT_WRITE
+from .dtypes import VM_ANON, VM_EXEC, VM_READ, VM_ROW_CONT, VM_SHARED, VM_WRITE, VMA_DTYPE
 from .errors import raise_errno
 
 
@@ -46,6 +47,15 @@ class ShmObject:
         return None
 
 
+PROT_RW = PROT_READ | PROT_WRITE
+
+
+def vm_prot_bits(prot):
+    """calc_vm_prot_bits: PROT_READ/WRITE/EXEC as the kernels' VM_READ/WRITE/EXEC."""
+    return ((VM_READ if prot & PROT_READ else 0) | (VM_WRITE if prot & PROT_WRITE else 0)
+            | (VM_EXEC if prot & PROT_EXEC else 0))
+
+
 @dataclass(eq=False, slots=True)
 class Vma:
     start: int
@@ -57,15 +67,25 @@ class Vma:
     anon: bool = False             # has an anon_vma: a page other than the zero page was
                                    # faulted, or a THP fault ran (fork copies only these)
     numab: object = None           # numa_balancing.NumabState once the NUMA scanner saw it
+    prot: int = PROT_RW            # PROT_READ|PROT_WRITE|PROT_EXEC bits (mmap, mprotect)
+    account: bool = True           # VM_ACCOUNT: a private mapping that is (or was, with
+                                   # pages) writable; VMAs differing in it do not merge
+
+    @property
+    def accessible(self):
+        """vma_is_accessible: any of read, write, exec (PROT_NONE is not)."""
+        return bool(self.prot & (PROT_READ | PROT_WRITE | PROT_EXEC))
 
     def pgoff_at(self, vpn):
         return self.pgoff + (vpn - self.start)
 
-    def can_merge(self, shm, pgoff, flags, policy):
+    def can_merge(self, shm, pgoff, flags, policy, prot=PROT_RW, account=True):
         """is_mergeable_vma + can_vma_merge_*: would [end, ...) with these attributes join
-        this VMA? Same object, contiguous page offsets, equal flags and policy (mpol_equal).
-        fastnuma ignores anon_vma compatibility."""
+        this VMA? Same object, contiguous page offsets, equal flags (the protection and
+        VM_ACCOUNT too: they are vm_flags) and policy (mpol_equal). fastnuma ignores
+        anon_vma compatibility."""
         return (self.shm is shm and self.flags == flags and self.policy == policy
+                and self.prot == prot and self.account == account
                 and self.pgoff_at(self.end) == pgoff)
 
     def effective_policy(self, vpn):
@@ -164,17 +184,20 @@ class VmaList:
             raise_errno(errno.ENOMEM, f"a VMA split would exceed vm.max_map_count "
                                       f"({self.max_map_count})")
 
-    def modify(self, v, lo, hi, flags, policy):
-        """vma_modify (mm/vma.c): give [lo, hi) of ``v`` new flags and policy, merging with
-        the previous/next VMA when the range reaches its edge and they match, else
-        splitting (ENOMEM when the process already has max_map_count VMAs). Returns the
-        VMA now holding the range; the caller sets the attributes."""
+    def modify(self, v, lo, hi, flags, policy, prot=None, account=None):
+        """vma_modify (mm/vma.c): give [lo, hi) of ``v`` new flags, policy, protection and
+        VM_ACCOUNT (None: v's), merging with the previous/next VMA when the range reaches
+        its edge and they match, else splitting (ENOMEM when the process already has
+        max_map_count VMAs). Returns the VMA now holding the range; the caller sets the
+        attributes."""
+        prot = v.prot if prot is None else prot
+        account = v.account if account is None else account
         prev, nxt = self.neighbours(v)
         merge_prev = (prev is not None and lo == v.start
-                      and prev.can_merge(v.shm, v.pgoff_at(lo), flags, policy))
+                      and prev.can_merge(v.shm, v.pgoff_at(lo), flags, policy, prot, account))
         merge_next = (nxt is not None and hi == v.end and nxt.shm is v.shm
-                      and nxt.flags == flags and nxt.policy == policy
-                      and v.pgoff_at(hi) == nxt.pgoff)
+                      and nxt.flags == flags and nxt.policy == policy and nxt.prot == prot
+                      and nxt.account == account and v.pgoff_at(hi) == nxt.pgoff)
         if merge_prev and merge_next:
             prev.end = nxt.end
             prev.anon = prev.anon or v.anon or nxt.anon
@@ -220,7 +243,7 @@ class VmaList:
             return self._view
         rows, owners = [], []
         for v in self.vmas:
-            anon = VM_ANON if v.anon else 0
+            anon = (VM_ANON if v.anon else 0) | vm_prot_bits(v.prot)
             if v.shm is None:
                 rows.append((v.start, v.end, v.pgoff, v.flags | anon, policies.intern(v.policy),
                              -1, 0, 0))
@@ -235,8 +258,9 @@ class VmaList:
             cuts = sorted(cuts)
             for s, e in zip(cuts, cuts[1:]):
                 pol = policies.intern(v.shm.policy_at(v.pgoff + s - v.start))
-                rows.append((s, e, v.pgoff + s - v.start, v.flags | VM_SHARED | anon, pol,
-                             v.shm.asid, 0, 0))
+                cont = VM_ROW_CONT if s > v.start else 0      # the same VMA (fault-around)
+                rows.append((s, e, v.pgoff + s - v.start, v.flags | VM_SHARED | anon | cont,
+                             pol, v.shm.asid, 0, 0))
                 owners.append(v)
         self._view = np.array(rows, dtype=VMA_DTYPE) if rows else np.zeros(0, VMA_DTYPE)
         self._view_vmas = owners

@@ -4,6 +4,7 @@ lists the columns and their units).
 """
 import os
 import re
+import threading
 
 import numpy as np
 import pyarrow as pa
@@ -11,6 +12,29 @@ import pyarrow as pa
 from .costmodel import estimate, trace_pass
 from .numactl import parse_policy
 from .runconfig import RunConfig, trace_provenance
+
+
+def in_background(fn, *args):
+    """Start ``fn(*args)`` on a daemon thread (the second core: hashing and file reads
+    release the GIL); returns a function that waits for its result or raises its error.
+    Daemon: a failed replay does not wait for it."""
+    out = {}
+
+    def target():
+        try:
+            out["value"] = fn(*args)
+        except BaseException as e:            # handed to whoever waits for the result
+            out["error"] = e
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+
+    def result():
+        t.join()
+        if "error" in out:
+            raise out["error"]
+        return out["value"]
+    return result
 
 
 def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None, checkpoint=None,
@@ -32,6 +56,7 @@ def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None, che
     # a URL (s3://, file://...) is opened afresh for each of the two passes
     source = (lambda: open_url(trace)) if is_url(trace) else (lambda: trace)
     topo = config.topology(trace)
+    fingerprint = in_background(trace_provenance, trace)   # reads the whole trace: overlapped
     sim = fn.Simulator(topo, **config.kernel)
     policy = parse_policy(config.policy, topo)
     rows = int(batch_rows or config.replay.get("batch_rows", 1 << 20))
@@ -59,7 +84,7 @@ def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None, che
                     "distance": [list(r) for r in topo.distance],
                     "latency_ns": lat.round(3).tolist(),
                     "bandwidth_gbps": bw.round(3).tolist()},
-        "trace": trace_provenance(trace), "llc_filter": tp.llc}
+        "trace": fingerprint(), "llc_filter": tp.llc}
     return report
 
 

@@ -1,6 +1,6 @@
 """Page tables and page faults of the reference model (docs/api.md "Memory", Linux
 mm/memory.c and mm/huge_memory.c; linux-semantics.md §1.4, §1.5, §8)."""
-from fastnuma.constants import HPAGE_PMD_NR, HPAGE_PMD_ORDER
+from fastnuma.constants import HPAGE_PMD_NR, HPAGE_PMD_ORDER, PROT_WRITE
 
 from .mm import HUGE_ZERO_PAGE, VM_HUGEPAGE, VM_NOHUGEPAGE, ZERO_PAGE, Folio, Pmd, Pte
 
@@ -161,11 +161,18 @@ class FaultMixin:
 
     def do_anonymous_page(self, thread, proc, vma, vpn, write):
         """do_anonymous_page: a read maps the zero page (zero_page=True), otherwise a page
-        is allocated under the policy."""
+        is allocated under the policy, mapped writable and dirty when the VMA is writable
+        (a read fault in a read-only VMA maps it clean and read-only)."""
         if not write and self.zero_page:
             self.set_pte(proc, vpn, ZERO_PAGE, 0, write=False, dirty=False)
             return
-        self.set_pte(proc, vpn, self.alloc_anon_page(thread, vma, vpn))
+        folio = self.alloc_anon_page(thread, vma, vpn)
+        if vma.prot & PROT_WRITE:
+            self.set_pte(proc, vpn, folio)
+            return
+        # a read fault in a read-only VMA: mk_pte(vm_page_prot), no pte_mkwrite(pte_mkdirty)
+        folio.dirty = False
+        self.set_pte(proc, vpn, folio, write=False, dirty=False)
 
     def do_huge_pmd_anonymous_page(self, thread, proc, vma, hpn, write):
         """§8 / do_huge_pmd_anonymous_page: a read maps the huge zero page; else a THP
@@ -183,7 +190,8 @@ class FaultMixin:
             self.vm["thp_fault_fallback"] += 1
             return False
         self.vm["thp_fault_alloc"] += 1
-        self.set_pmd(proc, hpn, Folio(node, HPAGE_PMD_ORDER, vma.pgoff_at(base)))
+        self.set_pmd(proc, hpn, Folio(node, HPAGE_PMD_ORDER, vma.pgoff_at(base)),
+                     write=bool(vma.prot & PROT_WRITE))      # maybe_pmd_mkwrite
         return True
 
     def do_wp_page(self, thread, proc, vma, vpn):
@@ -216,7 +224,33 @@ class FaultMixin:
             obj.pages[index] = folio
         if write:
             folio.dirty = True
-        self.set_pte(proc, vpn, folio, 0, write=True, dirty=write)
+        # vm_page_prot: writable when the VMA is (shmem wants no write notification)
+        self.set_pte(proc, vpn, folio, 0, write=bool(vma.prot & PROT_WRITE), dirty=write)
+
+    def do_fault_around(self, proc, vma, vpn):
+        """do_read_fault's fault-around (mm/memory.c do_fault_around, mm/filemap.c
+        filemap_map_pages) on a shared anonymous VMA: the pages of the object already
+        present at the offsets of a window around vpn are mapped where this process maps
+        nothing (clean; writable when the VMA is: vm_page_prot of a shared mapping). The window starts at vpn rounded
+        down to fault_around_pages pages, or at the VMA's start if later, and spans
+        fault_around_pages pages from there, cut at the VMA's end and the PMD's end.
+        No allocation, no counter. True when vpn's own page was mapped (VM_FAULT_NOPAGE:
+        shmem_fault is not called)."""
+        nr = self.fault_around_pages
+        if nr <= 1:                                # should_fault_around
+            return False
+        start = max(vpn - vpn % nr, vma.start)
+        pmd_end = (vpn // HPAGE_PMD_NR + 1) * HPAGE_PMD_NR
+        end = min(start + nr, pmd_end, vma.end)
+        hit = False
+        for page in range(start, end):
+            folio = vma.obj.pages.get(vma.pgoff_at(page))
+            if folio is None or page in proc.ptes or page // HPAGE_PMD_NR in proc.pmds:
+                continue
+            self.set_pte(proc, page, folio, 0, write=bool(vma.prot & PROT_WRITE),
+                         dirty=False)
+            hit = hit or page == vpn
+        return hit
 
     def handle_mm_fault(self, thread, proc, vma, vpn, write):
         """One access to a page of ``vma``. Counts pgfault when a fault is taken (not
@@ -246,7 +280,8 @@ class FaultMixin:
             return
         self.vm["pgfault"] += 1
         if vma.obj is not None:
-            self.shmem_fault(thread, proc, vma, vpn, write)
+            if write or not self.do_fault_around(proc, vma, vpn):   # do_read_fault
+                self.shmem_fault(thread, proc, vma, vpn, write)
             return
         if self.thp_eligible(proc, vma, hpn):
             if self.do_huge_pmd_anonymous_page(thread, proc, vma, hpn, write):

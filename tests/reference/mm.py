@@ -1,6 +1,6 @@
 """Plain data of the reference model: folios, page-table entries, VMAs, shared objects,
 threads and processes. No behaviour beyond counting mappings (rmap)."""
-from fastnuma.constants import HPAGE_PMD_NR
+from fastnuma.constants import HPAGE_PMD_NR, PROT_EXEC, PROT_READ, PROT_WRITE
 
 LAST_CPUPID_UNSET = 0x1FFFFF   # docs/lazy-migration.md §2: a folio never hint-faulted
 
@@ -151,17 +151,26 @@ class Vma:
     """A VMA in pages [start, end). ``pgoff``: vm_pgoff (private anonymous: start;
     shared: offset in ``obj``). ``anon``: the VMA has an anon_vma (a page other than the
     zero page was faulted, or a THP fault ran). ``numab``: the scanner's NumabState or
-    None (a copy -- a VMA split -- copies it)."""
+    None (a copy -- a VMA split -- copies it). ``prot``: PROT_READ|WRITE|EXEC bits;
+    ``account``: VM_ACCOUNT (mmap_region's accountable_mapping, kept by mprotect_fixup)."""
 
     def __init__(self, start, end, obj, pgoff, vmflags=0, policy=None, anon=False,
-                 numab=None):
+                 numab=None, prot=PROT_READ | PROT_WRITE, account=None):
         self.start, self.end, self.obj, self.pgoff = start, end, obj, pgoff
         self.vmflags, self.policy, self.anon = vmflags, policy, anon
         self.numab = numab
+        self.prot = prot
+        self.account = (obj is None and bool(prot & PROT_WRITE)) if account is None \
+            else account
+
+    def accessible(self):
+        """vma_is_accessible: VM_READ, VM_WRITE or VM_EXEC."""
+        return bool(self.prot & (PROT_READ | PROT_WRITE | PROT_EXEC))
 
     def copy(self):
         return Vma(self.start, self.end, self.obj, self.pgoff, self.vmflags, self.policy,
-                   self.anon, self.numab.copy() if self.numab is not None else None)
+                   self.anon, self.numab.copy() if self.numab is not None else None,
+                   self.prot, self.account)
 
     def pgoff_at(self, vpn):
         return self.pgoff + (vpn - self.start)

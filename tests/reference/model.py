@@ -24,6 +24,7 @@ from .mm import Folio, Process, Thread
 from .numa_fault import NumaFaultMixin, RateLimitWindow
 from .numa_sched import NumaSchedMixin
 from .policy import U64, as_int, mpol_to_str
+from .protect import ProtectMixin
 from .syscalls import SyscallMixin
 from .tiering import TieringMixin
 from .topology import RefTopology, build_zonelists, topology_arrays
@@ -69,7 +70,7 @@ NUMASTAT_TO_VMSTAT = {"numa_hit": "numa_hit", "numa_miss": "numa_miss",
 
 
 class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, NumaFaultMixin,
-                 NumaSchedMixin, TieringMixin):
+                 NumaSchedMixin, TieringMixin, ProtectMixin):
     """RefMachine(topology, **same keyword options as fastnuma.Simulator).
 
     ``topology``: any object with node_pages, node_cpus, distance, wmark_min, wmark_low,
@@ -90,7 +91,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
                  skip_local_single_thread=None, interleave_thp_index=None,
                  numa_balancing_scan_delay_ms=1000, numa_balancing_scan_period_min_ms=1000,
                  numa_balancing_scan_period_max_ms=60000, numa_balancing_scan_size_mb=256,
-                 **tier_knobs):
+                 fault_around_bytes=65536, **tier_knobs):
         if thp not in THP_MODES:
             raise ValueError(f"thp={thp!r}: expected one of {THP_MODES}")
         if thp_defrag not in DEFRAG_MODES:
@@ -146,6 +147,16 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
         self.linux_strict_flags = bool(linux_strict_flags)
         self.max_map_count = max_map_count
         self.zero_page, self.numa_stat = bool(zero_page), bool(numa_stat)
+        # debugfs fault_around_bytes, kept as fault_around_bytes_set keeps it: at most a
+        # PTE table of pages, rounded down to a power of two, at least one page
+        if (not isinstance(fault_around_bytes, int) or isinstance(fault_around_bytes, bool)
+                or not 0 < fault_around_bytes < (HPAGE_PMD_NR + 1) * PAGE_SIZE):
+            raise ValueError(f"fault_around_bytes={fault_around_bytes!r}: expected "
+                             f"1..{(HPAGE_PMD_NR + 1) * PAGE_SIZE - 1}")
+        around = 1
+        while around * 2 * PAGE_SIZE <= fault_around_bytes:
+            around *= 2
+        self.fault_around_pages = around
         self.numastat_ = {n: dict.fromkeys(NUMASTAT_NAMES, 0) for n in range(self.n_nodes)}
         self.vm = dict.fromkeys(VMSTAT_NAMES[6:], 0)
         self.procs, self.threads = {}, {}
@@ -305,8 +316,9 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
 
     # ------------------------------------------------------------ access
     def access(self, tid, addrs, write=False):
-        """Loads/stores by thread ``tid`` in order. An address outside every VMA raises
-        SegmentationFault naming the element (earlier accesses took effect); an
+        """Loads/stores by thread ``tid`` in order. An address outside every VMA, or an
+        access its VMA's protection forbids (access_error, before any fault: no pgfault),
+        raises SegmentationFault naming the element (earlier accesses took effect); an
         allocation failure OOM-kills the process (OutOfMemory). A marked entry first takes
         its NUMA hinting fault (docs/lazy-migration.md §5), then the access proceeds."""
         thread = self.get_thread(tid)
@@ -326,7 +338,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
             raise TypeError("write must be a bool or a bool array")
         for i, (addr, w) in enumerate(zip(addrs, writes)):
             vma = proc.find_vma(addr >> PAGE_SHIFT) if 0 <= addr <= U64 else None
-            if vma is None:
+            if vma is None or self.access_error(vma, w):
                 raise SegmentationFault(proc.pid, i, addr)
             try:
                 self.handle_numa_hint(thread, proc, vma, addr >> PAGE_SHIFT)

@@ -58,6 +58,8 @@ class NumaFaultMixin:
         its part of the range (change_prot_numa_vma). Returns the updates."""
         updates = 0
         for vma in proc.overlapping(lo, hi):
+            if not vma.accessible():     # its callers skip PROT_NONE (vma_is_accessible)
+                continue
             updates += self.change_prot_numa_vma(proc, vma, max(lo, vma.start),
                                                  min(hi, vma.end), target_node)
         return updates
@@ -178,16 +180,20 @@ class NumaFaultMixin:
         the PMD's flag, then every marked PTE from max(PMD start, VMA start) to the PMD
         end -- crossing into the following VMAs -- as if touched by the faulting thread:
         clear the mark; a page mapped more than once is skipped (not counted); the others
-        take §5.1 steps 2-6."""
+        take §5.1 steps 2-6. Entries of a PROT_NONE VMA are left alone (the seed marked
+        with its own bit, not protnone)."""
         proc.pmd_numa.discard(hpn)
         for vpn in range(max(hpn * HPAGE_PMD_NR, vma.start), (hpn + 1) * HPAGE_PMD_NR):
             pte = proc.ptes.get(vpn)
             if pte is None or not pte.numa:
                 continue
+            owner = proc.find_vma(vpn)
+            if owner is not None and not owner.accessible():
+                continue                 # PROT_NONE, not a mark (the seed's own pte_numa bit)
             pte.numa = False
             if pte.folio.mapcount() != 1:
                 continue
-            self.numa_hint_fault(thread, proc, proc.find_vma(vpn), vpn, pte.folio)
+            self.numa_hint_fault(thread, proc, owner, vpn, pte.folio)
 
     def numa_hint_fault(self, thread, proc, vma, vpn, folio):
         """§5.1 steps 2-6 (numa_migrate_check + the migration + task_numa_fault) for a

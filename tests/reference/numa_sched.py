@@ -273,6 +273,8 @@ class NumaSchedMixin:
                 i += 1
                 if not self.vma_policy_mof(thread, vma):
                     continue
+                if not vma.accessible():            # NUMAB_SKIP_INACCESSIBLE
+                    continue
                 if vma.numab is None:
                     vma.numab = NumabState(proc.numa_scan_seq, now + delay,
                                            now + delay + 4 * delay, proc.numa_scan_seq - 1)

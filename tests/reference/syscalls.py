@@ -11,9 +11,9 @@ from fastnuma.constants import (MAX_NUMNODES, MPOL_DEFAULT, MPOL_F_ADDR, MPOL_F_
                                 MPOL_F_STATIC_NODES, MPOL_INTERLEAVE, MPOL_LOCAL,
                                 MPOL_MF_LAZY, MPOL_MF_MOVE, MPOL_MF_MOVE_ALL, MPOL_MF_STRICT,
                                 MPOL_MF_VALID, MPOL_MODE_FLAGS, MPOL_WEIGHTED_INTERLEAVE,
-                                PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
+                                PAGE_SHIFT, PAGE_SIZE, PROT_READ, TASK_SIZE)
 from fastnuma import constants as _constants
-from fastnuma.errors import raise_errno
+from fastnuma.errors import BAD_ADDRESS, raise_errno
 
 from .fault import OomError
 from .migrate import MPOL_MF_DISCONTIG_OK, MPOL_MF_INVERT
@@ -206,7 +206,10 @@ class SyscallMixin:
 
     def lookup_node(self, thread, proc, vma, addr):
         """lookup_node: get_user_pages_fast(addr) read-faults the page in (the zero page
-        for unpopulated private anonymous memory, pgfault counted) and returns its node."""
+        for unpopulated private anonymous memory, pgfault counted) and returns its node.
+        GUP's check_vma_flags: a VMA without VM_READ gives EFAULT."""
+        if not vma.prot & PROT_READ:
+            raise_errno(errno.EFAULT, f"mapping at {addr:#x} is not readable")
         vpn = addr >> PAGE_SHIFT
         try:
             self.handle_mm_fault(thread, proc, vma, vpn, False)
@@ -215,14 +218,16 @@ class SyscallMixin:
         folio, _ = proc.entry(vpn)
         return folio.node
 
-    def get_mempolicy(self, tid, addr=0, flags=0, *, maxnode=None):
+    def get_mempolicy(self, tid, addr=0, flags=0, *, maxnode=None, mode=None, nodemask=None):
         """§3.2 kernel_get_mempolicy / do_get_mempolicy, by thread ``tid``: maxnode given
         and < nr_node_ids -> EINVAL; unknown flags, MEMS_ALLOWED with NODE or ADDR,
         addr != 0 without ADDR -> EINVAL; no VMA at addr -> EFAULT. Returns
         (mode | mode flags, frozenset(nodes)) -- the user mask for STATIC/RELATIVE, else
         the effective nodes, empty for LOCAL/DEFAULT -- or an int node for MPOL_F_NODE.
         ADDR never falls back to the task policy. The copy-out check (maxnode-1 > 32768 ->
-        EINVAL) runs last, after a NODE|ADDR lookup took effect, as in Linux."""
+        EINVAL) runs last, after a NODE|ADDR lookup took effect, as in Linux. ``mode`` /
+        ``nodemask`` BAD_ADDRESS: unwritable outputs (copy_out)."""
+        ptrs = (self.out_pointer(mode, "mode"), self.out_pointer(nodemask, "nodemask"))
         thread = self.get_thread(tid)
         proc = self.procs[thread.pid]
         addr = as_int(addr, "addr")
@@ -237,7 +242,7 @@ class SyscallMixin:
             if flags & (MPOL_F_NODE | MPOL_F_ADDR):
                 raise_errno(errno.EINVAL, "MPOL_F_MEMS_ALLOWED with NODE or ADDR")
             result = (0, frozenset(self.memory_nodes))
-            return self.copy_nodes_to_user(maxnode, result)
+            return self.copy_out(maxnode, ptrs, result)
         if flags & MPOL_F_ADDR:
             vma = proc.find_vma(addr >> PAGE_SHIFT) if 0 <= addr <= U64 else None
             if vma is None:
@@ -262,9 +267,9 @@ class SyscallMixin:
             else:
                 raise_errno(errno.EINVAL, "MPOL_F_NODE without ADDR needs an interleave "
                                           "task policy")
-            return self.copy_nodes_to_user(maxnode, result)
+            return self.copy_out(maxnode, ptrs, result)
         if pol is None:
-            return self.copy_nodes_to_user(maxnode, (MPOL_DEFAULT, frozenset()))
+            return self.copy_out(maxnode, ptrs, (MPOL_DEFAULT, frozenset()))
         mode = pol.mode | (pol.flags & MPOL_MODE_FLAGS)
         if pol.flags & (MPOL_F_STATIC_NODES | MPOL_F_RELATIVE_NODES):
             nodes = pol.user_nodes
@@ -272,7 +277,25 @@ class SyscallMixin:
             nodes = frozenset()
         else:
             nodes = pol.nodes
-        return self.copy_nodes_to_user(maxnode, (mode, frozenset(nodes)))
+        return self.copy_out(maxnode, ptrs, (mode, frozenset(nodes)))
+
+    @staticmethod
+    def out_pointer(value, name):
+        """An output pointer: None (returned) or BAD_ADDRESS (True: cannot be written)."""
+        if value is not None and value is not BAD_ADDRESS:
+            raise TypeError(f"{name} must be None or fastnuma.BAD_ADDRESS")
+        return value is BAD_ADDRESS
+
+    def copy_out(self, maxnode, ptrs, result):
+        """kernel_get_mempolicy after do_get_mempolicy: put_user of the mode (EFAULT when
+        it cannot be written), then copy_nodes_to_user: EINVAL for more than a page of
+        mask, else EFAULT for an unwritable mask -- unless maxnode is 1 (0 bytes)."""
+        if ptrs[0]:
+            raise_errno(errno.EFAULT, "get_mempolicy: mode")
+        self.copy_nodes_to_user(maxnode, result)
+        if ptrs[1] and maxnode != 1:
+            raise_errno(errno.EFAULT, "get_mempolicy: nodemask")
+        return result
 
     @staticmethod
     def copy_nodes_to_user(maxnode, result):
@@ -330,13 +353,14 @@ class SyscallMixin:
                 status[i] = folio.node
         return status
 
-    def do_pages_move(self, proc, caller_thread, addrs, nodes, migrate_all):
+    def do_pages_move(self, proc, caller_thread, addrs, nodes, migrate_all, writable=True):
         """§3.3 do_pages_move: runs of equal target; a target < 0, >= MAX_NUMNODES or
         without memory ends the call with -ENODEV after the pending run moved (a target
         outside the cpuset, -EACCES, cannot happen: no cpusets); each run moves with
         __GFP_THISNODE when the target changes, at a page that is not queued, and at the
         end. A run that fails partly returns failures + pages not yet examined, its
-        statuses unwritten; -ENOMEM (target full) is the call's error.
+        statuses unwritten; -ENOMEM (target full) is the call's error. ``writable``
+        False (status BAD_ADDRESS): every store_status fails with -EFAULT.
         Returns (err, status)."""
         n = len(addrs)
         status = np.full(n, MOVE_PAGES_UNWRITTEN, np.int64)
@@ -359,7 +383,13 @@ class SyscallMixin:
                 if err > 0:
                     err += n - i
                 return err
-            status[run["start"]:i] = node
+            return store(run["start"], i, node)
+
+        def store(lo, hi, value):
+            """store_status: copy_to_user of status[lo:hi]."""
+            if not writable:
+                return -errno.EFAULT
+            status[lo:hi] = value
             return 0
 
         err, i = 0, 0
@@ -380,7 +410,9 @@ class SyscallMixin:
             if err > 0:
                 i += 1
                 continue
-            status[i] = err if err else run["node"]
+            err = store(i, i + 1, err if err else run["node"])
+            if err:
+                break                              # out_flush
             err = flush(i)
             if err:
                 return (err - 1 if err > 0 else err), status
@@ -391,14 +423,33 @@ class SyscallMixin:
             err = err1
         return err, status
 
-    def move_pages(self, pid, addrs, nodes=None, flags=0, *, caller=None):
+    def move_pages(self, pid, addrs, nodes=None, flags=0, *, caller=None, status=None,
+                   nr_pages=None):
         """§3.3 kernel_move_pages: flags outside MOVE|MOVE_ALL -> EINVAL; MOVE_ALL without
         the caller's CAP_SYS_NICE -> EPERM; unknown pid -> ESRCH; another uid without
         CAP_SYS_NICE -> EPERM; then query (nodes None) or move. Returns the int64 status
         array (a positive Linux return leaves some statuses MOVE_PAGES_UNWRITTEN);
-        ENODEV/ENOMEM raise after the earlier runs moved."""
+        ENODEV/ENOMEM raise after the earlier runs moved. BAD_ADDRESS: ``addrs`` or
+        ``nodes`` cannot be read (get_user fails at the first page: EFAULT), ``status``
+        cannot be written (the first store_status fails: EFAULT). ``nr_pages``: the
+        count (default: len(addrs); with addrs BAD_ADDRESS len(nodes), else 1)."""
         flags = as_int(flags, "flags")
-        addrs = self.int_list(addrs, "addrs")
+        unwritable = self.out_pointer(status, "status")
+        if addrs is BAD_ADDRESS:
+            bad_in = True
+            n = len(nodes) if isinstance(nodes, (list, tuple, np.ndarray, range)) else 1
+            n = n if nr_pages is None else as_int(nr_pages, "nr_pages")
+            if n < 0:
+                raise ValueError("nr_pages is negative")
+            addrs = [0] * n
+            nodes = None                           # never read: entry 0 faults first
+        else:
+            addrs = self.int_list(addrs, "addrs")
+            if nr_pages is not None and as_int(nr_pages, "nr_pages") != len(addrs):
+                raise ValueError("nr_pages must be the number of addrs")
+            bad_in = nodes is BAD_ADDRESS
+            if bad_in:
+                nodes = None
         if nodes is not None:
             if isinstance(nodes, (list, tuple, np.ndarray, range)):
                 nodes = self.int_list(nodes, "nodes")
@@ -416,10 +467,18 @@ class SyscallMixin:
         if flags & MPOL_MF_MOVE_ALL and not caller_p.cap_sys_nice:
             raise_errno(errno.EPERM, "MPOL_MF_MOVE_ALL needs CAP_SYS_NICE")
         self.may_access(caller_p, target)
+        if bad_in:
+            if addrs:
+                raise_errno(errno.EFAULT, "move_pages: pages or nodes")
+            return np.zeros(0, np.int64)
         if nodes is None:
-            return self.do_pages_stat(target, addrs)
+            out = self.do_pages_stat(target, addrs)
+            if unwritable and addrs:
+                raise_errno(errno.EFAULT, "move_pages: status")
+            return out
         err, status = self.do_pages_move(target, self.threads[caller_p.tids[0]], addrs,
-                                         nodes, bool(flags & MPOL_MF_MOVE_ALL))
+                                         nodes, bool(flags & MPOL_MF_MOVE_ALL),
+                                         not unwritable)
         if err < 0:
             raise_errno(-err, "move_pages")
         return status

@@ -4,7 +4,8 @@ import errno
 
 from fastnuma.constants import (HPAGE_PMD_NR, MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE,
                                 MADV_NORMAL, MAP_ANONYMOUS, MAP_HUGETLB, MAP_PRIVATE,
-                                MAP_SHARED, PAGE_SHIFT, PAGE_SIZE, TASK_SIZE)
+                                MAP_SHARED, PAGE_SHIFT, PAGE_SIZE, PROT_EXEC, PROT_READ,
+                                PROT_WRITE, TASK_SIZE)
 from fastnuma.errors import raise_errno
 
 from .mm import VM_HUGEPAGE, VM_NOHUGEPAGE, ShmObject, Vma
@@ -70,11 +71,12 @@ class VmMixin:
         self.insert_vma(proc, upper)
         return upper
 
-    def can_merge(self, left, right_obj, right_pgoff, vmflags, policy):
+    def can_merge(self, left, right_obj, right_pgoff, vmflags, policy, prot, account):
         """is_mergeable_vma + can_vma_merge_*: same object (None for private anonymous),
-        contiguous page offsets, equal flags (advice) and equal policy (mpol_equal).
-        fastnuma ignores anon_vma compatibility."""
+        contiguous page offsets, equal flags (advice, protection, VM_ACCOUNT) and equal
+        policy (mpol_equal). fastnuma ignores anon_vma compatibility."""
         return (left.obj is right_obj and left.vmflags == vmflags
+                and left.prot == prot and left.account == account
                 and mpol_equal(left.policy, policy)
                 and left.pgoff + (left.end - left.start) == right_pgoff)
 
@@ -87,14 +89,18 @@ class VmMixin:
         (docs/lazy-migration.md §6.2)."""
         vmflags = changes.get("vmflags", vma.vmflags)
         policy = changes.get("policy", vma.policy)
+        prot = changes.get("prot", vma.prot)
+        account = changes.get("account", vma.account)
         i = proc.vmas.index(vma)
         prev = proc.vmas[i - 1] if i > 0 and proc.vmas[i - 1].end == vma.start else None
         nxt = (proc.vmas[i + 1] if i + 1 < len(proc.vmas)
                and proc.vmas[i + 1].start == vma.end else None)
         merge_prev = (prev is not None and vmstart == vma.start
-                      and self.can_merge(prev, vma.obj, vma.pgoff_at(vmstart), vmflags, policy))
+                      and self.can_merge(prev, vma.obj, vma.pgoff_at(vmstart), vmflags, policy,
+                                         prot, account))
         merge_next = (nxt is not None and vmend == vma.end
                       and nxt.obj is vma.obj and nxt.vmflags == vmflags
+                      and nxt.prot == prot and nxt.account == account
                       and mpol_equal(nxt.policy, policy) and vma.pgoff_at(vmend) == nxt.pgoff)
         if merge_prev and merge_next:
             prev.end = nxt.end
@@ -151,16 +157,21 @@ class VmMixin:
             raise_errno(errno.ENOMEM, f"no room for {npages} pages below MMAP_BASE")
         return cand
 
-    def mmap(self, pid, length, flags=MAP_PRIVATE | MAP_ANONYMOUS, addr=None):
+    def mmap(self, pid, length, flags=MAP_PRIVATE | MAP_ANONYMOUS, addr=None,
+             prot=PROT_READ | PROT_WRITE):
         """docs/api.md mmap: anonymous only (EINVAL otherwise, and for MAP_HUGETLB), length
         0 EINVAL, length beyond TASK_SIZE ENOMEM, more than max_map_count VMAs ENOMEM,
         a fixed address: beyond TASK_SIZE ENOMEM, unaligned EINVAL, replaces the old
         mappings (munmap semantics); exactly one of MAP_SHARED/MAP_PRIVATE (EINVAL).
         A private mapping merges with equal neighbours; a shared one is a new object.
-        Check order: the unmodelled kinds, then do_mmap's order."""
+        Check order: the unmodelled kinds, then do_mmap's order. ``prot``: only
+        PROT_READ/WRITE/EXEC count (calc_vm_prot_bits), other bits are ignored; a private
+        writable mapping has VM_ACCOUNT (accountable_mapping); neighbours merge only with
+        equal protection and VM_ACCOUNT."""
         proc = self.get_proc(pid)
         length = as_int(length, "length")
         flags = as_int(flags, "flags")
+        prot = as_int(prot, "prot") & (PROT_READ | PROT_WRITE | PROT_EXEC)
         if addr is not None:
             addr = as_int(addr, "addr")
         if not flags & MAP_ANONYMOUS:
@@ -191,16 +202,18 @@ class VmMixin:
         hi = lo + npages
         if kind == MAP_SHARED:
             self.next_obj += 1
-            self.insert_vma(proc, Vma(lo, hi, ShmObject(self.next_obj, npages), 0))
+            self.insert_vma(proc, Vma(lo, hi, ShmObject(self.next_obj, npages), 0, prot=prot))
             return lo << PAGE_SHIFT
-        vma = Vma(lo, hi, None, lo)
+        vma = Vma(lo, hi, None, lo, prot=prot)
         i = next(k for k, v in enumerate(proc.vmas) if v.start >= hi) if any(
             v.start >= hi for v in proc.vmas) else len(proc.vmas)
         prev = proc.vmas[i - 1] if i > 0 and proc.vmas[i - 1].end == lo else None
         nxt = proc.vmas[i] if i < len(proc.vmas) and proc.vmas[i].start == hi else None
-        if prev is not None and not self.can_merge(prev, None, lo, 0, None):
+        if prev is not None and not self.can_merge(prev, None, lo, 0, None, vma.prot,
+                                                   vma.account):
             prev = None
         if nxt is not None and not (nxt.obj is None and nxt.vmflags == 0
+                                    and nxt.prot == vma.prot and nxt.account == vma.account
                                     and nxt.policy is None and nxt.pgoff == hi):
             nxt = None
         if prev is not None and nxt is not None:

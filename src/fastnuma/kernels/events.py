@@ -1,14 +1,17 @@
 """The hot loop: a stream of events (loads and stores, by threads on CPUs, at times) run
 against the page tables. ``sim.access`` and trace replay both use it.
 
-Present, accessible pages are counted inline, by the node cached in the PTE when it is
-there (dtypes.PTE_NODE_SHIFT: one memory load per access), else by the frame's; anything
-else takes a fault (fault.py, numa.py) and the access is retried, as the CPU does. After a
-present page, the events that follow it by the same thread on the same CPU in the same
-PMD run in a short inner loop (a run: a sequential stream's common case). The
-loop returns to Python for what Python owns: a control event (op > WRITE), a thread seen
-for the first time, a time at which NUMA-balancing ticks are due, a segfault, an OOM, or
-a table that needs room.
+``run_events`` dispatches event by event: it checks the event (control op, thread, pid,
+CPU), looks ahead for streams of faults, and takes what is not a plain hit the general
+way: the node from the frame, the dirty bit set by the CPU, the tiering LRU stamp, or a
+fault (fault.py, numa.py) after which the access is retried, as the CPU does. An access
+that needs nothing but counting (present, not PROT_NONE, the node cached in the PTE, the
+access allowed as it is) starts ``present_run``, which runs such accesses until one is
+not: threads come from a small direct-mapped cache (no branch to mispredict when
+threads interleave), blocks from a look-ahead ring, and the events of one thread on one
+CPU in one PMD run in an inner loop that checks only the PTE. The loop returns to Python
+for what Python owns: a control event, a thread seen for the first time, a time at
+which NUMA-balancing ticks are due, a segfault, an OOM, or a table that needs room.
 """
 import numpy as np
 
@@ -16,15 +19,17 @@ from ..constants import OP_WRITE, PAGE_SHIFT, TASK_SIZE
 from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_PID, EV_CONTROL,
                       EV_DONE, EV_NEED_GROW, EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME,
                       FRAME_PTE_DIRTY, OPT_MEMORY_TIERING, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA,
-                      PTE_PRESENT, PTE_WRITE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS, ROOM_FRAMES,
-                      T_ACC_LOCAL, T_ACC_REMOTE, T_ASID, T_CPU, T_PID, T_POLICY, ZERO_PAGE_NODE)
+                      PTE_PRESENT, PTE_WRITE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS,
+                      ROOM_FRAMES, T_ACC_LOCAL, T_ASID, T_CPU, T_PID, T_POLICY, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
 from .state import borrowed, lookup_block
 from .tiering import lru_touch
-from .vma import find_vma_in
+from .vma import access_error, find_vma_in
 
-PREFETCH_AHEAD = 16           # events of look-ahead: PTEs at i+16, frames at i+8
+THREAD_CACHE = 64             # entries of the (tid, pid) -> slot cache
+RUN_RETRY = 64                # present_run tries a run at least once in this many events
+PREFETCH_AHEAD = 16           # events of look-ahead for the PTEs
 RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
                               # overwrite event i's entry before it is used)
 # PMD indices of the user address space (47-bit addresses: 2**26 PMDs); a larger or a
@@ -32,31 +37,13 @@ RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 mus
 USER_PMD_BITS = (TASK_SIZE.bit_length() - 1) - PAGE_SHIFT - PTRS_PER_PMD_SHIFT
 PTE_INDEX_MASK = PTRS_PER_PMD - 1   # a page's entry in its PMD's PTE block
 NODE_BYTE = 0xFF              # PTE bits 8-15 hold the node + 1 (dtypes.PTE_NODE_SHIFT)
+NODE_IN_FRAME = -2            # pte_node: the PTE caches no node
 TID_HASH_MULT = 0x9E3779B97F4A7C15   # Fibonacci hashing of thread ids (engine.py's table)
 TID_HASH_SHIFT = 40
-# the PTE bits a run's access checks: present and not PROT_NONE; a write also writable
-# and already dirty (else the CPU sets the dirty bit: the loop's general path)
-RUN_READ = PTE_PRESENT | PTE_NUMA
-RUN_WRITE = PTE_PRESENT | PTE_NUMA | PTE_WRITE | PTE_DIRTY
-
-
-@kernel(inline="always")
-def cached_block(pmd_hash, asid, vpn, pmd, blk):
-    """(pmd, block) of vpn, looked up only when its PMD differs from the cached ``pmd``;
-    block -1 when there is none (or vpn is beyond 47 bits)."""
-    if vpn >> PTRS_PER_PMD_SHIFT == pmd:
-        return pmd, blk
-    pmd = vpn >> PTRS_PER_PMD_SHIFT
-    return pmd, (lookup_block(pmd_hash, asid, pmd) if pmd >> USER_PMD_BITS == 0 else np.int64(-1))
-
-
-@kernel(inline="always")
-def count_accesses(counts, cn, node, w, n):
-    """Add n accesses (w: 0 read, 1 write) from CPU node cn to memory on ``node`` to the
-    access matrix; returns how many were local (n or 0, computed without a branch: a
-    mispredicted branch on a loaded value waits for its cache miss)."""
-    counts[cn, node, w] += n
-    return n * np.int64(node == cn)
+# the PTE bits the fast path checks: present and not PROT_NONE; a write also writable
+# and already dirty (else the CPU sets the dirty bit: the general path)
+FAST_READ = PTE_PRESENT | PTE_NUMA
+FAST_WRITE = PTE_PRESENT | PTE_NUMA | PTE_WRITE | PTE_DIRTY
 
 
 @kernel(inline="always")
@@ -66,10 +53,42 @@ def tid_hash(tid, mask):
                     >> np.uint64(TID_HASH_SHIFT)) & mask
 
 
+@kernel
+def find_thread(tid_keys, tid_vals, tid):
+    """The slot of thread ``tid`` in the thread table, or -1."""
+    mask = tid_keys.size - 1
+    s = tid_hash(tid, mask)
+    while tid_keys[s] != tid and tid_keys[s] != -1:
+        s = (s + 1) & mask
+    return np.int64(tid_vals[s]) if tid_keys[s] == tid else np.int64(-1)
+
+
+@kernel
+def resolve_thread(cache, tid_keys, tid_vals, tasks, tid, pid):
+    """The slot of thread ``tid`` of process ``pid`` from the thread table, entered in
+    the cache; -1: no such thread (EV_NEW_THREAD), -2: of another process (EV_BAD_PID)."""
+    s = find_thread(tid_keys, tid_vals, tid)
+    if s < 0 or tasks[s, T_PID] != pid:
+        return np.int64(-1) if s < 0 else np.int64(-2)
+    e = tid & (THREAD_CACHE - 1)
+    cache[e, 0], cache[e, 1], cache[e, 2] = tid, pid, s
+    return s
+
+
+@kernel
+def new_thread_cache():
+    """An empty (tid, pid, slot) cache: entry e holds tid e + 1, which maps elsewhere."""
+    cache = np.full((THREAD_CACHE, 3), -1, np.int64)
+    cache[:, 0] = np.arange(1, THREAD_CACHE + 1)
+    return cache
+
+
 @kernel(inline="always")
 def first_at_or_after(ts, start, stop, t):
     """The first index in [start, stop) whose ts is >= t, else stop (ts never decreases;
     the trace reader checks it)."""
+    if ts.size == 1:
+        return start if start < stop and np.int64(ts[0]) >= t else stop
     lo, hi = start, stop
     while lo < hi:
         mid = (lo + hi) >> 1
@@ -80,208 +99,252 @@ def first_at_or_after(ts, start, stop, t):
     return lo
 
 
+@kernel(inline="always")
+def block_of(pmd_hash, asid, pmd):
+    """The PTE block of (asid, pmd), -1 when there is none or pmd is outside user space."""
+    return lookup_block(pmd_hash, asid, pmd) if pmd >> USER_PMD_BITS == 0 else np.int64(-1)
+
+
+@kernel(inline="always")
+def pte_index(b, vpn):
+    """The index in the PTE table of vpn's entry in block b."""
+    return (b << PTRS_PER_PMD_SHIFT) + (vpn & PTE_INDEX_MASK)
+
+
+@kernel(inline="always")
+def cached_block(pmd_hash, asid, vpn, pmd, blk):
+    """(pmd, block) of vpn, looked up only when its PMD differs from the cached ``pmd``."""
+    if vpn >> PTRS_PER_PMD_SHIFT == pmd:
+        return pmd, blk
+    return vpn >> PTRS_PER_PMD_SHIFT, block_of(pmd_hash, asid, vpn >> PTRS_PER_PMD_SHIFT)
+
+
+@kernel(inline="always")
+def cached_slot(cache, tid, pid):
+    """The slot of thread ``tid`` of process ``pid`` in the direct-mapped cache (no branch
+    to mispredict when threads interleave), or -1 when it is not there."""
+    e = tid & (THREAD_CACHE - 1)
+    return cache[e, 2] if cache[e, 0] == tid and cache[e, 1] == pid else np.int64(-1)
+
+
+@kernel(inline="always")
+def fast_node(ptes, b, vpn, w):
+    """The node of vpn's page when the access needs nothing but counting (present, not
+    PROT_NONE, node cached in the PTE; a write: writable and dirty), else -1."""
+    fl = ptes[pte_index(b, vpn)]["flags"]
+    need = FAST_WRITE if w else FAST_READ
+    node = (np.int64(fl >> PTE_NODE_SHIFT) & NODE_BYTE) - 1
+    return node if fl & need == need & ~PTE_NUMA else np.int64(-1)
+
+
+@kernel(inline="always")
+def pte_node(fl, w):
+    """The node of an access that PTE flags ``fl`` allow (present, not PROT_NONE; a
+    write: writable), as cached in them; NODE_IN_FRAME when they cache none (the frame
+    says); -1 when the access needs a fault."""
+    node = (np.int64(fl >> PTE_NODE_SHIFT) & NODE_BYTE) - 1
+    allowed = fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE)
+    return (node if node >= 0 else NODE_IN_FRAME) if allowed else np.int64(-1)
+
+
+@kernel(inline="always")
+def event_status(w, s, cpu_ok):
+    """Whether the event loop can run an event (EV_DONE) or why not, in this order:
+    a control event, a thread not in the table (slot -1) or of another process (-2), a
+    CPU not in the topology."""
+    return (EV_CONTROL if w > OP_WRITE else EV_NEW_THREAD if s == -1 else
+            EV_BAD_PID if s == -2 else EV_DONE if cpu_ok else EV_BAD_CPU)
+
+
+@kernel(inline="always")
+def ring_block(ring, i, asid):
+    """The block the look-ahead found for event i in address space ``asid``, else -1."""
+    k = i & (RING - 1)
+    return ring[k, 2] if ring[k, 0] == i and ring[k, 1] == asid else np.int64(-1)
+
+
+@kernel(inline="always")
+def frame_of(ptes, ring, j, asid, vpn):
+    """The frame of event j's page (at vpn) when the look-ahead found its block, else -1."""
+    b = ring_block(ring, j, asid)
+    f = ptes[pte_index(max(b, 0), vpn)]["frame"]
+    return np.int64(f) if b >= 0 else np.int64(-1)
+
+
+@kernel(inline="always")
+def count_accesses(counts, tasks, s, cn, node, w, n):
+    """n accesses by the thread in slot s from CPU node cn to memory on ``node`` (w: 0
+    read, 1 write): the access matrix and the thread's local or remote count."""
+    counts[cn, node, w] += n
+    tasks[s, T_ACC_LOCAL + np.int64(node != cn)] += n
+
+
+@kernel(inline="always")
+def no_room(ctl, blk_cap, frame_cap, hash_cap):
+    """True when the tables may not have room for one more fault (Python grows them)."""
+    return (ctl[CTL_NBLOCKS] + ROOM_BLOCKS > blk_cap or ctl[CTL_NFRAMES] + ROOM_FRAMES > frame_cap
+            or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap)
+
+
+@kernel
+def present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring, addr, op, cpu, tid,
+                pid, i, limit, asid, counts):
+    """Run events from i while each is an access, by a thread in the slot cache (in
+    address space ``asid``) on a valid CPU, that needs nothing but counting (``fast_node``);
+    returns the first event that is not (the dispatcher handles it).
+
+    Arrays are all arguments (no allocation, no StructRef): nothing is reference-counted
+    per event. Prefetches the PTE PREFETCH_AHEAD events ahead, keeping the block it
+    looked up in ``ring`` for that event: ring[k] = (event, asid, block). The events that
+    follow one by the same thread on the same CPU in the same PMD run in an inner loop
+    that checks only the PTE, counting in a register while node and op repeat (an add to
+    the same counter per event is a store-to-load chain: 3x slower, measured)."""
+    one_op, one_cpu, one_tid, one_pid = op.size == 1, cpu.size == 1, tid.size == 1, pid.size == 1
+    per_event = not (one_cpu and one_tid and one_pid)
+    n_cpus = cpu_node.size
+    cur_pmd, cur_blk, pf_pmd, pf_blk = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
+    runs = True
+    while i < limit:
+        j = i + PREFETCH_AHEAD
+        if j < limit:
+            vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
+            pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j, pf_pmd, pf_blk)
+            ring[j & (RING - 1), 0], ring[j & (RING - 1), 1], ring[j & (RING - 1), 2] = j, asid, pf_blk
+            if pf_blk >= 0:
+                prefetch(ptes, pte_index(pf_blk, vpn_j))
+        w = np.int64(op[0] if one_op else op[i])
+        tt, pp = np.int64(tid[0] if one_tid else tid[i]), np.int64(pid[0] if one_pid else pid[i])
+        s, c = cached_slot(cache, tt, pp), np.int64(cpu[0] if one_cpu else cpu[i])
+        if w > OP_WRITE or s < 0 or c < 0 or c >= n_cpus or tasks[s, T_ASID] != asid:
+            break
+        cn = np.int64(cpu_node[c])
+        vpn = np.int64(addr[i]) >> PAGE_SHIFT
+        if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd:
+            cur_pmd = vpn >> PTRS_PER_PMD_SHIFT
+            cur_blk = ring_block(ring, i, asid)
+            if cur_blk < 0:                   # not looked up, or a fault since may have made it
+                cur_blk = block_of(pmd_hash, asid, cur_pmd)
+        b = max(cur_blk, 0)                   # (no branch around an inlined helper's loads)
+        run_node = fast_node(ptes, b, vpn, w)
+        if cn < 0 or cur_blk < 0 or blk_numa[b] != 0 or run_node < 0:
+            break
+        run_w, run_n = w, np.int64(1)
+        i += 1
+        while i < limit and runs:             # the run
+            vpn = np.int64(addr[i]) >> PAGE_SHIFT
+            w = np.int64(op[0] if one_op else op[i])
+            if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd or w > OP_WRITE:
+                break
+            if per_event and (np.int64(tid[0] if one_tid else tid[i]) != tt
+                              or np.int64(pid[0] if one_pid else pid[i]) != pp
+                              or np.int64(cpu[0] if one_cpu else cpu[i]) != c):
+                break
+            node = fast_node(ptes, cur_blk, vpn, w)
+            if node < 0:
+                break
+            if node != run_node or w != run_w:
+                count_accesses(counts, tasks, s, cn, run_node, run_w, run_n)
+                run_node, run_w, run_n = node, w, np.int64(0)
+            run_n += 1
+            i += 1
+        count_accesses(counts, tasks, s, cn, run_node, run_w, run_n)
+        tasks[s, T_CPU] = c
+        # try runs while they pay: after a run, and once in RUN_RETRY events
+        runs = run_n > 1 or i & (RUN_RETRY - 1) == 0
+    return i
+
+
 @kernel
 def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid, pid, ts,
                start, stop, stop_ts, pos, counts, ts_offset):
     """Run events [start, stop); returns an EV_* status, the index reached in pos[0].
 
-    Every per-event column may have one element, which then holds for all (``sim.access``
-    passes one thread, CPU, time and often one op). ``vmas`` holds the VMA rows of every
-    address space, those of asid a being vmas[vma_lo[a]:vma_hi[a]]. ``counts``: int64
-    [cpu node, memory node, read/write], accumulated; the thread table (st.tasks) gets the
-    thread's CPU and its local/remote counts. Events with ts >= stop_ts are not run; an
-    event runs at simulated time ts + ts_offset.
-
-    Inside the loop no array variable is reassigned (or sliced) and no inlined helper
-    that takes arrays has a loop of its own: either makes Numba count references per
-    event, an atomic operation that also stops the CPU from overlapping the events' cache
-    misses (measured: present-page events of interleaved threads 2x slower).
+    Any per-event column may have one element, which then holds for all (``sim.access``).
+    ``vmas`` holds every address space's VMA rows, asid a's at vmas[vma_lo[a]:vma_hi[a]].
+    ``counts``: int64 [cpu node, memory node, read/write], accumulated; st.tasks gets each
+    thread's CPU and local/remote counts. Events with ts >= stop_ts are not run; an event
+    runs at simulated time ts + ts_offset. The dispatcher: an event that needs nothing
+    but counting starts a ``present_run``, anything else is handled here. Calls and
+    StructRef attributes stay in this body, out of inlined helpers, and no array variable
+    is reassigned in the loop: either makes Numba count references per event (2-3x slower).
     """
     vmas = borrowed(vmas)       # the fault path passes it on: no reference counting there
     ptes, frames, pmd_hash, blk_numa = st.ptes, st.frames, st.pmd_hash, st.blk_numa
-    tasks, cpu_node, clock, ctl = st.tasks, st.cpu_node, st.clock, st.ctl
+    tasks, cpu_node, ctl, clock = st.tasks, st.cpu_node, st.ctl, st.clock
     blk_cap, frame_cap, hash_cap = st.blk_key.size, frames.size, pmd_hash.shape[0]
-    n_cpus = cpu_node.size
     one_op, one_cpu, one_tid, one_pid, one_ts = (op.size == 1, cpu.size == 1, tid.size == 1,
                                                  pid.size == 1, ts.size == 1)
-    per_event = not (one_cpu and one_tid and one_pid and one_ts)   # else checked once
-    last_tid, last_pid, slot, asid = np.int64(-1), np.int64(-1), np.int64(-1), np.int64(-1)
-    task_pol = np.int64(-1)
-    vlo, vhi = np.int64(0), np.int64(0)     # the current address space's VMA rows
-    c, cn = np.int64(-1), np.int64(-1)
-    acc_local, acc_remote = np.int64(0), np.int64(0)   # the current thread's, flushed on switch
-    cur_pmd, cur_blk, cur_numa = np.int64(-1), np.int64(-1), False
-    hint = np.int64(0)
-    # prefetch frames too (below) while recent events read them: a fault did, or a present
-    # page had no node cached in its PTE; ``faulted``: the current event took a fault
-    frames_ahead, faulted = True, False
-    # blocks of the next PREFETCH_AHEAD events, looked up once, in the address space of
-    # the thread current at look-up time (ring_asid): used only when it is the event's,
-    # and only by the event it was looked up for (ring_event: a run, below, skips the
-    # look-ahead, so a slot may still hold an entry of an event RING events back)
-    ring = np.full(RING, -1, np.int64)
-    ring_asid = np.full(RING, -1, np.int64)
-    ring_event = np.full(RING, -1, np.int64)
-    pf_pmd, pf_blk = np.int64(-1), np.int64(-1)
-    tid_mask = tid_keys.size - 1
-    # memory tiering: every access stamps its frame (the LRU clock, docs/tiering.md §7);
-    # runs are off then, so that each access passes the stamp below (tiering hook)
-    tier = st.opts[OPT_MEMORY_TIERING] != 0
-    status = EV_DONE
-    # events at or after stop_ts do not run: one search instead of a check per event
-    limit = first_at_or_after(ts, start, stop, stop_ts) if not one_ts else (
-        start if start < stop and np.int64(ts[0]) >= stop_ts else stop)
+    cache = new_thread_cache()
+    ring = np.full((RING, 3), -1, np.int64)         # look-ahead: (event, asid, block)
+    tier = st.opts[OPT_MEMORY_TIERING] != 0         # every access stamps its frame then
+    status, hint, faulted = EV_DONE, np.int64(0), False
+    pf_pmd, pf_asid, pf_blk = np.int64(-1), np.int64(-1), np.int64(-1)
+    n_cpus = cpu_node.size
+    limit = first_at_or_after(ts, start, stop, stop_ts)   # one search, not a check per event
     i = start
     while i < limit:
         w = np.int64(op[0] if one_op else op[i])
-        if w > OP_WRITE:
-            status = EV_CONTROL
+        tt, pp = np.int64(tid[0] if one_tid else tid[i]), np.int64(pid[0] if one_pid else pid[i])
+        s = cached_slot(cache, tt, pp)
+        if s < 0 and w <= OP_WRITE:                   # a thread not seen in this call
+            s = resolve_thread(cache, tid_keys, tid_vals, tasks, tt, pp)
+        c = np.int64(cpu[0] if one_cpu else cpu[i])
+        status = event_status(w, s, c >= 0 and c < n_cpus and cpu_node[c] >= 0)
+        if status != EV_DONE:
             break
-        if per_event or slot < 0:          # (sim.access: one thread, CPU and time)
-            tt = np.int64(tid[0] if one_tid else tid[i])
-            pp = np.int64(pid[0] if one_pid else pid[i])
-            if tt != last_tid or pp != last_pid:
-                s = tid_hash(tt, tid_mask)
-                while tid_keys[s] != tt and tid_keys[s] != -1:
-                    s = (s + 1) & tid_mask
-                s = np.int64(tid_vals[s]) if tid_keys[s] == tt else np.int64(-1)
-                if s < 0:
-                    status = EV_NEW_THREAD
-                    break
-                if tasks[s, T_PID] != pp:
-                    status = EV_BAD_PID
-                    break
-                if slot >= 0:
-                    tasks[slot, T_CPU] = c
-                    tasks[slot, T_ACC_LOCAL] += acc_local
-                    tasks[slot, T_ACC_REMOTE] += acc_remote
-                acc_local, acc_remote = np.int64(0), np.int64(0)
-                slot, last_tid, last_pid = s, tt, pp
-                task_pol = tasks[s, T_POLICY]
-                if tasks[s, T_ASID] != asid:
-                    asid = tasks[s, T_ASID]
-                    vlo, vhi = np.int64(vma_lo[asid]), np.int64(vma_hi[asid])
-                    cur_pmd, cur_blk, cur_numa, hint = np.int64(-1), np.int64(-1), False, vlo
-                    pf_pmd = np.int64(-1)
-            cc = np.int64(cpu[0] if one_cpu else cpu[i])
-            if cc != c:
-                if cc < 0 or cc >= n_cpus or cpu_node[cc] < 0:
-                    status = EV_BAD_CPU
-                    break
-                c = cc
-                cn = np.int64(cpu_node[cc])
-        # software prefetch: the PTE PREFETCH_AHEAD events ahead, the frame half as far
+        tasks[s, T_CPU] = c
+        asid = tasks[s, T_ASID]
+        # look-ahead for streams of faults: the PTE PREFETCH_AHEAD events ahead, its block
+        # kept in the ring; the frame half as far (a hinting fault reads it)
         j = i + PREFETCH_AHEAD
-        if j < stop:
+        if j < limit:
             vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
-            pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j, pf_pmd, pf_blk)
-            ring[j & (RING - 1)] = pf_blk
-            ring_asid[j & (RING - 1)] = asid
-            ring_event[j & (RING - 1)] = j
+            pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j,
+                                          pf_pmd if asid == pf_asid else np.int64(-1), pf_blk)
+            pf_asid = asid
+            ring[j & (RING - 1), 0], ring[j & (RING - 1), 1], ring[j & (RING - 1), 2] = j, asid, pf_blk
             if pf_blk >= 0:
-                prefetch(ptes, (pf_blk << PTRS_PER_PMD_SHIFT) + (vpn_j & PTE_INDEX_MASK))
+                prefetch(ptes, pte_index(pf_blk, vpn_j))
         j = i + PREFETCH_AHEAD // 2
-        if frames_ahead and j < stop:
-            b2 = ring[j & (RING - 1)]
-            if b2 >= 0 and ring_event[j & (RING - 1)] == j:
-                vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
-                f = ptes[(b2 << PTRS_PER_PMD_SHIFT) + (vpn_j & PTE_INDEX_MASK)]["frame"]
-                if f >= 0:
-                    prefetch(frames, f)
+        f = frame_of(ptes, ring, j, asid, np.int64(addr[min(j, limit - 1)]) >> PAGE_SHIFT)
+        if j < limit and f >= 0:
+            prefetch(frames, f)
         vpn = np.int64(addr[i]) >> PAGE_SHIFT
-        pmd = vpn >> PTRS_PER_PMD_SHIFT
-        if pmd != cur_pmd:
-            if pmd >> USER_PMD_BITS != 0:                # negative, or beyond 47 bits
-                status = EV_SEGV
-                break
-            k = i & (RING - 1)
-            if ring_event[k] == i and ring_asid[k] == asid and ring[k] >= 0:
-                cur_blk = ring[k]
-            else:
-                cur_blk = lookup_block(pmd_hash, asid, pmd)
-            cur_pmd = pmd
-            cur_numa = cur_blk >= 0 and blk_numa[cur_blk] != 0
-        if cur_blk >= 0 and not cur_numa:
-            pi = (cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & PTE_INDEX_MASK)
-            fl = ptes[pi]["flags"]
-            if fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE):
-                node = (np.int64(fl >> PTE_NODE_SHIFT) & NODE_BYTE) - 1   # cached in the PTE
-                frames_ahead = node < 0 or faulted
-                if node < 0:                     # not cached (dtypes): the frame says
-                    f = ptes[pi]["frame"]
-                    node = ZERO_PAGE_NODE if f < 0 else np.int64(frames[f]["node"])
-                if w and not fl & PTE_DIRTY:    # the CPU sets the dirty bit (shared memory)
+        b = ring_block(ring, i, asid)
+        if b < 0:                                       # not looked up, or a fault since
+            b = block_of(pmd_hash, asid, vpn >> PTRS_PER_PMD_SHIFT)    # may have made it
+        if b >= 0 and blk_numa[b] == 0:
+            pi = pte_index(b, vpn)
+            fl, f = ptes[pi]["flags"], np.int64(ptes[pi]["frame"])
+            fast = not tier and not faulted and fast_node(ptes, b, vpn, w) >= 0
+            node = pte_node(fl, w)
+            if node == NODE_IN_FRAME:
+                node = ZERO_PAGE_NODE if f < 0 else np.int64(frames[f]["node"])
+            if node >= 0:
+                if w and not fl & PTE_DIRTY:          # the CPU sets the dirty bit
                     ptes[pi]["flags"] = fl | PTE_DIRTY
-                    frames[ptes[pi]["frame"]]["flags"] |= FRAME_PTE_DIRTY
+                    frames[f]["flags"] |= FRAME_PTE_DIRTY
                 if tier:
-                    lru_touch(st, np.int64(ptes[pi]["frame"]))
-                i += 1
-                # A run: the next events of this thread, on this CPU, in this PMD, to
-                # present pages whose PTE caches the node and allows the access as it is
-                # (a write: writable and already dirty) need nothing else. This event and
-                # the run are counted in a register while node and op repeat, and added
-                # to ``counts`` when they change (an add to the same cell per event is a
-                # store-to-load chain: half the time of a sequential stream, measured).
-                # No look-ahead either: a run's PTEs are near each other. No run is tried
-                # right after a fault: faults come in streams (first touches, hinting
-                # faults), and the try cost sequential hinting faults 10-20% (measured).
-                # Known cost: random present pages of a single thread take about 25%
-                # longer with this loop here (benchmarks/README.md, 2026-11-26 third
-                # part, has what was tried).
-                run_node, run_w, run_n = node, w, np.int64(1)
-                while i < limit and not faulted and not tier:
-                    vpn = np.int64(addr[i]) >> PAGE_SHIFT
-                    if vpn >> PTRS_PER_PMD_SHIFT != cur_pmd:
-                        break
-                    w = np.int64(op[0] if one_op else op[i])
-                    if w > OP_WRITE:
-                        break
-                    if per_event and (np.int64(tid[0] if one_tid else tid[i]) != last_tid
-                                      or np.int64(pid[0] if one_pid else pid[i]) != last_pid
-                                      or np.int64(cpu[0] if one_cpu else cpu[i]) != c):
-                        break
-                    fl = ptes[(cur_blk << PTRS_PER_PMD_SHIFT) + (vpn & PTE_INDEX_MASK)]["flags"]
-                    need = RUN_WRITE if w else RUN_READ
-                    node = (np.int64(fl >> PTE_NODE_SHIFT) & NODE_BYTE) - 1
-                    if fl & need != need & ~PTE_NUMA or node < 0:
-                        break
-                    if node != run_node or w != run_w:
-                        local = count_accesses(counts, cn, run_node, run_w, run_n)
-                        acc_local += local
-                        acc_remote += run_n - local
-                        run_node, run_w, run_n = node, w, np.int64(0)
-                    run_n += 1
-                    i += 1
-                local = count_accesses(counts, cn, run_node, run_w, run_n)
-                acc_local += local
-                acc_remote += run_n - local
-                faulted = False
+                    lru_touch(st, f)
+                count_accesses(counts, tasks, s, np.int64(cpu_node[c]), node, w, 1)
+                i, faulted = i + 1, False
+                if fast:         # not right after a fault: faults come in streams
+                    i = present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring,
+                                    addr, op, cpu, tid, pid, i, limit, asid, counts)
                 continue
-        v = find_vma_in(vmas, vlo, vhi, vpn, hint)
-        if v < 0:
-            status = EV_SEGV
+        v = find_vma_in(vmas, np.int64(vma_lo[asid]), np.int64(vma_hi[asid]), vpn, hint)
+        status = (EV_SEGV if v < 0 or access_error(vmas, v, w) else
+                  EV_NEED_GROW if no_room(ctl, blk_cap, frame_cap, hash_cap) else EV_DONE)
+        if status != EV_DONE:
             break
-        hint = v
-        if (ctl[CTL_NBLOCKS] + ROOM_BLOCKS > blk_cap or ctl[CTL_NFRAMES] + ROOM_FRAMES > frame_cap
-                or 2 * (ctl[CTL_HCOUNT] + ROOM_BLOCKS) > hash_cap):      # room for one more fault
-            status = EV_NEED_GROW
-            break
+        hint, n_blocks = v, ctl[CTL_NBLOCKS]
         clock[0] = np.int64(ts[0] if one_ts else ts[i]) + ts_offset
-        tasks[slot, T_CPU] = c
-        faulted = True
-        n_blocks = ctl[CTL_NBLOCKS]
-        cur_blk = handle_mm_fault(st, vmas, v, asid, vpn, cur_blk, c, slot, task_pol, w != 0)
-        if cur_blk < 0:
+        if handle_mm_fault(st, vmas, v, asid, vpn, b, c, s, tasks[s, T_POLICY], w != 0) < 0:
             status = EV_OOM
             break
-        cur_numa = blk_numa[cur_blk] != 0
-        if ctl[CTL_NBLOCKS] != n_blocks:
-            pf_pmd = np.int64(-1)      # a new block: the look-ahead may have missed it
+        faulted = True                  # and the access is retried, as the CPU does; a new
+        pf_pmd = np.int64(-1) if ctl[CTL_NBLOCKS] != n_blocks else pf_pmd   # block: look again
     if status == EV_DONE and i < stop:
         status = EV_TIME
-    if slot >= 0:
-        tasks[slot, T_CPU] = c
-        tasks[slot, T_ACC_LOCAL] += acc_local
-        tasks[slot, T_ACC_REMOTE] += acc_remote
     pos[0] = i
     return status

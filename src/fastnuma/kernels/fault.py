@@ -11,11 +11,13 @@ from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_DIRTY,
                       FRAME_PTE_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_NUMA, PTE_PRESENT,
                       PTE_NODE_MASK, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT,
-                      VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, ZERO_PAGE_NODE)
+                      VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE,
+                      ZERO_PAGE_NODE)
 from ._jit import apart, kernel
 from ..dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
                       OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE)
 from .alloc import alloc_pages_mpol
+from .fault_around import do_fault_around
 from .numa import do_numa_page, do_pmd_numa_page
 from .state import find_block, get_block, new_frame, pte_node_bits, split_huge_pmd
 from .vma import folio_ilx, ilx_of, vma_policy
@@ -34,6 +36,12 @@ def thp_eligible(st, vmas, v, pmd):
         return False
     first = pmd << PTRS_PER_PMD_SHIFT
     return vmas[v]["start"] <= first and first + PTRS_PER_PMD <= vmas[v]["end"]
+
+
+@kernel(inline="always")
+def vma_pte_write(vmas, v):
+    """PTE_WRITE when the VMA is writable (maybe_mkwrite), else 0."""
+    return np.uint32(PTE_WRITE) if vmas[v]["flags"] & VM_WRITE else np.uint32(0)
 
 
 @kernel(inline="always")
@@ -73,7 +81,8 @@ def fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
         st.vm[C_THP_FAULT_ALLOC] += 1
         f = new_frame(st, n, HPAGE_PMD_ORDER)
         st.frames[f]["mapcount"] = 1
-        flags = PTE_PRESENT | PTE_WRITE | PTE_DIRTY | PTE_HUGE | pte_node_bits(n)
+        flags = (PTE_PRESENT | PTE_DIRTY | PTE_HUGE | pte_node_bits(n)
+                 | vma_pte_write(vmas, v))          # maybe_pmd_mkwrite
     b = get_block(st, asid, pmd)
     base = b << PTRS_PER_PMD_SHIFT
     for i in range(PTRS_PER_PMD):
@@ -104,7 +113,8 @@ def fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write):
         st.frames[f]["flags"] |= FRAME_DIRTY | FRAME_PTE_DIRTY
     st.frames[f]["mapcount"] += 1
     st.ptes[pi]["frame"] = f
-    st.ptes[pi]["flags"] = PTE_PRESENT | PTE_WRITE | (PTE_DIRTY if write else 0)
+    # vm_page_prot: writable when the VMA is (shmem wants no write notification)
+    st.ptes[pi]["flags"] = PTE_PRESENT | vma_pte_write(vmas, v) | (PTE_DIRTY if write else 0)
     return FAULT_OK
 
 
@@ -169,6 +179,8 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
     if vmas[v]["flags"] & VM_SHARED:
         b = get_block(st, asid, pmd)
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
+        if not write:                           # do_read_fault: neighbours first
+            do_fault_around(st, vmas, v, b, vpn)
         if fault_shm_apart(st, vmas, v, pi, vpn, cpu, task_pol, write) != FAULT_OK:
             return FAULT_OOM
         st.blk_used[b] += 1
@@ -189,7 +201,10 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
         if f < 0:
             return FAULT_OOM
         st.ptes[pi]["frame"] = f
-        st.ptes[pi]["flags"] = (PTE_PRESENT | PTE_WRITE | PTE_DIRTY
+        # do_anonymous_page: writable and dirty only in a VM_WRITE VMA (a read fault
+        # without the zero page in a read-only one maps a clean, read-only page)
+        wd = vma_pte_write(vmas, v)
+        st.ptes[pi]["flags"] = (PTE_PRESENT | wd | (PTE_DIRTY if wd else 0)
                                 | pte_node_bits(st.frames[f]["node"]))   # exclusive: cached
     st.blk_used[b] += 1
     st.blk_table[b] = 1

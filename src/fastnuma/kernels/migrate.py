@@ -215,12 +215,16 @@ def flush_run(st, vmas, asid, folios, vpns, node, cpu):
 
 @kernel
 def do_pages_move(st, vmas, asid, asid_blocks, asid_pmds, vpns, nodes, move_all, cpu,
-                  status, n_nodes):
+                  status, n_nodes, status_ok=True):
     """move_pages(2) with target nodes (do_pages_move): per-page status; runs of equal
     target are migrated with __GFP_THISNODE when the target changes, at a page that is not
     queued, and at the end. Returns 0, -errno for the call (ENODEV: a target without
     memory, after the pending run moved; ENOMEM: a target full), or a positive count when a
-    run moved only partly (statuses of that run and after it stay as pre-filled)."""
+    run moved only partly (statuses of that run and after it stay as pre-filled).
+    ``status_ok`` False: the status array cannot be written (BAD_ADDRESS); the first
+    store_status fails with EFAULT after what precedes it took effect, as in Linux (a
+    failed store of a run's statuses comes after its migration; a page's own status ends
+    the call, out_flush migrating the pending run first; ENODEV keeps its errno)."""
     queued = np.empty(vpns.size, np.int64)
     q_vpn = np.empty(vpns.size, np.int64)
     nq = 0
@@ -236,6 +240,8 @@ def do_pages_move(st, vmas, asid, asid_blocks, asid_pmds, vpns, nodes, move_all,
             if err != 0 and not bad:
                 return err
             if err == 0:
+                if not status_ok:
+                    return -errno.ENODEV if bad else -errno.EFAULT
                 status[run_start:i] = run_node
         if i == vpns.size:
             break
@@ -272,6 +278,10 @@ def do_pages_move(st, vmas, asid, asid_blocks, asid_pmds, vpns, nodes, move_all,
                 q_vpn[nq] = vpn
                 nq += 1
                 continue
+        if not status_ok:                        # store_status fails: out_flush
+            if nq:
+                flush_run(st, vmas, asid, queued[:nq], q_vpn[:nq], run_node, cpu)
+            return -errno.EFAULT
         status[i] = err if err else d
         if nq:                                   # a page not queued ends the run
             r = flush_run(st, vmas, asid, queued[:nq], q_vpn[:nq], run_node, cpu)

@@ -24,7 +24,7 @@ from ..dtypes import (OPT_MEMORY_TIERING, C_NUMA_HINT_FAULTS, C_NUMA_HINT_FAULTS
                       PTRS_PER_PMD_SHIFT, TNF_MIGRATED, TNF_MIGRATE_FAIL, T_ASID,
                       T_LOC_FAILED, T_LOC_LOCAL, T_LOC_REMOTE, T_MIGRATE_RETRY,
                       T_PAGES_MIGRATED, T_PREFERRED, T_SCAN_PERIOD, T_SCAN_PERIOD_MAX,
-                      T_SCAN_SEQ, T_TID)
+                      T_SCAN_SEQ, T_TID, VM_ACCESS_FLAGS)
 from ._jit import kernel
 from .alloc import alloc_thisnode, interleave_nid, nth_node, weighted_interleave_nid
 from .migrate import commit_folio_move
@@ -388,12 +388,12 @@ def do_pmd_numa_page(st, vmas, v, b, vpn, cpu, slot, task_pol):
         fl = st.ptes[base + i]["flags"]
         if fl & (PTE_PRESENT | PTE_NUMA) != PTE_PRESENT | PTE_NUMA:
             continue
+        w = find_vma(vmas, first + i, hint)
+        if w >= 0 and not vmas[w]["flags"] & VM_ACCESS_FLAGS:
+            continue                    # PROT_NONE, not a mark (the seed's pte_numa bit)
         st.ptes[base + i]["flags"] = fl & ~np.uint32(PTE_NUMA)
         f = np.int64(st.ptes[base + i]["frame"])
-        if st.frames[f]["mapcount"] != 1:
-            continue
-        w = find_vma(vmas, first + i, hint)
-        if w < 0:
+        if st.frames[f]["mapcount"] != 1 or w < 0:
             continue
         hint = w
         numa_fault_folio(st, vmas, w, base + i, f, first + i, cpu, slot, task_pol)

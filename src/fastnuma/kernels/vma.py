@@ -1,6 +1,6 @@
 """VMA rows as kernels see them (dtypes.VMA_DTYPE): lookup, governing policy, interleave
 index."""
-from ..dtypes import NO_POLICY, OPT_IL_THP_BASE
+from ..dtypes import NO_POLICY, OPT_IL_THP_BASE, VM_ACCESS_FLAGS, VM_WRITE
 from ._jit import kernel
 
 
@@ -22,6 +22,16 @@ def find_vma_in(vmas, lo, hi, vpn, hint):
     if lo < top and vmas[lo]["start"] <= vpn:
         return lo
     return -1
+
+
+@kernel(inline="always")
+def access_error(vmas, v, write):
+    """arch/x86/mm/fault.c access_error, for an access that could not complete (the
+    event loop's slow path): a write needs VM_WRITE, a read any of VM_READ/WRITE/EXEC
+    (vma_is_accessible: x86 pages are readable when writable or executable). True means
+    SIGSEGV (SEGV_ACCERR), before handle_mm_fault: no pgfault is counted."""
+    fl = vmas[v]["flags"]
+    return not fl & VM_WRITE if write else not fl & VM_ACCESS_FLAGS
 
 
 @kernel(inline="always")
