@@ -4,11 +4,12 @@ Every function takes ``st`` (the kernels' :class:`~.state.SimState`) and returns
 A successful allocation takes the pages from ``st.free`` and counts zone_statistics.
 """
 import numpy as np
+from numba import types
 
 from ..constants import (MPOL_BIND, MPOL_INTERLEAVE, MPOL_PREFERRED, MPOL_PREFERRED_MANY,
                          MPOL_WEIGHTED_INTERLEAVE)
 from ..dtypes import FRAME_FILE, NO_INTERLEAVE_INDEX, NO_POLICY, NS_INTERLEAVE, OPT_MEMORY_TIERING, OPT_NUMA_STAT
-from ._jit import kernel
+from ._jit import apart, kernel
 from .reclaim import try_to_free_pages
 from .state import new_frame
 from .tiering import lru_touch, wake_all_kswapds
@@ -42,6 +43,10 @@ def preferred_zone_node(st, start, mask):
     return np.int64(-1)
 
 
+# tiering's direct reclaim, compiled on its first call, not into every allocation (_jit.apart)
+try_to_free_pages_apart = apart(try_to_free_pages, types.none)
+
+
 @kernel
 def rmqueue_list(st, start, mask, order, cpu_nid):
     """One allocation attempt over start's list: low pass, then min pass (section 1.7)."""
@@ -51,7 +56,7 @@ def rmqueue_list(st, start, mask, order, cpu_nid):
     if n < 0:
         n = walk_zonelist(st, start, mask, order, WMARK_MIN)
     if n < 0 and order == 0 and st.opts[OPT_MEMORY_TIERING] != 0:
-        try_to_free_pages(st, start, mask)             # docs/tiering.md D8, then min again
+        try_to_free_pages_apart(st, start, mask)             # docs/tiering.md D8, then min again
         n = walk_zonelist(st, start, mask, order, WMARK_MIN)
     if n >= 0:
         st.free[n] -= np.int64(1) << order
@@ -140,7 +145,7 @@ def alloc_pages_mpol(st, pol_id, cpu, ilx, order, thp_may_reclaim):
         if pol["home_node"] >= 0:
             start = np.int64(pol["home_node"])
         if mode == MPOL_PREFERRED:
-            start = nth_node(nodes, 0)
+            start = nth_node(nodes, np.int64(0))
         elif mode == MPOL_BIND:
             mask = nodes
         elif mode == MPOL_INTERLEAVE or mode == MPOL_WEIGHTED_INTERLEAVE:
@@ -199,7 +204,7 @@ def alloc_pages_task(st, pol_id, cpu, il, frames_out, nodes_out):
                     il[1] = st.il_weight[node]
             if mode == MPOL_WEIGHTED_INTERLEAVE:
                 il[1] -= 1
-            n = rmqueue_list(st, node, np.uint64(0), 0, cpu_nid)
+            n = rmqueue_list(st, node, np.uint64(0), np.int64(0), cpu_nid)
             if n == node and st.opts[OPT_NUMA_STAT] != 0:
                 st.numastat[n, NS_INTERLEAVE] += 1
         else:

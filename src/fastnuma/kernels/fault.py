@@ -5,6 +5,7 @@ do_anonymous_page (zero page on read, allocation on write), do_huge_pmd_anonymou
 memory found by page offset in its object).
 """
 import numpy as np
+from numba import types
 
 from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_DIRTY,
@@ -12,7 +13,7 @@ from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_
                       PTE_NODE_MASK, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT,
                       VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE,
                       ZERO_PAGE_NODE)
-from ._jit import kernel
+from ._jit import apart, kernel
 from ..dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
                       OPT_THP_DEFRAG, OPT_ZERO_PAGE, THP_ALWAYS, THP_MADVISE)
 from .alloc import alloc_pages_mpol
@@ -147,6 +148,14 @@ def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
     return FAULT_OK
 
 
+# Paths a default run never takes, compiled on their first call and not into the fault
+# path (_jit.apart): COW and writes to the zero page, shmem, THP, seed PMD batching
+do_pmd_numa_page_apart = apart(do_pmd_numa_page, types.none)
+do_wp_page_apart = apart(do_wp_page, types.int64)
+fault_shm_apart = apart(fault_shm, types.int64)
+fault_huge_anon_apart = apart(fault_huge_anon, types.boolean)
+
+
 @kernel
 def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
     """One fault at vpn in VMA row v (``b``: its PTE block, or -1 when there is none yet)
@@ -156,7 +165,7 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
     pmd = vpn >> PTRS_PER_PMD_SHIFT
     if b >= 0:
         if st.blk_numa[b] != 0 and st.opts[OPT_PMD_NUMA_BATCHING] != 0:
-            do_pmd_numa_page(st, vmas, v, b, vpn, cpu, slot, task_pol)
+            do_pmd_numa_page_apart(st, vmas, v, b, vpn, cpu, slot, task_pol)
             return b
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
         fl = st.ptes[pi]["flags"]
@@ -164,7 +173,7 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
             do_numa_page(st, vmas, v, pi, vpn, cpu, slot, task_pol)
             return b
         if fl & PTE_PRESENT:
-            if do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol) != FAULT_OK:
+            if do_wp_page_apart(st, vmas, v, asid, pi, vpn, cpu, task_pol) != FAULT_OK:
                 return FAULT_OOM
             return b
     if vmas[v]["flags"] & VM_SHARED:
@@ -172,14 +181,14 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
         if not write:                           # do_read_fault: neighbours first
             do_fault_around(st, vmas, v, b, vpn)
-        if fault_shm(st, vmas, v, pi, vpn, cpu, task_pol, write) != FAULT_OK:
+        if fault_shm_apart(st, vmas, v, pi, vpn, cpu, task_pol, write) != FAULT_OK:
             return FAULT_OOM
         st.blk_used[b] += 1
         st.blk_table[b] = 1
         return b
     if (b < 0 or (st.blk_table[b] == 0 and st.blk_used[b] == 0)) and \
             thp_eligible(st, vmas, v, pmd):                  # pmd_none: no table, no THP
-        if fault_huge_anon(st, vmas, v, asid, pmd, cpu, task_pol, write):
+        if fault_huge_anon_apart(st, vmas, v, asid, pmd, cpu, task_pol, write):
             return find_block(st, asid, pmd)
     if b < 0:
         b = get_block(st, asid, pmd)

@@ -180,7 +180,7 @@ def mpol_misplaced(st, vmas, v, f, vpn, cpu, slot, task_pol):
     elif mode == MPOL_PREFERRED:
         if node_in(nodes, cur):
             return np.int64(-1)
-        polnid = nth_node(nodes, 0)
+        polnid = nth_node(nodes, np.int64(0))
     elif mode == MPOL_LOCAL:
         polnid = this
     elif mode == MPOL_BIND or mode == MPOL_PREFERRED_MANY:
@@ -279,8 +279,8 @@ def task_numa_placement(st, slot):
     t[T_SCAN_SEQ] = mm[M_SCAN_SEQ]
     t[T_SCAN_PERIOD_MAX] = mm[M_SCAN_MAX]
     faults = st.task_faults[slot]
-    shared = 0
-    private = 0
+    shared = np.int64(0)        # int64, not literal 0: one compiled update_task_scan_period
+    private = np.int64(0)
     max_faults = 0
     max_nid = -1
     for n in range(faults.shape[0]):
