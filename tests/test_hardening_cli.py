@@ -132,6 +132,13 @@ def test_out_is_checked_before_the_replay(tmp_path, capsys, monkeypatch, case):
     _one_line_error(capsys, "--out")
 
 
+def _default_sigint():
+    """In the child: SIGINT back to its default, so that Python raises KeyboardInterrupt
+    on it even when the test run itself ignores it (a job started in the background by a
+    non-interactive shell inherits SIGINT ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.skipif(sys.platform != "linux", reason="signals and /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_signal_during_generate_leaves_no_temp_file(tmp_path, sig):
@@ -139,7 +146,7 @@ def test_signal_during_generate_leaves_no_temp_file(tmp_path, sig):
     p = subprocess.Popen([sys.executable, "-m", "fastnuma", "generate", "uniform", "--events",
                           "400000000", "-o", str(out)], cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": os.path.abspath(SRC)},
-                         stderr=subprocess.PIPE, text=True)
+                         stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     for _ in range(600):                     # until the writer's temp file exists
         if any(n.endswith(".tmp") for n in os.listdir(tmp_path)):
             break
