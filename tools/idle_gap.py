@@ -9,31 +9,17 @@ that compiles the kernels). Each N runs in a child process, stopped after --time
 """
 import argparse
 import multiprocessing as mp
+import sys
 import time
+from pathlib import Path
 
-import numpy as np
-
-PAGE = 4096
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))      # for tests.test_idle_skip
 
 
 def machine(threads):
-    import fastnuma as fn
-    m = fn.Simulator(fn.Topology(node_cpus=[[0, 1], [2, 3]], node_pages=[4096, 4096]),
-                     numa_balancing=1, numa_balancing_scan_delay_ms=100,
-                     numa_balancing_scan_period_min_ms=20,
-                     numa_balancing_scan_period_max_ms=1000,
-                     numa_balancing_scan_size_mb=4)
-    p = m.spawn(cpu=0)
-    a = m.mmap(p, 3000 * PAGE)
-    m.access(p, a + np.arange(2000, dtype=np.int64) * PAGE, True)
-    b = m.mmap(p, 600 * PAGE)
-    m.access(p, b + np.arange(100, dtype=np.int64) * PAGE, True)
-    for k in range(threads - 1):
-        m.clone(p, cpu=2 + k % 2)
-    q = m.spawn(cpu=3)
-    c = m.mmap(q, 1000 * PAGE, fn.MAP_SHARED | fn.MAP_ANONYMOUS)
-    m.access(q, c + np.arange(700, dtype=np.int64) * PAGE, True)
-    return m
+    """The machine of tests/test_idle_skip.py (its ``build``), engine side."""
+    from tests.test_idle_skip import build
+    return build("engine", threads=threads)[0]
 
 
 def measure(threads, gap, out):

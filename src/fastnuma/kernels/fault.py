@@ -11,7 +11,7 @@ from ..constants import HPAGE_PMD_ORDER
 from ..dtypes import (C_PGFAULT, C_THP_FAULT_ALLOC, C_THP_FAULT_FALLBACK, FRAME_DIRTY,
                       FRAME_PTE_DIRTY, FRAME_SHM, PTE_DIRTY, PTE_HUGE, PTE_NUMA, PTE_PRESENT,
                       PTE_NODE_MASK, PTE_WRITE, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT,
-                      VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED, VM_WRITE,
+                      VM_ANON, VM_HUGEPAGE, VM_NOHUGEPAGE, VM_SHARED,
                       ZERO_PAGE_NODE)
 from ._jit import apart, kernel
 from ..dtypes import (DEFRAG_ALWAYS, DEFRAG_MADVISE, OPT_PMD_NUMA_BATCHING, OPT_THP,
@@ -20,7 +20,7 @@ from .alloc import alloc_pages_mpol
 from .fault_around import do_fault_around
 from .numa import do_numa_page, do_pmd_numa_page
 from .state import find_block, get_block, new_frame, pte_node_bits, split_huge_pmd
-from .vma import folio_ilx, ilx_of, vma_policy
+from .vma import folio_ilx, ilx_of, vma_policy, vma_pte_write
 
 FAULT_OK, FAULT_OOM = 0, -1
 
@@ -36,12 +36,6 @@ def thp_eligible(st, vmas, v, pmd):
         return False
     first = pmd << PTRS_PER_PMD_SHIFT
     return vmas[v]["start"] <= first and first + PTRS_PER_PMD <= vmas[v]["end"]
-
-
-@kernel(inline="always")
-def vma_pte_write(vmas, v):
-    """PTE_WRITE when the VMA is writable (maybe_mkwrite), else 0."""
-    return np.uint32(PTE_WRITE) if vmas[v]["flags"] & VM_WRITE else np.uint32(0)
 
 
 @kernel(inline="always")

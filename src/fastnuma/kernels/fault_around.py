@@ -10,10 +10,11 @@ MM_SHMEMPAGES rss and the node's NR_FILE_MAPPED, neither of which fastnuma model
 """
 import numpy as np
 
-from ..dtypes import (OPT_FAULT_AROUND_PAGES, PTE_PRESENT, PTE_WRITE, PTRS_PER_PMD,
-                      PTRS_PER_PMD_SHIFT, VM_ROW_CONT, VM_WRITE)
+from ..dtypes import (OPT_FAULT_AROUND_PAGES, PTE_PRESENT, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT,
+                      VM_ROW_CONT)
 from ._jit import kernel
 from .state import find_block
+from .vma import vma_pte_write
 
 
 @kernel
@@ -43,8 +44,7 @@ def do_fault_around(st, vmas, v, b, vpn):
     if nr <= 1:
         return 0
     # vm_page_prot: writable when the VMA is (the rows of one VMA share its protection)
-    pte = np.uint32(PTE_PRESENT | PTE_WRITE) if vmas[v]["flags"] & VM_WRITE else \
-        np.uint32(PTE_PRESENT)
+    pte = np.uint32(PTE_PRESENT) | vma_pte_write(vmas, v)
     first = v                                   # the VMA's rows: [first, last]
     while vmas[first]["flags"] & VM_ROW_CONT:
         first -= 1

@@ -1,6 +1,8 @@
 """VMA rows as kernels see them (dtypes.VMA_DTYPE): lookup, governing policy, interleave
 index."""
-from ..dtypes import NO_POLICY, OPT_IL_THP_BASE, VM_ACCESS_FLAGS, VM_WRITE
+import numpy as np
+
+from ..dtypes import NO_POLICY, OPT_IL_THP_BASE, PTE_WRITE, VM_ACCESS_FLAGS, VM_WRITE
 from ._jit import kernel
 
 
@@ -60,3 +62,9 @@ def folio_ilx(st, vmas, v, vpn, order):
     if order > 0 and st.opts[OPT_IL_THP_BASE] != 0:
         return ilx_of(vmas, v, vpn, 0)
     return ilx_of(vmas, v, vpn, order)
+
+
+@kernel(inline="always")
+def vma_pte_write(vmas, v):
+    """PTE_WRITE when VMA row v is writable (maybe_mkwrite, vm_page_prot), else 0."""
+    return np.uint32(PTE_WRITE) if vmas[v]["flags"] & VM_WRITE else np.uint32(0)
