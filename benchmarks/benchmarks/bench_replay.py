@@ -161,3 +161,42 @@ sim.replay({str(path)!r})
 
 timeraw_import_and_first_replay.setup = _warm_first_replay
 timeraw_import_and_first_replay.timeout = 300
+
+
+class WhatIfCompressed:
+    """``fastnuma replay FILE`` as the command runs it (``fastnuma.run``: the replay, the
+    cost model counting as it replays, the trace's fingerprint beside it) on an
+    lz4-compressed IPC file, the 1-billion-event replay of README in small: events/s and
+    peak memory. Reading (decompressing) runs on a second thread (trace/readahead.py)."""
+    params = ["sequential", "uniform"]
+    param_names = ["pattern"]
+    timeout = 900
+
+    def setup_cache(self):
+        TRACE_DIR.mkdir(parents=True, exist_ok=True)
+        for pattern in self.params:
+            path = self.path(pattern)
+            if not path.exists():
+                write_trace(path, pattern, EVENTS, seed=1, compression="lz4", nodes=NODES,
+                            cpus_per_node=CPUS_PER_NODE, pages=PAGES)
+
+    @staticmethod
+    def path(pattern):
+        return TRACE_DIR / f"whatif_{pattern}_{EVENTS}_{PAGES}_lz4.arrow"
+
+    def setup(self, pattern):
+        from fastnuma.runconfig import RunConfig
+        self.config = RunConfig()
+        fn.run(self.config, str(self.path(pattern)))          # JIT and page cache warm-up
+
+    def track_events_per_s(self, pattern):
+        rates = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn.run(self.config, str(self.path(pattern)))
+            rates.append(EVENTS / (time.perf_counter() - t0))
+        return float(np.median(rates))
+    track_events_per_s.unit = "events/s"
+
+    def peakmem_run(self, pattern):
+        fn.run(self.config, str(self.path(pattern)))

@@ -102,7 +102,7 @@ def _source_path(source):
 
 def replay_checkpointed(owner, source, *, batch_rows, epoch_events, epoch_ns, strict,
                         progress, task_policy, cpu_map, heat_buckets, checkpoint,
-                        checkpoint_every, checkpoint_meta, resume):
+                        checkpoint_every, checkpoint_meta, resume, on_batch=None):
     """``Replay.replay`` with checkpoints and/or resuming (see the module docstring);
     ``owner``: the simulator's Replay subsystem."""
     every = checkpoint_every
@@ -156,22 +156,23 @@ def replay_checkpointed(owner, source, *, batch_rows, epoch_events, epoch_ns, st
             "checkpoint_every": every, "batch_rows": batch_rows}
     seen = 0
     try:
-        for b in owner.batches(source, batch_rows, run.strict):
-            seen = b.row + len(b)
-            if seen <= start:
-                continue
-            lo = max(start - b.row, 0)
-            while lo < len(b):
-                hi = len(b) if next_at is None else min(len(b), next_at - b.row)
-                part = b if lo == 0 and hi == len(b) else _slice(b, lo, hi)
-                run.batch(remap(part) if remap else part)
-                lo = hi
-                if next_at is not None and b.row + hi == next_at:
-                    _write(owner.calls, {"run": run, "remap": remap}, checkpoint,
-                           dict(info, rows=next_at), checkpoint_meta)
-                    next_at += every
-            if progress is not None:
-                progress(seen)
+        with owner.batches(source, batch_rows, run.strict) as batches:
+            for b in batches:
+                seen = b.row + len(b)
+                if seen <= start:
+                    continue
+                lo = max(start - b.row, 0)
+                while lo < len(b):
+                    hi = len(b) if next_at is None else min(len(b), next_at - b.row)
+                    part = b if lo == 0 and hi == len(b) else _slice(b, lo, hi)
+                    run.batch(remap(part) if remap else part, on_batch)
+                    lo = hi
+                    if next_at is not None and b.row + hi == next_at:
+                        _write(owner.calls, {"run": run, "remap": remap}, checkpoint,
+                               dict(info, rows=next_at), checkpoint_meta)
+                        next_at += every
+                if progress is not None:
+                    progress(seen)
     except BaseException as e:     # streaming semantics (docs/api.md): rows applied stay
         e.rows_replayed = run.rows
         raise

@@ -151,53 +151,113 @@ def llc_wanted(model, trace):
 
 def trace_pass(trace, topology, end_rows, model, cpu_table=None, batch_rows=1 << 20,
                llc=None):
-    """One streaming pass over the trace: N, W, P per epoch (epoch e holds rows
-    end_rows[e-1]..end_rows[e]-1) and per-thread totals. Vectorised per batch; the cache
-    filter is the Numba kernel kernels/llc.llc_filter."""
-    from .kernels.llc import llc_filter, new_cache
+    """The cost model's pass over the trace on its own (TraceCounter over every batch);
+    epoch e holds rows end_rows[e-1]..end_rows[e]-1. A what-if run counts as it replays
+    instead (whatif.run)."""
     from .trace.reader import open_trace
-    n, E = topology.n_nodes, len(end_rows)
     use_llc = llc_wanted(model, trace) if llc is None else llc
-    N = np.zeros((max(E, 1), n), np.int64)
-    W = np.zeros((max(E, 1), n), np.float64)
-    cpu_node = np.array(topology.cpu_node, np.int64)
-    cache = new_cache(n, model.llc_bytes, model.llc_ways) if use_llc else None
+    counter = TraceCounter(topology, model, use_llc, batch_rows)
     ends = np.asarray(end_rows, np.int64)
-    pairs, t_events, t_weight = set(), {}, {}
-    miss_buf = np.empty(batch_rows, np.uint8)               # the filter's output, reused
     for b in open_trace(trace, batch_rows):
-        cpu = b.cpu if cpu_table is None else cpu_table[b.cpu]
-        is_acc = (b.op == OP_READ) | (b.op == OP_WRITE)
-        node = cpu_node[cpu.astype(np.int64)]
-        if use_llc:
-            miss = miss_buf[:len(b)]
-            llc_filter(b.addr, node, is_acc, *cache, miss)
-            reach = is_acc & (miss == 1)
-        else:
-            reach = is_acc
-        count = b.count.astype(np.float64) if b.count is not None else np.ones(len(b))
-        # the batch's rows split at epoch ends (a few per batch): bincounts per segment
-        lo = 0
-        while lo < len(b):
-            e = min(int(np.searchsorted(ends, b.row + lo, side="right")), max(E - 1, 0))
-            hi = len(b) if e >= E - 1 else min(len(b), int(ends[e]) - b.row)
-            acc, hit = is_acc[lo:hi], reach[lo:hi]
-            nd, w = node[lo:hi], np.where(hit, count[lo:hi], 0.0)
-            N[e] += np.bincount(nd[acc], minlength=n)
-            W[e] += np.bincount(nd, weights=w, minlength=n)
-            ids, inv = np.unique(b.tid[lo:hi], return_inverse=True)
-            ev = np.bincount(inv, weights=acc, minlength=ids.size)
-            wt = np.bincount(inv, weights=w, minlength=ids.size)
-            for t, a, x in zip(ids.tolist(), ev.tolist(), wt.tolist()):
-                if a:
-                    pairs.add((e, t))
-                t_events[t] = t_events.get(t, 0) + int(a)
-                t_weight[t] = t_weight.get(t, 0.0) + x
-            lo = hi
-    P = np.zeros(max(E, 1), np.int64)
-    for e, _ in pairs:
-        P[e] += 1
-    return TracePass(N[:E], W[:E], P[:E], t_events, t_weight, use_llc)
+        counter.add(b, ends, None if cpu_table is None else cpu_table[b.cpu])
+    return counter.result(len(ends))
+
+
+class TraceCounter:
+    """N, W, P per epoch and per-thread totals (TracePass), counted batch by batch by the
+    kernel kernels/costmodel.count_events; the cache filter is kernels/llc.llc_filter.
+    Batches come in trace order; ``add(b, ends)`` needs the ends of the epochs closed
+    before b's last row (later ones may be missing: those rows count in the epoch after
+    the last end given, as the final list will say)."""
+
+    def __init__(self, topology, model, use_llc, batch_rows=1 << 20):
+        from .kernels.costmodel import DIRECT_TIDS
+        from .kernels.llc import new_cache
+        self.n = topology.n_nodes
+        self.cpu_node = np.array(topology.cpu_node, np.int64)
+        self.llc = use_llc
+        self.cache = new_cache(self.n, model.llc_bytes, model.llc_ways) if use_llc else None
+        self.miss = np.empty(batch_rows if use_llc else 0, np.uint8)   # the filter's output
+        self.N = np.zeros((1, self.n), np.int64)
+        self.W = np.zeros((1, self.n), np.float64)
+        self.P = np.zeros(1, np.int64)
+        # per thread (at the tid, or DIRECT_TIDS + the index of a large tid's table):
+        # events, weight (sums of counts: exact, as floats), last epoch
+        self.counts = _thread_counts(DIRECT_TIDS + 32)
+        self.keys = np.full(64, -1, np.int64)              # the table: tid, index
+        self.ids = np.zeros(64, np.int64)
+        self.n_hashed = np.zeros(1, np.int64)
+
+    def add(self, b, ends, cpu=None):
+        """Count batch ``b`` (a TraceBatch; ``cpu``: its CPUs as the machine's, default
+        b.cpu); ``ends``: int64 array of epoch end rows."""
+        from .kernels.costmodel import count_events
+        from .kernels.llc import llc_filter
+        cpu = b.cpu if cpu is None else cpu
+        if ends.size + 1 > self.N.shape[0]:
+            rows = max(ends.size + 1, 2 * self.N.shape[0])
+            self.N, self.W, self.P = (np.concatenate([a, np.zeros((rows - len(a),) + a.shape[1:],
+                                                                   a.dtype)])
+                                      for a in (self.N, self.W, self.P))
+        reach = None
+        if self.llc:
+            if self.miss.size < len(b):
+                self.miss = np.empty(len(b), np.uint8)
+            reach = self.miss[:len(b)]
+            is_acc = (b.op == OP_READ) | (b.op == OP_WRITE)
+            llc_filter(b.addr, self.cpu_node[cpu], is_acc, *self.cache, reach)
+        start = 0
+        while True:
+            start = count_events(start, b.row, b.op, cpu, b.tid, b.count, reach,
+                                 self.cpu_node, ends, self.N, self.W, self.P, *self.counts,
+                                 self.keys, self.ids, self.n_hashed)
+            if start == len(b):
+                return
+            if start < 0:
+                k = -1 - start
+                raise IndexError(f"row {b.row + k}: CPU {int(cpu[k])} is not in the "
+                                 f"topology (CPUs 0..{self.cpu_node.size - 1})")
+            self._grow_table()
+
+    def _grow_table(self):
+        """Room for one more large tid: twice the indices, or the table rehashed twice
+        as large."""
+        from .kernels.costmodel import DIRECT_TIDS
+        n = int(self.n_hashed[0])
+        if DIRECT_TIDS + n == self.counts[0].size:
+            more = _thread_counts(n)
+            self.counts = tuple(np.concatenate([a, b]) for a, b in zip(self.counts, more))
+        if 2 * (n + 1) > self.keys.size:
+            used = self.keys != -1
+            old_keys, old_ids = self.keys[used], self.ids[used]
+            self.keys = np.full(2 * self.keys.size, -1, np.int64)
+            self.ids = np.zeros(self.keys.size, np.int64)
+            mask = self.keys.size - 1
+            for t, x in zip(old_keys.tolist(), old_ids.tolist()):
+                h = ((t * 0x9E3779B97F4A7C15) % (1 << 64)) >> 40 & mask
+                while self.keys[h] != -1:
+                    h = (h + 1) & mask
+                self.keys[h], self.ids[h] = t, x
+
+    def result(self, epochs):
+        """The TracePass of a trace cut into ``epochs`` epochs."""
+        from .kernels.costmodel import DIRECT_TIDS, NOT_SEEN
+        events, weight, last = self.counts
+        small = np.flatnonzero(last[:DIRECT_TIDS] != NOT_SEEN)
+        used = self.keys != -1
+        tids = small.tolist() + self.keys[used].tolist()
+        at = np.concatenate([small, DIRECT_TIDS + self.ids[used]])
+        E = max(epochs, 0)
+        return TracePass(self.N[:E].copy(), self.W[:E].copy(), self.P[:E].copy(),
+                         dict(zip(tids, events[at].tolist())),
+                         dict(zip(tids, weight[at].astype(np.float64).tolist())), self.llc)
+
+
+def _thread_counts(n):
+    """(events, weight, last epoch) for ``n`` threads, none seen."""
+    from .kernels.costmodel import NOT_SEEN
+    return (np.zeros(n, np.int64), np.zeros(n, np.int64),
+            np.full(n, NOT_SEEN, np.int64))
 
 
 def estimate(report, trace_info, topology, model):

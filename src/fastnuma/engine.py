@@ -45,7 +45,7 @@ from .replay import Replay
 from .sched import Sched
 from .stats import Stats
 from .topology import Topology
-from .trace.reader import DEFAULT_BATCH_ROWS
+from .trace.reader import DEFAULT_BATCH_ROWS, TraceBatch
 
 if TYPE_CHECKING:
     from .kernels.state import SimState
@@ -277,18 +277,21 @@ class Simulator:
                cpu_map: str | CpuPlacement | None = None,
                heat_buckets: int | None = None,
                checkpoint: str | os.PathLike | None = None, checkpoint_every: int | None = None,
-               checkpoint_meta: dict | None = None, resume: bool = False) -> Report:
+               checkpoint_meta: dict | None = None, resume: bool = False,
+               on_batch: Callable[[TraceBatch, np.ndarray], None] | None = None) -> Report:
         """Replay a trace and return its :class:`~fastnuma.report.Report` (docs/api.md):
         ``task_policy`` and ``cpu_map`` as numactl would set them (docs/run-config.md),
         ``heat_buckets`` for the placement heatmap (docs/report.md); with ``checkpoint``
         and ``checkpoint_every`` (events) it saves itself as it goes, and ``resume=True``
-        continues the replay of a loaded checkpoint (docs/checkpoint.md)."""
+        continues the replay of a loaded checkpoint (docs/checkpoint.md);
+        ``on_batch(batch, epoch_ends)`` is called after each batch (docs/api.md)."""
         return self._replay.replay(source, batch_rows=batch_rows, epoch_events=epoch_events,
                                    epoch_ns=epoch_ns, strict=strict, progress=progress,
                                    task_policy=task_policy, cpu_map=cpu_map,
                                    heat_buckets=heat_buckets, checkpoint=checkpoint,
                                    checkpoint_every=checkpoint_every,
-                                   checkpoint_meta=checkpoint_meta, resume=resume)
+                                   checkpoint_meta=checkpoint_meta, resume=resume,
+                                   on_batch=on_batch)
 
     # ----------------------------------------------------------------- checkpoints
     # docs/checkpoint.md; the code is checkpoint.py's (the facade only names it)

@@ -60,6 +60,11 @@ class EpochLog:
         self._n += 1
 
     @property
+    def end_rows(self):
+        """int64 [epoch]: the row each epoch ends before (a view)."""
+        return self._cols["end_row"][:self._n]
+
+    @property
     def access(self):
         """int64 [epoch, cpu node, memory node]: accesses in each epoch (a view)."""
         return self._access[:self._n]

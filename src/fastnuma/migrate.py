@@ -227,3 +227,21 @@ def _node_array(nodes, n):
     if arr.shape != (n,) or (arr.size and arr.dtype.kind not in "iu"):
         raise TypeError(f"nodes must be an int or {n} integer node ids")
     return np.ascontiguousarray(np.clip(arr.astype(np.int64), -1, 1 << 20), np.int64)
+
+
+def move_pages_range(proc, addr, length):
+    """The addresses of the mapped pages of a MOVE_PAGES row's [addr, addr+max(len,1)).
+    A range that wraps past 2**64 is EINVAL, one ending beyond the user address space
+    EFAULT (no page there can be read), as the range checks of the other calls; the pages
+    of its holes would only get -EFAULT in the status array, so only mapped pages are
+    listed: memory follows what is mapped, not ``len``."""
+    end = addr + max(length, 1)
+    if end > 1 << 64:
+        raise_errno(errno.EINVAL, f"MOVE_PAGES range {addr:#x} + {length:#x} wraps around")
+    if end > TASK_SIZE:
+        raise_errno(errno.EFAULT, f"MOVE_PAGES range {addr:#x}-{end:#x} ends beyond the "
+                                  f"47-bit user address space")
+    first, stop = addr >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1
+    runs = [np.arange(max(v.start, first), min(v.end, stop), dtype=np.int64)
+            for v in proc.vmas.overlapping(first, stop)]
+    return (np.concatenate(runs) if runs else np.zeros(0, np.int64)) << PAGE_SHIFT

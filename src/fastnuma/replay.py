@@ -11,16 +11,18 @@ or the file format: the loop stops at the same events whatever the batches are.
 from __future__ import annotations
 
 import errno
+from contextlib import closing
 
 import numpy as np
 
 from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, NEVER, OP_MADVISE, OP_MBIND, OP_MMAP,
                         OP_MOVE_PAGES, OP_MUNMAP, OP_SCHED, OP_SET_MEMPOLICY, PAGE_SHIFT,
-                        TASK_SIZE, TIME_LIMIT_NS)
+                        TIME_LIMIT_NS)
 from .dtypes import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW, EV_NEW_THREAD,
                      EV_OOM, EV_SEGV, EV_TIME, PTRS_PER_PMD, VMA_DTYPE)
-from .errors import TraceError, raise_errno
+from .errors import TraceError
 from .kernels.events import run_events
+from .migrate import move_pages_range
 from .report import Report, ReportBuilder  # noqa: F401  (Report: the return type)
 from .trace.reader import DEFAULT_BATCH_ROWS, cut_message, open_trace
 
@@ -46,7 +48,7 @@ class Replay:
     def replay(self, source, *, batch_rows=DEFAULT_BATCH_ROWS, epoch_events=None,
                epoch_ns=None, strict=False, progress=None, task_policy=None, cpu_map=None,
                heat_buckets=None, checkpoint=None, checkpoint_every=None,
-               checkpoint_meta=None, resume=False):
+               checkpoint_meta=None, resume=False, on_batch=None):
         """Replay a trace (a path, directory or glob of .arrow/.feather/.arrows/.parquet
         files, a pyarrow Table or RecordBatchReader) and return its :class:`Report`.
 
@@ -67,6 +69,10 @@ class Replay:
         applied and the exception carries ``rows_replayed``.
         ``checkpoint``, ``checkpoint_every``, ``checkpoint_meta``, ``resume``: see
         checkpoint_replay.py (docs/checkpoint.md).
+        ``on_batch(batch, epoch_ends)``: called after each batch has replayed, with the
+        batch (a trace.reader.TraceBatch, CPUs as the machine's) and the end rows of the
+        epochs closed so far (an int64 array; the what-if run's cost model counts so);
+        when resuming, the batches after the checkpoint only.
         """
         if checkpoint is not None or resume:           # checkpoints: checkpoint_replay.py
             from .checkpoint_replay import replay_checkpointed
@@ -75,14 +81,15 @@ class Replay:
                 epoch_ns=epoch_ns, strict=strict, progress=progress, task_policy=task_policy,
                 cpu_map=cpu_map, heat_buckets=heat_buckets, checkpoint=checkpoint,
                 checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta,
-                resume=resume)
+                resume=resume, on_batch=on_batch)
         run, remap = self.new_run(epoch_events, epoch_ns, strict, task_policy, cpu_map,
                                   heat_buckets, batch_rows)
         try:
-            for batch in self.batches(source, batch_rows, strict):
-                run.batch(remap(batch) if remap else batch)
-                if progress is not None:
-                    progress(batch.row + len(batch))
+            with self.batches(source, batch_rows, strict) as batches:
+                for batch in batches:
+                    run.batch(remap(batch) if remap else batch, on_batch)
+                    if progress is not None:
+                        progress(batch.row + len(batch))
         except BaseException as e:     # streaming semantics (docs/api.md): rows applied stay
             e.rows_replayed = run.rows
             raise
@@ -105,30 +112,15 @@ class Replay:
 
     @staticmethod
     def batches(source, batch_rows, strict):
-        """The trace's batches (a stream cut short is an error under ``strict``)."""
-        return open_trace(source, batch_rows, on_cut=_cut_strict if strict else None)
+        """The trace's batches, read ahead on a second thread (trace/readahead.py), as a
+        context manager that stops the reader; a stream cut short is an error under
+        ``strict``."""
+        return closing(open_trace(source, batch_rows, on_cut=_cut_strict if strict else None,
+                                  read_ahead=True))
 
 
 def _cut_strict(path):
     raise TraceError(cut_message(path) + " (an error under strict=True)", path=path)
-
-
-def _move_pages_range(proc, addr, length):
-    """The addresses of the mapped pages of a MOVE_PAGES row's [addr, addr+max(len,1)).
-    A range that wraps past 2**64 is EINVAL, one ending beyond the user address space
-    EFAULT (no page there can be read), as the range checks of the other calls; the pages
-    of its holes would only get -EFAULT in the status array, so only mapped pages are
-    listed: memory follows what is mapped, not ``len``."""
-    end = addr + max(length, 1)
-    if end > 1 << 64:
-        raise_errno(errno.EINVAL, f"MOVE_PAGES range {addr:#x} + {length:#x} wraps around")
-    if end > TASK_SIZE:
-        raise_errno(errno.EFAULT, f"MOVE_PAGES range {addr:#x}-{end:#x} ends beyond the "
-                                  f"47-bit user address space")
-    first, stop = addr >> PAGE_SHIFT, ((end - 1) >> PAGE_SHIFT) + 1
-    runs = [np.arange(max(v.start, first), min(v.end, stop), dtype=np.int64)
-            for v in proc.vmas.overlapping(first, stop)]
-    return (np.concatenate(runs) if runs else np.zeros(0, np.int64)) << PAGE_SHIFT
 
 
 class _Replay:
@@ -171,7 +163,13 @@ class _Replay:
         return cpu_map.mapper(self.m.topology, batch_rows)
 
     # ---------------------------------------------------------------- one batch
-    def batch(self, b):
+    def batch(self, b, on_batch=None):
+        """Replay batch ``b``, then call ``on_batch(b, epoch end rows)`` (Replay.replay)."""
+        self._replay(b)
+        if on_batch is not None:
+            on_batch(b, self.report.epochs.end_rows)
+
+    def _replay(self, b):
         sim = self.m
         n = len(b)
         if not n:
@@ -331,7 +329,7 @@ class _Replay:
                 if mask & (mask - 1) or not mask:
                     raise TraceError("MOVE_PAGES needs exactly one node in nodemask",
                                      path=b.path, column="nodemask", row=b.row + i, value=mask)
-                pages = _move_pages_range(self.m.procs[th.pid], addr, length)
+                pages = move_pages_range(self.m.procs[th.pid], addr, length)
                 sim.move_pages(th.pid, pages, np.full(pages.size, mask.bit_length() - 1))
             elif op == OP_SCHED:
                 pass                                  # _thread_of moved it

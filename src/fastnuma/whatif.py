@@ -9,7 +9,7 @@ import threading
 import numpy as np
 import pyarrow as pa
 
-from .costmodel import estimate, trace_pass
+from .costmodel import TraceCounter, estimate, llc_wanted, trace_pass
 from .numactl import parse_policy
 from .runconfig import RunConfig, trace_provenance
 
@@ -46,14 +46,14 @@ def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None, che
     ``resume``: a checkpoint directory whose replay this run continues (its machine and
     CPU map; docs/checkpoint.md)."""
     import fastnuma as fn
-    if isinstance(trace, pa.RecordBatchReader):
-        raise TypeError("a what-if run reads the trace twice (replay, then the cost "
-                        "model's pass): give a path or a pyarrow Table, not a "
-                        "RecordBatchReader")
     if not isinstance(config, RunConfig):
         config = RunConfig.from_toml(config)
+    if isinstance(trace, pa.RecordBatchReader):
+        raise TypeError("a what-if run reads the trace twice (the replay, and the "
+                        "fingerprint of its provenance): give a path or a pyarrow Table, "
+                        "not a RecordBatchReader")
     from .trace.remote import is_url, open_url
-    # a URL (s3://, file://...) is opened afresh for each of the two passes
+    # a URL (s3://, file://...) is opened afresh for each pass
     source = (lambda: open_url(trace)) if is_url(trace) else (lambda: trace)
     topo = config.topology(trace)
     fingerprint = in_background(trace_provenance, trace)   # reads the whole trace: overlapped
@@ -66,14 +66,19 @@ def run(config, trace, *, progress=None, batch_rows=None, heat_buckets=None, che
         sim, mapper = load_for_resume(resume)
         report = sim.replay(source(), batch_rows=rows, progress=progress, resume=True,
                             checkpoint=checkpoint, checkpoint_every=checkpoint_every)
-    else:
-        report = sim.replay(source(), batch_rows=rows, strict=bool(config.replay.get("strict")),
+        # the rows before the checkpoint replayed in another process: a pass of their own
+        table = None if mapper is None else mapper.table        # as the replay filled it
+        tp = trace_pass(source(), topo, [e[0] for e in report.epochs], config.cost, table,
+                        rows)
+    else:                                  # the cost model counts each batch as it replays
+        src = source()
+        counter = TraceCounter(topo, config.cost, llc_wanted(config.cost, src), rows)
+        report = sim.replay(src, batch_rows=rows, strict=bool(config.replay.get("strict")),
                             progress=progress, task_policy=policy, cpu_map=mapper,
                             heat_buckets=heat_buckets, checkpoint=checkpoint,
                             checkpoint_every=checkpoint_every, checkpoint_meta=checkpoint_meta,
-                            **config.epoch_kwargs())
-    table = None if mapper is None else mapper.table        # as the replay filled it
-    tp = trace_pass(source(), topo, [e[0] for e in report.epochs], config.cost, table, rows)
+                            on_batch=counter.add, **config.epoch_kwargs())
+        tp = counter.result(len(report.epochs))
     report.cost = estimate(report, tp, topo, config.cost)
     report.cost["llc_filter"] = tp.llc
     lat, bw = config.cost.latency(topo), config.cost.bandwidth(topo)

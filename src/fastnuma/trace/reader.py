@@ -21,6 +21,7 @@ import pyarrow.parquet as pq
 from ..constants import TIME_LIMIT_NS
 from ..errors import TraceError
 from .checks import first_above, first_decrease
+from .readahead import readahead
 from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, checked_column
 
 DEFAULT_BATCH_ROWS = 1 << 20
@@ -128,11 +129,16 @@ def _drop(m):
         m.madvise(mmap.MADV_DONTNEED)
 
 
+#: decompress on the reading thread: readahead already keeps the second core busy, and
+#: Arrow's pool would take both cores' time from the replay (more CPU for the same bytes)
+_ONE_THREAD = ipc.IpcReadOptions(use_threads=False)
+
+
 def _mapped_file_batches(path, batch_rows):
     """An IPC file's batches, read from a memory mapping (no copy)."""
     m = _mapping(path)
     try:
-        reader = ipc.open_file(pa.BufferReader(pa.py_buffer(m)))
+        reader = ipc.open_file(pa.BufferReader(pa.py_buffer(m)), options=_ONE_THREAD)
         for i in range(reader.num_record_batches):
             yield from _split(reader.get_batch(i), batch_rows)
             _drop(m)
@@ -213,9 +219,13 @@ def _default_column(name, n):
     return arr[:n]
 
 
-def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None):
+def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=False):
     """Iterate over the batches of a trace (path, directory, glob, Table or
     RecordBatchReader), checking it as it goes. See the module docstring.
+
+    ``read_ahead``: read (decompress) the next batches on a second thread
+    (trace/readahead.py) while the caller works on this one; the checks stay on the
+    caller's thread. Close the iterator when leaving early (``contextlib.closing``).
 
     ``on_cut(path)``: called when an IPC stream file ends without its end-of-stream
     marker (cut at a batch boundary: the batches read are whole, the rest is missing);
@@ -223,13 +233,25 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None):
     ``TIME_LIMIT_NS`` (2**62 ns, fastnuma's time domain), checked once per batch."""
     if not isinstance(batch_rows, int) or batch_rows < 1:
         raise ValueError(f"batch_rows must be a positive int, not {batch_rows!r}")
+    if on_cut is None:
+        on_cut = warn_cut
+    sources = _sources(source, batch_rows, on_cut)
+    if read_ahead:
+        sources = readahead(sources)
+    try:
+        yield from _checked(sources)
+    finally:
+        if read_ahead:
+            sources.close()
+
+
+def _checked(sources):
+    """open_trace's batches: ``sources``' (path, record batch) checked as TraceBatch."""
     # buffers of the derived columns, sized by the largest batch seen (not batch_rows: a
     # small trace would pay for 1M-row buffers, ~40 ms per replay)
     rows = ts_buf = tid_buf = np.empty(0, np.uint64)
     row0, last_ts, checked = 0, 0, set()
-    if on_cut is None:
-        on_cut = warn_cut
-    for path, batch in _sources(source, batch_rows, on_cut):
+    for path, batch in sources:
         names = set(batch.schema.names)
         if path not in checked:
             for name in REQUIRED:
