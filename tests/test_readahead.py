@@ -1,0 +1,70 @@
+"""Readahead (trace/readahead.py): items in order, an error raised where it was met, the
+reader stopped and its source closed when the consumer leaves early; a replay's error in
+a later batch still leaves the rows before it applied, and no reader thread behind."""
+import threading
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import fastnuma as fn
+from fastnuma.errors import TraceError
+from fastnuma.trace.readahead import readahead
+
+
+def _readers():
+    return [t for t in threading.enumerate() if t.name == "fastnuma-readahead"]
+
+
+def test_items_in_order_and_error_in_place():
+    def source():
+        yield from range(5)
+        raise ValueError("bad item 5")
+
+    got = []
+    with readahead(source(), depth=2) as it:
+        with pytest.raises(ValueError, match="bad item 5"):
+            for x in it:
+                got.append(x)
+    assert got == [0, 1, 2, 3, 4]
+    assert not _readers()
+
+
+def test_close_stops_the_reader_and_closes_the_source():
+    closed = threading.Event()
+
+    def source():
+        try:
+            i = 0
+            while True:
+                yield i
+                i += 1
+        finally:
+            closed.set()
+
+    it = readahead(source(), depth=2)
+    assert [next(it), next(it), next(it)] == [0, 1, 2]
+    it.close()
+    assert closed.is_set()
+    assert not _readers()
+    with pytest.raises(StopIteration):
+        next(it)
+
+
+def test_replay_error_in_a_later_batch(tmp_path):
+    """A bad op in the third batch: the two batches before it replayed, the error names
+    its row, and the reader is gone."""
+    n = 3000
+    addr = 0x7f0000000000 + (np.arange(n, dtype=np.uint64) % 64) * 4096
+    op = np.zeros(n, np.uint8)
+    op[2500] = 200                                      # no such op
+    t = pa.table({"addr": addr, "cpu": np.zeros(n, np.uint16), "op": op,
+                  "ts": np.arange(n, dtype=np.uint64)})
+    path = tmp_path / "t.arrow"
+    with pa.ipc.new_file(path, t.schema) as w:
+        w.write_table(t, max_chunksize=1000)
+    sim = fn.Simulator(fn.Topology.uniform(nodes=2, cpus_per_node=1, pages_per_node=256))
+    with pytest.raises(TraceError, match="row 2500") as e:
+        sim.replay(str(path), batch_rows=1000)
+    assert e.value.rows_replayed == 2000
+    assert not _readers()
