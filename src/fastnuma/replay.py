@@ -165,11 +165,6 @@ class _Replay:
     # ---------------------------------------------------------------- one batch
     def batch(self, b, on_batch=None):
         """Replay batch ``b``, then call ``on_batch(b, epoch end rows)`` (Replay.replay)."""
-        self._replay(b)
-        if on_batch is not None:
-            on_batch(b, self.report.epochs.end_rows)
-
-    def _replay(self, b):
         sim = self.m
         n = len(b)
         if not n:
@@ -242,6 +237,8 @@ class _Replay:
                                  f"{sim.topology.n_cpus - 1})", path=b.path, column="cpu",
                                  row=row, value=int(b.cpu[i]))
         self.rows = b.row + n
+        if on_batch is not None:
+            on_batch(b, self.report.epochs.end_rows)
 
     def _after_event(self, rows_done):
         if rows_done == self.next_epoch_row:
