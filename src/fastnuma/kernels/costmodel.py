@@ -4,10 +4,10 @@ as the replay goes, so a what-if run reads its trace once.
 Per row: the epoch it belongs to (rows before ``ends[e]`` are epoch e's), its CPU, whether
 it is an access, and the accesses it stands for that reach memory (``count``, when the
 LLC filter lets it through). Per thread, tids below ``DIRECT_TIDS`` index the counts
-directly (Linux's default pid_max is 32768, or 1024 per CPU: traced tids are small); a
-larger tid goes through an open-addressing table (``keys``, -1 empty) that gives it a
-dense index into the ``h_*`` counts. A table lookup per row costs three times the rest
-of the row.
+directly (Linux's pid_max is 32768 by default, 1024 per CPU on larger machines: traced
+tids are small); a larger tid goes through an open-addressing table (``keys``, -1 empty)
+that gives it a place after them. A table lookup per row costs three times the rest of
+the row (benchmarks/README.md, "2026-12-07, later").
 """
 import numpy as np
 
