@@ -187,6 +187,7 @@ class TraceCounter:
         self.keys = np.full(64, -1, np.int64)              # the table: tid, index
         self.ids = np.zeros(64, np.int64)
         self.n_hashed = np.zeros(1, np.int64)
+        self.per_cpu = np.zeros((2, self.cpu_node.size), np.int64)   # the kernel's scratch
 
     def add(self, b, ends, cpu=None):
         """Count batch ``b`` (a TraceBatch; ``cpu``: its CPUs as the machine's, default
@@ -210,7 +211,7 @@ class TraceCounter:
         while True:
             start = count_events(start, b.row, b.op, cpu, b.tid, b.count, reach,
                                  self.cpu_node, ends, self.N, self.W, self.P, *self.counts,
-                                 self.keys, self.ids, self.n_hashed)
+                                 self.keys, self.ids, self.n_hashed, *self.per_cpu)
             if start == len(b):
                 return
             if start < 0:

@@ -33,15 +33,15 @@ def _flush(e, cpu_node, n_cpu, w_cpu, N, W):
 
 @kernel
 def count_events(start, row0, op, cpu, tid, count, reach, cpu_node, ends, N, W, P, t_events,
-                 t_weight, t_epoch, keys, ids, n_hashed):
+                 t_weight, t_epoch, keys, ids, n_hashed, n_cpu, w_cpu):
     """Count rows ``start..`` of a batch whose first row is ``row0`` into N[e, node]
     (access events), W[e, node] (accesses reaching memory), P[e] (threads with an access
     event) and per thread: t_events, t_weight, t_epoch (the last epoch the thread was
     counted in P, NO_ACCESS or NOT_SEEN), at the tid for tids below ``DIRECT_TIDS``, at
     ``DIRECT_TIDS`` + the table's index for the others.
     ``reach[i]``: the LLC filter's miss flag (None: every access reaches memory).
-    ``count``: None for 1 per event. Within an epoch rows are counted per CPU and added
-    to their node's row at its end: consecutive rows of different CPUs then add to
+    ``count``: None for 1 per event. Within an epoch rows are counted per CPU (``n_cpu``,
+    ``w_cpu``: zero on entry, left zero) and added to their node's row at its end: consecutive rows of different CPUs then add to
     different places, where counting per node would chain every add through the last.
     The per-row code calls nothing: a call passes its arrays with reference counts.
 
@@ -51,8 +51,6 @@ def count_events(start, row0, op, cpu, tid, count, reach, cpu_node, ends, N, W, 
     mask = keys.size - 1
     e = np.searchsorted(ends, row0 + start, side="right")
     next_end = ends[e] if e < ends.size else _NO_END
-    n_cpu = np.zeros(cpu_node.size, np.int64)
-    w_cpu = np.zeros(cpu_node.size, np.int64)
     for i in range(start, op.size):
         if row0 + i >= next_end:
             _flush(e, cpu_node, n_cpu, w_cpu, N, W)
