@@ -16,11 +16,16 @@ from .runconfig import RunConfig, trace_provenance
 
 def in_background(fn, *args):
     """Start ``fn(*args)`` on a daemon thread (the second core: hashing and file reads
-    release the GIL); returns a function that waits for its result or raises its error.
-    Daemon: a failed replay does not wait for it."""
+    release the GIL) at the lowest scheduling priority (nice 19, where the OS allows it:
+    it takes the time the replay's threads leave); returns a function that waits for its
+    result or raises its error. Daemon: a failed replay does not wait for it."""
     out = {}
 
     def target():
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+        except (AttributeError, OSError):     # not Linux, or not allowed: normal priority
+            pass
         try:
             out["value"] = fn(*args)
         except BaseException as e:            # handed to whoever waits for the result
