@@ -25,6 +25,7 @@ from benchmarks.bench_vs_c import HitsVsC  # noqa: E402
 
 from fastnuma.constants import NEVER  # noqa: E402
 from fastnuma.kernels.events import run_events  # noqa: E402
+from fastnuma.memory import hit_scratch  # noqa: E402
 
 COLUMNS = ["addr", "op", "cpu", "tid", "pid", "ts"]
 
@@ -44,7 +45,7 @@ def measure(pattern, repeat=5):
     ours, c = [], []
     for _ in range(repeat):
         t0 = time.thread_time()
-        status = run_events(*args, 0, n, NEVER, pos, counts, 0)
+        status = run_events(*args, 0, n, NEVER, pos, counts, 0, *hit_scratch())
         ours.append(time.thread_time() - t0)
         if status != 0 or pos[0] != n:
             raise RuntimeError(f"the hits-only stream stopped at {pos[0]} (status {status})")

@@ -2,12 +2,32 @@
 (kernels/events.py), taking page faults as Linux does; a failed allocation OOM-kills."""
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from .constants import NEVER, PAGE_SHIFT, TASK_SIZE
 from .dtypes import EV_DONE, EV_NEED_GROW, EV_SEGV
 from .errors import OutOfMemory, SegmentationFault
 from .kernels.events import run_events
+from .kernels.hits import HIT_CELLS_SHIFT, HIT_TID_LIMIT
+
+_scratch = threading.local()
+
+
+def hit_scratch():
+    """The arrays ``run_events`` counts hits in (kernels/hits.py): by tid, the thread's
+    first counter + 1 (0: not counted here) and its last CPU + 1 (0: none since the last
+    look), and the counters; all 0 between calls. The tid tables are 16 MiB of address
+    space each, of which only the pages holding tids in use are ever touched. Made once
+    per Python thread (a replay on each of several threads has its own), not part of any
+    machine's state (checkpoints and pickles leave it out)."""
+    trio = getattr(_scratch, "trio", None)
+    if trio is None:
+        trio = _scratch.trio = (np.zeros(HIT_TID_LIMIT, np.int32),
+                                np.zeros(HIT_TID_LIMIT, np.int32),
+                                np.zeros(1 << HIT_CELLS_SHIFT, np.int64))
+    return trio
 
 
 class Memory:
@@ -53,7 +73,8 @@ class Memory:
         while True:
             status = run_events(m.st, vmas, m.vma_lo, m.vma_hi, m.tid_keys, m.tid_vals,
                                 addrs, ops, one["cpu"], one["tid"], one["pid"], one["ts"],
-                                start, addrs.size, NEVER, self._pos, m.scratch_counts, 0)
+                                start, addrs.size, NEVER, self._pos, m.scratch_counts, 0,
+                                *hit_scratch())
             start = int(self._pos[0])
             if status != EV_NEED_GROW:
                 break

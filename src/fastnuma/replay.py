@@ -22,6 +22,7 @@ from .dtypes import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW, 
                      EV_OOM, EV_SEGV, EV_TIME, PTRS_PER_PMD, VMA_DTYPE)
 from .errors import TraceError
 from .kernels.events import run_events
+from .memory import hit_scratch
 from .migrate import move_pages_range
 from .report import Report, ReportBuilder  # noqa: F401  (Report: the return type)
 from .trace.reader import DEFAULT_BATCH_ROWS, cut_message, open_trace
@@ -188,7 +189,7 @@ class _Replay:
             vmas, lo, hi, procs = self._vma_spans()
             status = run_events(sim.st, vmas, lo, hi, sim.tid_keys, sim.tid_vals, b.addr,
                                 b.op, b.cpu, b.tid, b.pid, ts, i, stop, stop_ts, self.pos,
-                                sim.access_counts, offset)
+                                sim.access_counts, offset, *hit_scratch())
             self._sync_views(vmas, procs)
             ran = int(self.pos[0]) - i
             i += ran

@@ -15,7 +15,7 @@ which NUMA-balancing ticks are due, a segfault, an OOM, or a table that needs ro
 """
 import numpy as np
 
-from ..constants import OP_WRITE, PAGE_SHIFT, TASK_SIZE
+from ..constants import OP_WRITE, PAGE_SHIFT
 from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_PID, EV_CONTROL,
                       EV_DONE, EV_NEED_GROW, EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME,
                       FRAME_PTE_DIRTY, OPT_MEMORY_TIERING, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA,
@@ -23,7 +23,9 @@ from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_P
                       ROOM_FRAMES, T_ACC_LOCAL, T_ASID, T_CPU, T_PID, T_POLICY, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
-from .state import borrowed, lookup_block
+from .hits import (FAST_READ, FAST_WRITE, HIT_CHUNK, TH_SLOT, TH_TID, flush_hits, hit_chunks,
+                   hit_cpu_bases, new_hit_threads)
+from .state import block_of, borrowed
 from .tiering import lru_touch
 from .vma import access_error, find_vma_in
 
@@ -32,18 +34,11 @@ RUN_RETRY = 64                # present_run tries a run at least once in this ma
 PREFETCH_AHEAD = 16           # events of look-ahead for the PTEs
 RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
                               # overwrite event i's entry before it is used)
-# PMD indices of the user address space (47-bit addresses: 2**26 PMDs); a larger or a
-# negative PMD index is a segfault
-USER_PMD_BITS = (TASK_SIZE.bit_length() - 1) - PAGE_SHIFT - PTRS_PER_PMD_SHIFT
 PTE_INDEX_MASK = PTRS_PER_PMD - 1   # a page's entry in its PMD's PTE block
 NODE_BYTE = 0xFF              # PTE bits 8-15 hold the node + 1 (dtypes.PTE_NODE_SHIFT)
 NODE_IN_FRAME = -2            # pte_node: the PTE caches no node
 TID_HASH_MULT = 0x9E3779B97F4A7C15   # Fibonacci hashing of thread ids (engine.py's table)
 TID_HASH_SHIFT = 40
-# the PTE bits the fast path checks: present and not PROT_NONE; a write also writable
-# and already dirty (else the CPU sets the dirty bit: the general path)
-FAST_READ = PTE_PRESENT | PTE_NUMA
-FAST_WRITE = PTE_PRESENT | PTE_NUMA | PTE_WRITE | PTE_DIRTY
 
 
 @kernel(inline="always")
@@ -97,12 +92,6 @@ def first_at_or_after(ts, start, stop, t):
         else:
             hi = mid
     return lo
-
-
-@kernel(inline="always")
-def block_of(pmd_hash, asid, pmd):
-    """The PTE block of (asid, pmd), -1 when there is none or pmd is outside user space."""
-    return lookup_block(pmd_hash, asid, pmd) if pmd >> USER_PMD_BITS == 0 else np.int64(-1)
 
 
 @kernel(inline="always")
@@ -256,7 +245,7 @@ def present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring, addr, op
 
 @kernel
 def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid, pid, ts,
-               start, stop, stop_ts, pos, counts, ts_offset):
+               start, stop, stop_ts, pos, counts, ts_offset, tid_base, tid_cpu, hit_cells):
     """Run events [start, stop); returns an EV_* status, the index reached in pos[0].
 
     Any per-event column may have one element, which then holds for all (``sim.access``).
@@ -267,6 +256,8 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     but counting starts a ``present_run``, anything else is handled here. Calls and
     StructRef attributes stay in this body, out of inlined helpers, and no array variable
     is reassigned in the loop: either makes Numba count references per event (2-3x slower).
+    When every column is per event (trace replay), plain hits run in ``hits.hit_chunks``
+    (``tid_base``, ``tid_cpu``, ``hit_cells``: ``hits.hit_scratch``), else in ``present_run``.
     """
     vmas = borrowed(vmas)       # the fault path passes it on: no reference counting there
     ptes, frames, pmd_hash, blk_numa = st.ptes, st.frames, st.pmd_hash, st.blk_numa
@@ -279,7 +270,12 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     tier = st.opts[OPT_MEMORY_TIERING] != 0         # every access stamps its frame then
     status, hint, faulted = EV_DONE, np.int64(0), False
     pf_pmd, pf_asid, pf_blk = np.int64(-1), np.int64(-1), np.int64(-1)
-    n_cpus = cpu_node.size
+    n_cpus, n_nodes = cpu_node.size, counts.shape[1]
+    # hits.hit_chunks: this call's thread table (n_rows used, all of process hit_pid)
+    per_event = not (one_op or one_cpu or one_tid or one_pid)
+    thr = new_hit_threads(n_nodes, per_event)
+    cpu_base, pte_at = hit_cpu_bases(cpu_node, n_nodes), np.empty(HIT_CHUNK, np.uint64)
+    n_rows, hit_pid = np.int64(0), np.int64(-1)
     limit = first_at_or_after(ts, start, stop, stop_ts)   # one search, not a check per event
     i = start
     while i < limit:
@@ -328,9 +324,22 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                     lru_touch(st, f)
                 count_accesses(counts, tasks, s, np.int64(cpu_node[c]), node, w, 1)
                 i, faulted = i + 1, False
-                if fast:         # not right after a fault: faults come in streams
-                    i = present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring,
+                j = i
+                if fast and thr.shape[1] > 1 and 0 <= tt < tid_base.size:
+                    if pp != hit_pid:       # the table holds one process's threads
+                        flush_hits(tid_base, hit_cells, thr, n_rows, counts, tasks)
+                        n_rows, hit_pid = np.int64(0), pp
+                    if tid_base[tt] == 0 and n_rows + 1 < thr.shape[1]:
+                        n_rows += 1
+                        tid_base[tt] = (n_rows - 1) * 2 * n_nodes * n_nodes + 1
+                        thr[TH_TID, n_rows], thr[TH_SLOT, n_rows] = tt, s
+                    j = hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, hit_cells,
+                                   thr, cpu_base, pte_at, addr, op, cpu, tid, pid, i, limit,
+                                   asid, pp, n_rows)
+                if fast and j == i:  # not right after a fault: faults come in streams
+                    j = present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring,
                                     addr, op, cpu, tid, pid, i, limit, asid, counts)
+                i = j
                 continue
         v = find_vma_in(vmas, np.int64(vma_lo[asid]), np.int64(vma_hi[asid]), vpn, hint)
         status = (EV_SEGV if v < 0 or access_error(vmas, v, w) else
@@ -344,6 +353,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             break
         faulted = True                  # and the access is retried, as the CPU does; a new
         pf_pmd = np.int64(-1) if ctl[CTL_NBLOCKS] != n_blocks else pf_pmd   # block: look again
+    flush_hits(tid_base, hit_cells, thr, n_rows, counts, tasks)
     if status == EV_DONE and i < stop:
         status = EV_TIME
     pos[0] = i

@@ -13,13 +13,16 @@ from numba.core.datamodel import models
 from numba.extending import NativeValue, box, intrinsic, register_model, unbox
 from numba.experimental import structref
 
-from ..constants import LAST_CPUPID_UNSET
+from ..constants import LAST_CPUPID_UNSET, PAGE_SHIFT, TASK_SIZE
 from ..dtypes import (ASID_SHIFT, PMD_KEY_MASK, C_THP_SPLIT_PAGE, C_THP_SPLIT_PMD, CTL_HCOUNT, CTL_NBLOCKS,
                       CTL_NFRAMES, CTL_NFREE, FRAME_FREE, PTE_HUGE, PTE_NODE_MASK,
                       PTE_NODE_SHIFT, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT)
 from ._jit import kernel
 
 EMPTY = -1                            # a free slot of the PMD hash
+# PMD indices of the user address space (47-bit addresses: 2**26 PMDs); a larger or a
+# negative PMD index is a segfault
+USER_PMD_BITS = (TASK_SIZE.bit_length() - 1) - PAGE_SHIFT - PTRS_PER_PMD_SHIFT
 
 STATE_FIELDS = (
     # page tables and frames (grown by pagetable.PageTable)
@@ -215,6 +218,12 @@ def lookup_block(pmd_hash, asid, pmd):
         if k == EMPTY:
             return np.int64(-1)
         s = (s + 1) & mask
+
+
+@kernel(inline="always")
+def block_of(pmd_hash, asid, pmd):
+    """The PTE block of (asid, pmd), -1 when there is none or pmd is outside user space."""
+    return lookup_block(pmd_hash, asid, pmd) if pmd >> USER_PMD_BITS == 0 else np.int64(-1)
 
 
 @kernel(inline="always")

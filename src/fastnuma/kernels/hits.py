@@ -1,0 +1,142 @@
+"""Plain hits a chunk at a time: the event loop's path for trace replay (issue 13).
+
+Most events of a replay are hits: the page is present, its PTE caches the node, and the
+access needs nothing but counting. ``hit_chunks`` runs them in chunks of HIT_CHUNK events,
+in three passes over each chunk, so that the per-event pass does the least it can:
+
+1. the checks that hold for a whole chunk or not at all, as reductions the compiler turns
+   into vector code: no control op, CPUs in the topology, one process, thread ids in the
+   direct tables' range;
+2. the PTE index of each event (the PMD's block looked up once per PMD) into ``pte_at``,
+   with the PTE prefetched, so that the misses of a random stream overlap;
+3. per event: the thread's counters from a table indexed by tid (no hash, no thread
+   slot), the PTE flags, one counter incremented, the thread's CPU noted.
+
+Anything else ends the pass at that event, and the dispatcher (events.py) takes it. The
+counters (``cells``: thread x CPU node x memory node x read/write; the arrays are
+memory.hit_scratch's) go to the access matrix
+and the threads' local/remote counts when the event loop returns (``flush_hits``), each
+thread's last CPU at the end of every call. Indices are unsigned where the compiler cannot
+tell that they are not negative: a signed index costs a wrap-around test per access and
+keeps the reductions scalar (5-10x slower, measured).
+"""
+import numpy as np
+
+from ..constants import OP_WRITE, PAGE_SHIFT
+from ..dtypes import (PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA, PTE_PRESENT, PTE_WRITE,
+                      PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, T_ACC_LOCAL, T_CPU)
+from ._jit import kernel, prefetch
+from .state import block_of
+
+HIT_CHUNK = 256            # events per chunk (pte_at: 2 KiB, stays in L1)
+HIT_THREADS = 64           # threads one call counts here (more: the dispatcher's way)
+HIT_TID_LIMIT = 1 << 22    # tids below it have entries in the direct tables (pid_max)
+HIT_CELLS_SHIFT = 12       # 4096 counters: thread x CPU node x memory node x read/write
+NO_ROW = -(1 << 40)        # the key base of a CPU on no node: its keys are < 0
+# the PTE bits of a hit: present and not PROT_NONE; a write also writable and already
+# dirty (else the CPU sets the dirty bit: the general path)
+FAST_READ = PTE_PRESENT | PTE_NUMA
+FAST_WRITE = PTE_PRESENT | PTE_NUMA | PTE_WRITE | PTE_DIRTY
+# this call's thread table: a column per thread (column 0 unused), these rows
+TH_TID, TH_SLOT = range(2)
+U_PAGE_SHIFT = np.uint64(PAGE_SHIFT)
+U_PTE_INDEX_MASK = np.uint64(PTRS_PER_PMD - 1)
+U_WRITE_BITS = np.uint64(PTE_WRITE | PTE_DIRTY)
+U_FAST_READ = np.uint64(FAST_READ)
+U_NOT_NUMA = np.uint64(~PTE_NUMA & 0xFFFFFFFF)
+
+@kernel
+def new_hit_threads(n_nodes, enabled):
+    """The call's thread table, empty: room for as many threads as the counters hold
+    (none if not ``enabled``); column r's thread has counters from (r - 1) * 2n^2."""
+    rows = min(HIT_THREADS, (1 << HIT_CELLS_SHIFT) // (2 * n_nodes * n_nodes)) if enabled else 0
+    return np.full((2, rows + 1), -1, np.int64)
+
+
+@kernel
+def hit_cpu_bases(cpu_node, n_nodes):
+    """Each CPU's part of a counter's key (its node times 2 * n_nodes), NO_ROW for a CPU
+    on no node."""
+    base = np.empty(cpu_node.size, np.int64)
+    for c in range(cpu_node.size):
+        base[c] = cpu_node[c] * 2 * n_nodes if cpu_node[c] >= 0 else NO_ROW
+    return base
+
+
+@kernel
+def hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, cells, thr, cpu_base,
+               pte_at, addr, op, cpu, tid, pid, i, limit, asid, pp, n_rows):
+    """Run plain hits from event i of process ``pp`` (address space ``asid``) whose
+    threads are in columns 1..n_rows of ``thr``; returns the first event not run. Columns
+    are per event (one element each)."""
+    n_tids, n_cpus = tid_base.size, cpu_base.size
+    cur_pmd, cur_blk = np.int64(-1), np.int64(-1)
+    while i < limit:
+        e = min(i + HIT_CHUNK, limit)
+        m = e - i
+        a_, o_, c_, t_, p_ = addr[i:e], op[i:e], cpu[i:e], tid[i:e], pid[i:e]
+        o_any, c_lo, c_hi, t_lo, t_hi, p_lo, p_hi = o_[0], c_[0], c_[0], t_[0], t_[0], p_[0], p_[0]
+        for k in range(m):
+            o_any |= o_[k]
+        for k in range(m):
+            c_lo, c_hi = min(c_lo, c_[k]), max(c_hi, c_[k])
+        for k in range(m):
+            t_lo, t_hi = min(t_lo, t_[k]), max(t_hi, t_[k])
+        for k in range(m):
+            p_lo, p_hi = min(p_lo, p_[k]), max(p_hi, p_[k])
+        if (np.int64(o_any) > OP_WRITE or np.int64(c_lo) < 0 or np.int64(c_hi) >= n_cpus
+                or np.int64(t_lo) < 0 or np.int64(t_hi) >= n_tids
+                or np.int64(p_lo) != pp or np.int64(p_hi) != pp):
+            break
+        n_mapped = m                              # events whose PMD has a usable block
+        for k in range(m):
+            vpn = np.uint64(a_[k]) >> U_PAGE_SHIFT
+            pmd = np.int64(vpn >> np.uint64(PTRS_PER_PMD_SHIFT))
+            if pmd != cur_pmd:
+                cur_pmd, cur_blk = pmd, block_of(pmd_hash, asid, pmd)
+                if cur_blk < 0 or blk_numa[cur_blk] != 0:
+                    cur_pmd, n_mapped = np.int64(-1), k
+                    break
+            x = (np.uint64(cur_blk) << np.uint64(PTRS_PER_PMD_SHIFT)) + (vpn & U_PTE_INDEX_MASK)
+            pte_at[k] = x
+            prefetch(ptes, x)
+        n_run = 0
+        for k in range(n_mapped):
+            t, c, w = t_[k], c_[k], np.uint64(o_[k])
+            tb = np.int64(tid_base[t])
+            fl = np.uint64(ptes[pte_at[k]]["flags"])
+            need = U_FAST_READ | (w * U_WRITE_BITS)
+            node = np.int64(fl >> np.uint64(PTE_NODE_SHIFT)) & 0xFF
+            key = tb + cpu_base[c] + 2 * node - 3
+            if (key | (node - 1) | (tb - 1)) < 0 or fl & need != need & U_NOT_NUMA:
+                break
+            cells[np.uint64(key) + w] += 1
+            tid_cpu[t] = np.int32(c) + np.int32(1)
+            n_run = k + 1
+        i += n_run
+        if n_run < m:
+            break
+    for r in range(1, n_rows + 1):             # each thread's CPU, as the loop leaves it
+        t = thr[TH_TID, r]
+        if tid_cpu[t] > 0:
+            tasks[thr[TH_SLOT, r], T_CPU] = tid_cpu[t] - 1
+            tid_cpu[t] = 0
+    return i
+
+
+@kernel
+def flush_hits(tid_base, cells, thr, n_rows, counts, tasks):
+    """Add the counters of threads 1..n_rows of ``thr`` to the access matrix ``counts``
+    and to the threads' local/remote counts, and empty them and ``tid_base``."""
+    n_nodes = counts.shape[1]
+    for r in range(1, n_rows + 1):
+        s, base = thr[TH_SLOT, r], (r - 1) * 2 * n_nodes * n_nodes
+        for cn in range(n_nodes):
+            for node in range(n_nodes):
+                for w in range(2):
+                    key = base + (cn * n_nodes + node) * 2 + w
+                    n = cells[key]
+                    cells[key] = 0
+                    counts[cn, node, w] += n
+                    tasks[s, T_ACC_LOCAL + np.int64(node != cn)] += n
+        tid_base[thr[TH_TID, r]] = 0
