@@ -40,6 +40,7 @@ FAST_WRITE = PTE_PRESENT | PTE_NUMA | PTE_WRITE | PTE_DIRTY
 # this call's thread table: a column per thread (column 0 unused), these rows
 TH_TID, TH_SLOT = range(2)
 U_PAGE_SHIFT = np.uint64(PAGE_SHIFT)
+U_PMD_ADDR_SHIFT = np.uint64(PAGE_SHIFT + PTRS_PER_PMD_SHIFT)
 U_PTE_INDEX_MASK = np.uint64(PTRS_PER_PMD - 1)
 U_WRITE_BITS = np.uint64(PTE_WRITE | PTE_DIRTY)
 U_FAST_READ = np.uint64(FAST_READ)
@@ -88,18 +89,32 @@ def hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, cells, thr, c
                 or np.int64(t_lo) < 0 or np.int64(t_hi) >= n_tids
                 or np.int64(p_lo) != pp or np.int64(p_hi) != pp):
             break
-        n_mapped = m                              # events whose PMD has a usable block
+        pmd_lo, pmd_hi = a_[0] >> U_PMD_ADDR_SHIFT, a_[0] >> U_PMD_ADDR_SHIFT
         for k in range(m):
-            vpn = np.uint64(a_[k]) >> U_PAGE_SHIFT
-            pmd = np.int64(vpn >> np.uint64(PTRS_PER_PMD_SHIFT))
-            if pmd != cur_pmd:
-                cur_pmd, cur_blk = pmd, block_of(pmd_hash, asid, pmd)
-                if cur_blk < 0 or blk_numa[cur_blk] != 0:
-                    cur_pmd, n_mapped = np.int64(-1), k
-                    break
-            x = (np.uint64(cur_blk) << np.uint64(PTRS_PER_PMD_SHIFT)) + (vpn & U_PTE_INDEX_MASK)
-            pte_at[k] = x
-            prefetch(ptes, x)
+            pmd_lo = min(pmd_lo, a_[k] >> U_PMD_ADDR_SHIFT)
+            pmd_hi = max(pmd_hi, a_[k] >> U_PMD_ADDR_SHIFT)
+        b_lo = block_of(pmd_hash, asid, np.int64(pmd_lo))
+        b_hi = block_of(pmd_hash, asid, np.int64(pmd_hi))
+        n_mapped = m                              # events whose PTE index is in pte_at
+        if (pmd_hi - pmd_lo <= 1 and b_lo >= 0 and b_hi >= 0 and blk_numa[b_lo] == 0
+                and blk_numa[b_hi] == 0):         # one or two PMDs: no lookup per event
+            x_lo = np.uint64(b_lo) << np.uint64(PTRS_PER_PMD_SHIFT)
+            x_hi = np.uint64(b_hi) << np.uint64(PTRS_PER_PMD_SHIFT)
+            for k in range(m):
+                x = x_lo if a_[k] >> U_PMD_ADDR_SHIFT == pmd_lo else x_hi
+                pte_at[k] = x + ((np.uint64(a_[k]) >> U_PAGE_SHIFT) & U_PTE_INDEX_MASK)
+        else:                                     # a lookup per PMD, the PTE prefetched
+            for k in range(m):
+                vpn = np.uint64(a_[k]) >> U_PAGE_SHIFT
+                pmd = np.int64(vpn >> np.uint64(PTRS_PER_PMD_SHIFT))
+                if pmd != cur_pmd:
+                    cur_pmd, cur_blk = pmd, block_of(pmd_hash, asid, pmd)
+                    if cur_blk < 0 or blk_numa[cur_blk] != 0:
+                        cur_pmd, n_mapped = np.int64(-1), k
+                        break
+                x = (np.uint64(cur_blk) << np.uint64(PTRS_PER_PMD_SHIFT)) + (vpn & U_PTE_INDEX_MASK)
+                pte_at[k] = x
+                prefetch(ptes, x)
         n_run = 0
         for k in range(n_mapped):
             t, c, w = t_[k], c_[k], np.uint64(o_[k])

@@ -2,9 +2,10 @@
 message. The trace package's own small Numba module (no kernel of the engine), imported
 only by trace/checks.py when Numba is already loaded.
 
-Each scans a chunk branch-free first (the compiler vectorises it) and looks for the row
-only in a chunk that has one: a good trace, the usual case, costs a fraction of a
-nanosecond per row.
+Each scans a chunk branch-free first (the compiler vectorises it: the chunk is a slice
+indexed from 0, so no index can be negative and needs no wrap-around test) and looks for
+the row only in a chunk that has one: a good trace, the usual case, costs a fraction of
+a nanosecond per row.
 """
 import os
 
@@ -22,9 +23,10 @@ def first_decrease(ts, last):
     prev = last
     for c in range(0, ts.size, CHUNK):
         end = min(c + CHUNK, ts.size)
-        bad = ts[c] < prev
-        for i in range(c + 1, end):
-            bad |= ts[i] < ts[i - 1]
+        t = ts[c:end]                 # indices from 0: no wrap-around test per row
+        bad = t[0] < prev
+        for k in range(t.size - 1):
+            bad |= t[k + 1] < t[k]
         if bad:
             p = prev
             for i in range(c, end):
@@ -40,9 +42,10 @@ def first_above(values, limit):
     """Index of the first value above ``limit``, or -1."""
     for c in range(0, values.size, CHUNK):
         end = min(c + CHUNK, values.size)
+        v = values[c:end]
         bad = False
-        for i in range(c, end):
-            bad |= values[i] > limit
+        for k in range(v.size):
+            bad |= v[k] > limit
         if bad:
             for i in range(c, end):
                 if values[i] > limit:
