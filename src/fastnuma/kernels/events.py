@@ -9,9 +9,13 @@ that needs nothing but counting (present, not PROT_NONE, the node cached in the 
 access allowed as it is) starts ``present_run``, which runs such accesses until one is
 not: threads come from a small direct-mapped cache (no branch to mispredict when
 threads interleave), blocks from a look-ahead ring, and the events of one thread on one
-CPU in one PMD run in an inner loop that checks only the PTE. The loop returns to Python
-for what Python owns: a control event, a thread seen for the first time, a time at
-which NUMA-balancing ticks are due, a segfault, an OOM, or a table that needs room.
+CPU in one PMD run in an inner loop that checks only the PTE. When every column is per
+event (trace replay), such accesses run in ``hits.hit_chunks`` instead, a chunk of events
+at a time, and ``present_run`` takes the rest (``sim.access``, chunks of several
+processes, tids beyond the direct table, more threads than its table). The loop returns
+to Python for what Python owns: a control event, a thread seen for the first time, a
+time at which NUMA-balancing ticks are due, a segfault, an OOM, or a table that needs
+room.
 """
 import numpy as np
 
@@ -23,8 +27,8 @@ from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_P
                       ROOM_FRAMES, T_ACC_LOCAL, T_ASID, T_CPU, T_PID, T_POLICY, ZERO_PAGE_NODE)
 from ._jit import kernel, prefetch
 from .fault import handle_mm_fault
-from .hits import (FAST_READ, FAST_WRITE, HIT_CHUNK, TH_SLOT, TH_TID, flush_hits, hit_chunks,
-                   hit_cpu_bases, new_hit_threads)
+from .hits import (FAST_READ, FAST_WRITE, HIT_CHUNK, PMD_CACHE, TH_SLOT, TH_TID, flush_hits,
+                   hit_chunks, hit_cpu_bases, new_hit_threads)
 from .state import block_of, borrowed
 from .tiering import lru_touch
 from .vma import access_error, find_vma_in
@@ -275,6 +279,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     per_event = not (one_op or one_cpu or one_tid or one_pid)
     thr = new_hit_threads(n_nodes, per_event)
     cpu_base, pte_at = hit_cpu_bases(cpu_node, n_nodes), np.empty(HIT_CHUNK, np.uint64)
+    pmd_cache = np.empty((2, PMD_CACHE), np.int64)
     n_rows, hit_pid = np.int64(0), np.int64(-1)
     limit = first_at_or_after(ts, start, stop, stop_ts)   # one search, not a check per event
     i = start
@@ -334,8 +339,8 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                         tid_base[tt] = (n_rows - 1) * 2 * n_nodes * n_nodes + 1
                         thr[TH_TID, n_rows], thr[TH_SLOT, n_rows] = tt, s
                     j = hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, hit_cells,
-                                   thr, cpu_base, pte_at, addr, op, cpu, tid, pid, i, limit,
-                                   asid, pp, n_rows)
+                                   thr, cpu_base, pte_at, pmd_cache, addr, op, cpu, tid, pid,
+                                   i, limit, asid, pp, n_rows)
                 if fast and j == i:  # not right after a fault: faults come in streams
                     j = present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring,
                                     addr, op, cpu, tid, pid, i, limit, asid, counts)

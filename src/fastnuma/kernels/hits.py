@@ -31,6 +31,7 @@ from .state import block_of
 HIT_CHUNK = 256            # events per chunk (pte_at: 2 KiB, stays in L1)
 HIT_THREADS = 64           # threads one call counts here (more: the dispatcher's way)
 HIT_TID_LIMIT = 1 << 22    # tids below it have entries in the direct tables (pid_max)
+PMD_CACHE = 16             # PMDs a call keeps the blocks of (direct-mapped by PMD number)
 HIT_CELLS_SHIFT = 12       # 4096 counters: thread x CPU node x memory node x read/write
 NO_ROW = -(1 << 40)        # the key base of a CPU on no node: its keys are < 0
 # the PTE bits of a hit: present and not PROT_NONE; a write also writable and already
@@ -42,6 +43,7 @@ TH_TID, TH_SLOT = range(2)
 U_PAGE_SHIFT = np.uint64(PAGE_SHIFT)
 U_PMD_ADDR_SHIFT = np.uint64(PAGE_SHIFT + PTRS_PER_PMD_SHIFT)
 U_PTE_INDEX_MASK = np.uint64(PTRS_PER_PMD - 1)
+U_PMD_CACHE_MASK = np.uint64(PMD_CACHE - 1)
 U_WRITE_BITS = np.uint64(PTE_WRITE | PTE_DIRTY)
 U_FAST_READ = np.uint64(FAST_READ)
 U_NOT_NUMA = np.uint64(~PTE_NUMA & 0xFFFFFFFF)
@@ -66,12 +68,13 @@ def hit_cpu_bases(cpu_node, n_nodes):
 
 @kernel
 def hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, cells, thr, cpu_base,
-               pte_at, addr, op, cpu, tid, pid, i, limit, asid, pp, n_rows):
+               pte_at, pmd_cache, addr, op, cpu, tid, pid, i, limit, asid, pp, n_rows):
     """Run plain hits from event i of process ``pp`` (address space ``asid``) whose
     threads are in columns 1..n_rows of ``thr``; returns the first event not run. Columns
     are per event (one element each)."""
     n_tids, n_cpus = tid_base.size, cpu_base.size
-    cur_pmd, cur_blk = np.int64(-1), np.int64(-1)
+    pmd_tag, pmd_blk = pmd_cache[0], pmd_cache[1]
+    pmd_tag[:] = -1               # faults since the last call may have made or cut blocks
     while i < limit:
         e = min(i + HIT_CHUNK, limit)
         m = e - i
@@ -103,16 +106,19 @@ def hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, cells, thr, c
             for k in range(m):
                 x = x_lo if a_[k] >> U_PMD_ADDR_SHIFT == pmd_lo else x_hi
                 pte_at[k] = x + ((np.uint64(a_[k]) >> U_PAGE_SHIFT) & U_PTE_INDEX_MASK)
-        else:                                     # a lookup per PMD, the PTE prefetched
+        else:                   # PMDs from a small cache, else the hash; PTEs prefetched
             for k in range(m):
                 vpn = np.uint64(a_[k]) >> U_PAGE_SHIFT
-                pmd = np.int64(vpn >> np.uint64(PTRS_PER_PMD_SHIFT))
-                if pmd != cur_pmd:
-                    cur_pmd, cur_blk = pmd, block_of(pmd_hash, asid, pmd)
-                    if cur_blk < 0 or blk_numa[cur_blk] != 0:
-                        cur_pmd, n_mapped = np.int64(-1), k
+                pmd = vpn >> np.uint64(PTRS_PER_PMD_SHIFT)
+                e = pmd & U_PMD_CACHE_MASK
+                if pmd_tag[e] != np.int64(pmd):
+                    b = block_of(pmd_hash, asid, np.int64(pmd))
+                    if b < 0 or blk_numa[b] != 0:
+                        n_mapped = k
                         break
-                x = (np.uint64(cur_blk) << np.uint64(PTRS_PER_PMD_SHIFT)) + (vpn & U_PTE_INDEX_MASK)
+                    pmd_tag[e], pmd_blk[e] = np.int64(pmd), b
+                x = ((np.uint64(pmd_blk[e]) << np.uint64(PTRS_PER_PMD_SHIFT))
+                     + (vpn & U_PTE_INDEX_MASK))
                 pte_at[k] = x
                 prefetch(ptes, x)
         n_run = 0
