@@ -5,9 +5,10 @@ events at a time, and counts them in its own table until the event loop returns.
 traces of one or two processes and up to 70 threads (the table holds 64), with tids small
 and above the direct table's range, CPUs on every node, runs of hits longer than a chunk,
 first touches, writes to clean pages, hinting faults after a lazy mbind and processes
-taking turns, replay to the state the same calls reach through the API, on the model and
-on the engine (whose ``access`` calls never take this path). The counters of every thread
-(local, remote, its CPU) and the access matrix are compared after every batch size."""
+taking turns, and one thread alone on one CPU (counted in registers), replay to the state
+the same calls reach through the API, on the model and on the engine (whose ``access``
+calls never take this path). The counters of every thread (local, remote, its CPU) and
+the access matrix are compared, for several batch sizes."""
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -125,10 +126,11 @@ def replay_and_compare(seed, n_threads, n_procs, big_tids, nodes, n_events, batc
     return sim
 
 
-@pytest.mark.parametrize("n_threads, n_procs, big_tids", [(5, 2, False), (70, 1, False),
-                                                          (6, 2, True)])
-def test_replay_of_hits_equals_the_model(n_threads, n_procs, big_tids):
-    sim = replay_and_compare(11, n_threads, n_procs, big_tids, 4, 6000, 1000)
+@pytest.mark.parametrize("n_threads, n_procs, big_tids, nodes", [
+    (5, 2, False, 4), (70, 1, False, 4), (6, 2, True, 4),
+    (1, 1, False, 4), (1, 1, False, 8)])     # one thread: counted in registers up to 4 nodes
+def test_replay_of_hits_equals_the_model(n_threads, n_procs, big_tids, nodes):
+    sim = replay_and_compare(11, n_threads, n_procs, big_tids, nodes, 6000, 1000)
     assert sim.vmstat()["numa_hint_faults"] > 0 and sim.vmstat()["pgfault"] > 0
 
 

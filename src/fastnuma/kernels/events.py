@@ -340,7 +340,7 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                         thr[TH_TID, n_rows], thr[TH_SLOT, n_rows] = tt, s
                     j = hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, hit_cells,
                                    thr, cpu_base, pte_at, pmd_cache, addr, op, cpu, tid, pid,
-                                   i, limit, asid, pp, n_rows)
+                                   i, limit, asid, pp, n_rows, n_nodes)
                 if fast and j == i:  # not right after a fault: faults come in streams
                     j = present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring,
                                     addr, op, cpu, tid, pid, i, limit, asid, counts)

@@ -31,6 +31,8 @@ from .state import block_of
 HIT_CHUNK = 256            # events per chunk (pte_at: 2 KiB, stays in L1)
 HIT_THREADS = 64           # threads one call counts here (more: the dispatcher's way)
 HIT_TID_LIMIT = 1 << 22    # tids below it have entries in the direct tables (pid_max)
+SOLO_NODES = 4             # a chunk of one thread on one CPU counts in registers up to
+                           # this many nodes (4 16-bit fields in 64 bits)
 PMD_CACHE = 16             # PMDs a call keeps the blocks of (direct-mapped by PMD number)
 HIT_CELLS_SHIFT = 12       # 4096 counters: thread x CPU node x memory node x read/write
 NO_ROW = -(1 << 40)        # the key base of a CPU on no node: its keys are < 0
@@ -66,12 +68,24 @@ def hit_cpu_bases(cpu_node, n_nodes):
     return base
 
 
+@kernel(inline="always")
+def hit_node(ptes, x, w):
+    """The node of the page whose PTE is ptes[x] when an access to it (w: 1 a write) is
+    a plain hit (present, not PROT_NONE, the node cached; a write: writable and dirty),
+    else -1."""
+    fl = np.uint64(ptes[x]["flags"])
+    need = U_FAST_READ | (w * U_WRITE_BITS)
+    node = (np.int64(fl >> np.uint64(PTE_NODE_SHIFT)) & 0xFF) - 1
+    return node if fl & need == need & U_NOT_NUMA else np.int64(-1)
+
+
 @kernel
 def hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, cells, thr, cpu_base,
-               pte_at, pmd_cache, addr, op, cpu, tid, pid, i, limit, asid, pp, n_rows):
+               pte_at, pmd_cache, addr, op, cpu, tid, pid, i, limit, asid, pp, n_rows,
+               n_nodes):
     """Run plain hits from event i of process ``pp`` (address space ``asid``) whose
-    threads are in columns 1..n_rows of ``thr``; returns the first event not run. Columns
-    are per event (one element each)."""
+    threads are in columns 1..n_rows of ``thr``, on a machine of ``n_nodes`` nodes;
+    returns the first event not run. Columns are per event (one element each)."""
     n_tids, n_cpus = tid_base.size, cpu_base.size
     pmd_tag, pmd_blk = pmd_cache[0], pmd_cache[1]
     pmd_tag[:] = -1               # faults since the last call may have made or cut blocks
@@ -110,30 +124,50 @@ def hit_chunks(ptes, pmd_hash, blk_numa, tasks, tid_base, tid_cpu, cells, thr, c
             for k in range(m):
                 vpn = np.uint64(a_[k]) >> U_PAGE_SHIFT
                 pmd = vpn >> np.uint64(PTRS_PER_PMD_SHIFT)
-                e = pmd & U_PMD_CACHE_MASK
-                if pmd_tag[e] != np.int64(pmd):
+                slot = pmd & U_PMD_CACHE_MASK
+                if pmd_tag[slot] != np.int64(pmd):
                     b = block_of(pmd_hash, asid, np.int64(pmd))
                     if b < 0 or blk_numa[b] != 0:
                         n_mapped = k
                         break
-                    pmd_tag[e], pmd_blk[e] = np.int64(pmd), b
-                x = ((np.uint64(pmd_blk[e]) << np.uint64(PTRS_PER_PMD_SHIFT))
+                    pmd_tag[slot], pmd_blk[slot] = np.int64(pmd), b
+                x = ((np.uint64(pmd_blk[slot]) << np.uint64(PTRS_PER_PMD_SHIFT))
                      + (vpn & U_PTE_INDEX_MASK))
                 pte_at[k] = x
                 prefetch(ptes, x)
         n_run = 0
-        for k in range(n_mapped):
-            t, c, w = t_[k], c_[k], np.uint64(o_[k])
-            tb = np.int64(tid_base[t])
-            fl = np.uint64(ptes[pte_at[k]]["flags"])
-            need = U_FAST_READ | (w * U_WRITE_BITS)
-            node = np.int64(fl >> np.uint64(PTE_NODE_SHIFT)) & 0xFF
-            key = tb + cpu_base[c] + 2 * node - 3
-            if (key | (node - 1) | (tb - 1)) < 0 or fl & need != need & U_NOT_NUMA:
-                break
-            cells[np.uint64(key) + w] += 1
-            tid_cpu[t] = np.int32(c) + np.int32(1)
-            n_run = k + 1
+        t, c = t_[0], c_[0]
+        tb, cb = np.int64(tid_base[t]), cpu_base[c]
+        if t_lo == t_hi and c_lo == c_hi and n_nodes <= SOLO_NODES and tb > 0 and cb >= 0:
+            # one thread on one CPU: the counts by (node, op) in two registers of 16-bit
+            # fields (an add to one counter in memory per event is a store-to-load chain)
+            reads, writes = np.uint64(0), np.uint64(0)
+            for k in range(n_mapped):
+                w = np.uint64(o_[k])
+                node = hit_node(ptes, pte_at[k], w)
+                if node < 0:
+                    break
+                reads += (np.uint64(1) - w) << np.uint64(16 * node)
+                writes += w << np.uint64(16 * node)
+                n_run = k + 1
+            for node in range(n_nodes):
+                key = np.uint64(tb - 1 + cb + 2 * node)
+                cells[key] += np.int64((reads >> np.uint64(16 * node)) & np.uint64(0xFFFF))
+                cells[key + np.uint64(1)] += np.int64((writes >> np.uint64(16 * node))
+                                                      & np.uint64(0xFFFF))
+            if n_run:
+                tid_cpu[t] = np.int32(c) + np.int32(1)
+        else:
+            for k in range(n_mapped):
+                t, c, w = t_[k], c_[k], np.uint64(o_[k])
+                tb = np.int64(tid_base[t])
+                node = hit_node(ptes, pte_at[k], w)
+                key = tb + cpu_base[c] + 2 * node - 1
+                if (key | node | (tb - 1)) < 0:
+                    break
+                cells[np.uint64(key) + w] += 1
+                tid_cpu[t] = np.int32(c) + np.int32(1)
+                n_run = k + 1
         i += n_run
         if n_run < m:
             break

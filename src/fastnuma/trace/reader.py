@@ -259,9 +259,10 @@ def _checked(sources):
                     raise TraceError("missing required column", path=path, column=name)
             checked.add(path)
         n = batch.num_rows
-        if n > rows.size and not {"ts", "tid"} <= names:
-            rows = np.arange(n, dtype=np.uint64)
-            ts_buf, tid_buf = np.empty(n, np.uint64), np.empty(n, np.uint32)
+        if n > rows.size and "ts" not in names:
+            rows, ts_buf = np.arange(n, dtype=np.uint64), np.empty(n, np.uint64)
+        if n > tid_buf.size and "tid" not in names:
+            tid_buf = np.empty(n, np.uint32)
         cols = {}
         for name, (dtype, _, default) in COLUMNS.items():
             if name in names:
