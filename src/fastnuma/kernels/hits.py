@@ -7,18 +7,20 @@ in three passes over each chunk, so that the per-event pass does the least it ca
 1. the checks that hold for a whole chunk or not at all, as reductions the compiler turns
    into vector code: no control op, CPUs in the topology, one process, thread ids in the
    direct tables' range;
-2. the PTE index of each event (the PMD's block looked up once per PMD) into ``pte_at``,
-   with the PTE prefetched, so that the misses of a random stream overlap;
+2. the PTE index of each event into ``pte_at``: two lookups when the chunk lies in one or
+   two PMDs, else a small PMD cache in front of the hash, with the PTE prefetched, so that
+   the misses of a random stream overlap;
 3. per event: the thread's counters from a table indexed by tid (no hash, no thread
    slot), the PTE flags, one counter incremented, the thread's CPU noted.
 
+A chunk of one thread on one CPU counts in two registers instead (up to SOLO_NODES nodes).
 Anything else ends the pass at that event, and the dispatcher (events.py) takes it. The
 counters (``cells``: thread x CPU node x memory node x read/write; the arrays are
-memory.hit_scratch's) go to the access matrix
-and the threads' local/remote counts when the event loop returns (``flush_hits``), each
-thread's last CPU at the end of every call. Indices are unsigned where the compiler cannot
-tell that they are not negative: a signed index costs a wrap-around test per access and
-keeps the reductions scalar (5-10x slower, measured).
+memory.hit_scratch's) go to the access matrix and the threads' local/remote counts when
+the event loop returns (``flush_hits``), each thread's last CPU at the end of every call.
+Indices are unsigned where the compiler cannot tell that they are not negative: a signed
+index costs a wrap-around test per access and keeps the reductions scalar (5-10x slower,
+measured).
 """
 import numpy as np
 
@@ -49,6 +51,7 @@ U_PMD_CACHE_MASK = np.uint64(PMD_CACHE - 1)
 U_WRITE_BITS = np.uint64(PTE_WRITE | PTE_DIRTY)
 U_FAST_READ = np.uint64(FAST_READ)
 U_NOT_NUMA = np.uint64(~PTE_NUMA & 0xFFFFFFFF)
+
 
 @kernel
 def new_hit_threads(n_nodes, enabled):
