@@ -4,9 +4,11 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
+from . import _numba_inline
 from .cache import cache_enabled
 
 _CACHE = cache_enabled()
+_numba_inline.install()        # inline="always" without a quadratic IR copy
 
 
 def kernel(fn=None, **opts):

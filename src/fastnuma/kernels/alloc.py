@@ -166,7 +166,7 @@ def alloc_pages_mpol(st, pol_id, cpu, ilx, order, thp_may_reclaim):
             return rmqueue_list(st, start, np.uint64(0), order, cpu_nid)
     if order > 0 and ilx != NO_INTERLEAVE_INDEX and (
             mask == 0 or (mask >> np.uint64(start)) & np.uint64(1)):
-        n = alloc_thisnode(st, start, order, cpu_nid)
+        n = alloc_thisnode(st, start, np.int64(order), cpu_nid)   # one compile for all orders
         if n >= 0 or not thp_may_reclaim:
             return n
     return rmqueue_list(st, start, mask, order, cpu_nid)

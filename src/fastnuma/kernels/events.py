@@ -78,7 +78,8 @@ def resolve_thread(cache, tid_keys, tid_vals, tasks, tid, pid):
 def new_thread_cache():
     """An empty (tid, pid, slot) cache: entry e holds tid e + 1, which maps elsewhere."""
     cache = np.full((THREAD_CACHE, 3), -1, np.int64)
-    cache[:, 0] = np.arange(1, THREAD_CACHE + 1)
+    for e in range(THREAD_CACHE):     # a loop: a slice assignment compiles a shape check
+        cache[e, 0] = e + 1           # with its error message (2 s of a cold start)
     return cache
 
 

@@ -143,7 +143,9 @@ def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
 
 
 # Paths a default run never takes, compiled on their first call and not into the fault
-# path (_jit.apart): COW and writes to the zero page, shmem, THP, seed PMD batching
+# path (_jit.apart): COW and writes to the zero page, shmem and its fault-around, THP,
+# seed PMD batching
+do_fault_around_apart = apart(do_fault_around, types.int64)
 do_pmd_numa_page_apart = apart(do_pmd_numa_page, types.none)
 do_wp_page_apart = apart(do_wp_page, types.int64)
 fault_shm_apart = apart(fault_shm, types.int64)
@@ -174,7 +176,7 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
         b = get_block(st, asid, pmd)
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
         if not write:                           # do_read_fault: neighbours first
-            do_fault_around(st, vmas, v, b, vpn)
+            do_fault_around_apart(st, vmas, v, b, vpn)
         if fault_shm_apart(st, vmas, v, pi, vpn, cpu, task_pol, write) != FAULT_OK:
             return FAULT_OOM
         st.blk_used[b] += 1
