@@ -1,8 +1,8 @@
 """Is the Numba cache of the kernels cold? A new user's first simulation compiles every
 kernel on its path (FIRST_RUN_SECONDS, measured: README "Performance"), silently unless
 someone says so: the command line asks here and prints a one-line notice first. Paths a
-default run never takes (COW, shmem, THP, PMD batching, tiering's reclaim) are not on it:
-they compile on their first use (_jit.apart), a few seconds each.
+default run never takes (COW, shmem and its fault-around, THP, PMD batching, tiering's
+reclaim) are not on it: they compile on their first use (_jit.apart), a few seconds each.
 
 Numba writes one index file (``<module>.<function>-<line>.py<ver>.nbi``) per cached
 kernel, beside the source in ``__pycache__`` or under ``$NUMBA_CACHE_DIR`` (in a folder
@@ -18,7 +18,7 @@ DEFAULT_CACHE = os.path.join(KERNELS, "__pycache__")
 WITNESS = ("events.run_events-", ".nbi")       # <prefix><line>.py<ver><suffix>
 #: what the notice says a cold start costs (measured, README "Performance": the first
 #: replay of traces/lazy_4node.arrow)
-FIRST_RUN_SECONDS = "30-45 s on 2 cores"
+FIRST_RUN_SECONDS = "about 20 s on 2 cores"
 
 
 def cache_enabled():
