@@ -5,8 +5,8 @@ deep-copies the callee's IR one block at a time, each with a fresh ``copy.deepco
 Every variable points at the function's ``ir.Scope``, which holds every variable, so each
 block's copy takes a copy of the whole scope with it: the work grows as blocks x
 variables. The fault path inlines a chain of large helpers (do_numa_page ->
-numa_fault_folio -> mpol_misplaced, migrate_misplaced, ...), and this copy was about a
-fifth of a new user's first replay (README "Performance", cold start).
+numa_fault_folio -> mpol_misplaced, migrate_misplaced, ...), and this copy took about a
+sixth of a new user's first replay, 4-5 s (README "Performance", cold start).
 
 :func:`install` makes the blocks copied within one ``inline_ir`` call share one memo per
 scope, so the scope and its variables are copied once, as a copy of the whole function
