@@ -13,6 +13,7 @@ import numpy as np
 
 from ..constants import OP_WRITE
 from ._jit import kernel
+from .events import first_at_or_after
 
 DIRECT_TIDS = 1 << 16
 _HASH = np.uint64(0x9E3779B97F4A7C15)    # Fibonacci hashing of the tid
@@ -49,13 +50,7 @@ def count_events(start, row0, op, cpu, tid, count, reach, cpu_node, ends, N, W, 
     table of large tids must grow first (half full, or the thread arrays full), or
     ``-1 - i`` when row i's CPU is not in ``cpu_node``."""
     mask = keys.size - 1
-    e, hi = 0, ends.size               # the first epoch end above the row, by bisection:
-    while e < hi:                      # np.searchsorted compiles comparisons for every
-        mid = (e + hi) >> 1            # numeric kind (0.4 s of a cold start)
-        if ends[mid] <= row0 + start:
-            e = mid + 1
-        else:
-            hi = mid
+    e = first_at_or_after(ends, 0, ends.size, row0 + start + 1)   # the first end above
     next_end = ends[e] if e < ends.size else _NO_END
     for i in range(start, op.size):
         if row0 + i >= next_end:
