@@ -2,6 +2,7 @@
 reader stopped and its source closed when the consumer leaves early; a replay's error in
 a later batch still leaves the rows before it applied, and no reader thread behind."""
 import threading
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -10,6 +11,7 @@ import pytest
 import fastnuma as fn
 from fastnuma.errors import TraceError
 from fastnuma.trace.readahead import readahead
+from fastnuma.trace.reader import open_trace
 
 
 def _readers():
@@ -67,4 +69,25 @@ def test_replay_error_in_a_later_batch(tmp_path):
     with pytest.raises(TraceError, match="row 2500") as e:
         sim.replay(str(path), batch_rows=1000)
     assert e.value.rows_replayed == 2000
+    assert not _readers()
+
+
+def test_derived_columns_stay_valid_while_the_reader_runs_ahead(tmp_path):
+    """Without ts and tid columns the reader thread writes both (ts = row, tid = cpu) into
+    buffers of its own: the batch the caller holds keeps its values while the reader
+    fills the next ones."""
+    n, rows = 6000, 500
+    cpu = (np.arange(n) % 3).astype(np.uint16)
+    t = pa.table({"addr": np.arange(n, dtype=np.uint64) << np.uint64(12), "cpu": cpu,
+                  "op": np.zeros(n, np.uint8)})
+    path = tmp_path / "t.arrow"
+    with pa.ipc.new_file(path, t.schema) as w:
+        w.write_table(t, max_chunksize=rows)
+    seen = 0
+    for b in open_trace(str(path), batch_rows=rows, read_ahead=True):
+        time.sleep(0.01)             # time for the reader to fill the queue and one more
+        assert np.array_equal(b.ts, np.arange(b.row, b.row + len(b), dtype=np.uint64))
+        assert np.array_equal(b.tid, cpu[b.row:b.row + len(b)])
+        seen += len(b)
+    assert seen == n
     assert not _readers()

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from ..constants import TIME_LIMIT_NS
 from ..errors import TraceError
 from .checks import first_above, first_decrease
-from .readahead import readahead
+from .readahead import DEFAULT_DEPTH, readahead
 from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, checked_column
 
 DEFAULT_BATCH_ROWS = 1 << 20
@@ -223,9 +223,10 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
     """Iterate over the batches of a trace (path, directory, glob, Table or
     RecordBatchReader), checking it as it goes. See the module docstring.
 
-    ``read_ahead``: read (decompress) the next batches on a second thread
-    (trace/readahead.py) while the caller works on this one; the checks stay on the
-    caller's thread. Close the iterator when leaving early (``contextlib.closing``).
+    ``read_ahead``: read (decompress) and check the next batches on a second thread
+    (trace/readahead.py) while the caller works on this one; a batch stays valid until
+    the caller asks for the next, as without. Close the iterator when leaving early
+    (``contextlib.closing``).
 
     ``on_cut(path)``: called when an IPC stream file ends without its end-of-stream
     marker (cut at a batch boundary: the batches read are whole, the rest is missing);
@@ -236,22 +237,33 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
     if on_cut is None:
         on_cut = warn_cut
     sources = _sources(source, batch_rows, on_cut)
-    if read_ahead:
-        sources = readahead(sources)
-    try:
+    if not read_ahead:
         yield from _checked(sources)
+        return
+    batches = readahead(_checked(sources, READ_AHEAD_BUFFERS),
+                        depth=DEFAULT_DEPTH)
+    try:
+        yield from batches
     finally:
-        if read_ahead:
-            sources.close()
+        batches.close()
 
 
-def _checked(sources):
-    """open_trace's batches: ``sources``' (path, record batch) checked as TraceBatch."""
+#: derived-column buffers in turn under read_ahead: the batch the caller holds, the
+#: ``DEFAULT_DEPTH`` queued and the one the reader thread is filling
+READ_AHEAD_BUFFERS = DEFAULT_DEPTH + 2
+
+
+def _checked(sources, buffers=1):
+    """open_trace's batches: ``sources``' (path, record batch) checked as TraceBatch. The
+    derived columns (ts and tid when absent) are written to ``buffers`` sets of buffers
+    used in turn: a batch stays valid while ``buffers - 1`` later ones are made."""
     # buffers of the derived columns, sized by the largest batch seen (not batch_rows: a
     # small trace would pay for 1M-row buffers, ~40 ms per replay)
-    rows = ts_buf = tid_buf = np.empty(0, np.uint64)
+    empty = np.empty(0, np.uint64)
+    rows, ts_bufs, tid_bufs = empty, [empty] * buffers, [empty] * buffers
     row0, last_ts, checked = 0, 0, set()
-    for path, batch in sources:
+    for k, (path, batch) in enumerate(sources):
+        ts_buf, tid_buf = ts_bufs[k % buffers], tid_bufs[k % buffers]
         names = set(batch.schema.names)
         if path not in checked:
             for name in REQUIRED:
@@ -259,10 +271,13 @@ def _checked(sources):
                     raise TraceError("missing required column", path=path, column=name)
             checked.add(path)
         n = batch.num_rows
-        if n > rows.size and "ts" not in names:
-            rows, ts_buf = np.arange(n, dtype=np.uint64), np.empty(n, np.uint64)
+        if "ts" not in names:
+            if n > rows.size:
+                rows = np.arange(n, dtype=np.uint64)
+            if n > ts_buf.size:
+                ts_buf = ts_bufs[k % buffers] = np.empty(n, np.uint64)
         if n > tid_buf.size and "tid" not in names:
-            tid_buf = np.empty(n, np.uint32)
+            tid_buf = tid_bufs[k % buffers] = np.empty(n, np.uint32)
         cols = {}
         for name, (dtype, _, default) in COLUMNS.items():
             if name in names:
