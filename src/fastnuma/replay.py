@@ -21,7 +21,7 @@ from .constants import (MAP_ANONYMOUS, MAP_PRIVATE, NEVER, OP_MADVISE, OP_MBIND,
 from .dtypes import (EV_BAD_CPU, EV_BAD_PID, EV_CONTROL, EV_DONE, EV_NEED_GROW, EV_NEW_THREAD,
                      EV_OOM, EV_SEGV, EV_TIME, PTRS_PER_PMD, VMA_DTYPE)
 from .errors import TraceError
-from .kernels.events import run_events
+from .kernels.events import compile_fault_path_ahead, run_events
 from .memory import hit_scratch
 from .migrate import move_pages_range
 from .report import Report, ReportBuilder  # noqa: F401  (Report: the return type)
@@ -85,6 +85,7 @@ class Replay:
                 resume=resume, on_batch=on_batch)
         run, remap = self.new_run(epoch_events, epoch_ns, strict, task_policy, cpu_map,
                                   heat_buckets, batch_rows)
+        compile_fault_path_ahead(self.m.st)
         try:
             with self.batches(source, batch_rows, strict) as batches:
                 for batch in batches:

@@ -4,7 +4,7 @@ from llvmlite import ir
 from numba.core import cgutils, types
 from numba.extending import intrinsic
 
-from . import _numba_inline
+from . import _background, _numba_inline
 from .cache import cache_enabled
 
 _CACHE = cache_enabled()
@@ -49,7 +49,7 @@ def prefetch(typingctx, arr, idx):
 _APART = {}
 
 
-def apart(disp, restype):
+def apart(disp, restype, background=False):
     """A call to the kernel ``disp`` that does not compile it into its caller.
 
     A kernel compiles with everything it calls: Numba links each callee's code into the
@@ -63,15 +63,23 @@ def apart(disp, restype):
     Numba calls any kernel: same calling convention, exceptions propagated (a failed
     compilation raises its Python exception). ``restype``: the kernel's return type
     (a numba type), checked when it compiles. A cached caller holds the callee's key
-    (module, name, return type): clear the cache after renaming a kernel called apart."""
+    (module, name, return type): clear the cache after renaming a kernel called apart.
+
+    ``background``: when the caller compiles (a cold cache), ``disp`` starts compiling
+    for these argument types in a second process at once (_background.py), and its
+    first call waits for that process and loads the result from the cache. The call's
+    ``compile_ahead(argtys)`` starts it sooner, before the caller compiles."""
     key = f"{disp.py_func.__module__}.{disp.py_func.__qualname__}:{restype}"
     _APART[key] = (disp, restype)
 
     @intrinsic
     def call(typingctx, *args):       # Numba passes the arguments as one tuple
+        if background:
+            _background.start(disp, key, tuple(types.unliteral(a) for a in args))
         return restype(types.StarArgTuple.from_types(args)), _apart_codegen(key, restype)
 
     call.__name__ = call.__qualname__ = f"apart_{disp.py_func.__name__}"
+    call.compile_ahead = lambda argtys: _background.start(disp, key, tuple(argtys))
     return call
 
 
@@ -119,6 +127,7 @@ def _resolve_apart(request):
     """The address of kernel ``key`` compiled (or loaded from the cache) for ``argtys``."""
     key, argtys = request
     disp, restype = _APART[key]
+    _background.wait(key, argtys)            # then compile() finds it in the cache
     disp.compile(argtys)
     cres = disp.overloads[argtys]
     if cres.signature.return_type != restype:

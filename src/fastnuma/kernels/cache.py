@@ -18,7 +18,7 @@ DEFAULT_CACHE = os.path.join(KERNELS, "__pycache__")
 WITNESS = ("events.run_events-", ".nbi")       # <prefix><line>.py<ver><suffix>
 #: what the notice says a cold start costs (measured, README "Performance": the first
 #: replay of traces/lazy_4node.arrow)
-FIRST_RUN_SECONDS = "about 20 s on 2 cores"
+FIRST_RUN_SECONDS = "about 15 s on 2 cores"
 
 
 def cache_enabled():

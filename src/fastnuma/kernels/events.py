@@ -18,14 +18,18 @@ time at which NUMA-balancing ticks are due, a segfault, an OOM, or a table that 
 room.
 """
 import numpy as np
+from numba import typeof
+from numba.core import types
 
 from ..constants import OP_WRITE, PAGE_SHIFT
 from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_PID, EV_CONTROL,
                       EV_DONE, EV_NEED_GROW, EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME,
                       FRAME_PTE_DIRTY, OPT_MEMORY_TIERING, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA,
                       PTE_PRESENT, PTE_WRITE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS,
-                      ROOM_FRAMES, T_ACC_LOCAL, T_ASID, T_CPU, T_PID, T_POLICY, ZERO_PAGE_NODE)
-from ._jit import kernel, prefetch
+                      ROOM_FRAMES, T_ACC_LOCAL, T_ASID, T_CPU, T_PID, T_POLICY, VMA_DTYPE,
+                      ZERO_PAGE_NODE)
+from ._jit import apart, kernel, prefetch
+from .cache import cache_is_cold
 from .fault import handle_mm_fault
 from .hits import (FAST_READ, FAST_WRITE, HIT_CHUNK, PMD_CACHE, TH_SLOT, TH_TID, flush_hits,
                    hit_chunks, hit_cpu_bases, new_hit_threads)
@@ -43,6 +47,21 @@ NODE_BYTE = 0xFF              # PTE bits 8-15 hold the node + 1 (dtypes.PTE_NODE
 NODE_IN_FRAME = -2            # pte_node: the PTE caches no node
 TID_HASH_MULT = 0x9E3779B97F4A7C15   # Fibonacci hashing of thread ids (engine.py's table)
 TID_HASH_SHIFT = 40
+
+#: the fault path, called through a pointer: it compiles on its own, in a second process
+#: while run_events compiles when the cache is cold (_jit.apart, background=True)
+handle_mm_fault_apart = apart(handle_mm_fault, types.int64, background=True)
+
+
+def compile_fault_path_ahead(st):
+    """If run_events is about to compile (a cold cache): start compiling the fault path in
+    a second process for the argument types run_events passes it (the typing of that call
+    would start it too, 5-6 s into run_events' compilation)."""
+    if run_events.overloads or not cache_is_cold():
+        return
+    i64 = types.int64
+    handle_mm_fault_apart.compile_ahead((typeof(st), typeof(np.zeros(0, VMA_DTYPE)), i64, i64,
+                                         i64, i64, i64, i64, i64, types.boolean))
 
 
 @kernel(inline="always")
@@ -354,7 +373,8 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             break
         hint, n_blocks = v, ctl[CTL_NBLOCKS]
         clock[0] = np.int64(ts[0] if one_ts else ts[i]) + ts_offset
-        if handle_mm_fault(st, vmas, v, asid, vpn, b, c, s, tasks[s, T_POLICY], w != 0) < 0:
+        if handle_mm_fault_apart(st, vmas, v, asid, vpn, b, c, s, tasks[s, T_POLICY],
+                                 w != 0) < 0:
             status = EV_OOM
             break
         faulted = True                  # and the access is retried, as the CPU does; a new

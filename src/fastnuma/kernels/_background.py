@@ -1,0 +1,84 @@
+"""Compile a kernel called apart in a second process while this one compiles its caller.
+
+Numba compiles one function at a time per process (one compiler lock), so a cold start
+uses one core of two. The fault path is the largest kernel of a replay (7.6 s of a 21 s
+cold start, README "Performance") and the event loop calls it through a pointer
+(``_jit.apart(handle_mm_fault, ..., background=True)``): when Numba types that call, the
+argument types are known, and ``start`` hands them to a new Python process that compiles
+the kernel into the on-disk cache while this process compiles the event loop. The first
+call of the kernel ``wait``-s for that process and loads the kernel from the cache; if
+the process failed, it compiles here as it would have anyway.
+
+Only with the on-disk cache on (FASTNUMA_NUMBA_CACHE, the one channel between the two
+processes), more than one CPU to run on, and FASTNUMA_BACKGROUND_COMPILE not ``0``. A
+process still compiling when this one exits is stopped.
+"""
+import atexit
+import importlib
+import os
+import pickle
+import subprocess
+import sys
+
+from .cache import cache_enabled
+
+#: (kernel key, argument types) -> the process compiling it
+_RUNNING = {}
+_CHILD_FLAG = "FASTNUMA_BACKGROUND_CHILD"
+#: the child's first lines: the parent's sys.path, then the kernel's module
+_BOOT = ("import pickle, sys; d = pickle.load(sys.stdin.buffer); sys.path[:] = d['path']; "
+         "from fastnuma.kernels._background import child; child(d)")
+
+
+def enabled():
+    """Compile in the background here? (see the module docstring)"""
+    if not cache_enabled() or os.environ.get("FASTNUMA_BACKGROUND_COMPILE", "1") == "0":
+        return False
+    if os.environ.get(_CHILD_FLAG):
+        return False
+    cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else range(os.cpu_count() or 1)
+    return len(cpus) > 1
+
+
+def start(disp, key, argtys):
+    """Start compiling kernel ``disp`` (a module-level dispatcher; ``key``: its _jit.apart
+    key) for ``argtys`` in a second process, unless one already is or background
+    compiling is off."""
+    if (key, argtys) in _RUNNING or not enabled():
+        return
+    try:
+        request = pickle.dumps({"path": list(sys.path), "module": disp.py_func.__module__,
+                                "name": disp.py_func.__qualname__,
+                                "types": pickle.dumps(argtys)})
+        proc = subprocess.Popen([sys.executable, "-c", _BOOT], stdin=subprocess.PIPE,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                env={**os.environ, _CHILD_FLAG: "1"})
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        return                               # compiled here at its first call instead
+    try:
+        proc.stdin.write(request)
+        proc.stdin.close()
+    except OSError:                          # the child died at once: wait() reaps it
+        pass
+    _RUNNING[(key, argtys)] = proc
+
+
+def wait(key, argtys):
+    """Wait for the process compiling ``key`` for ``argtys``, if there is one."""
+    proc = _RUNNING.pop((key, argtys), None)
+    if proc is not None:
+        proc.wait()
+
+
+@atexit.register
+def _stop_all():
+    for proc in _RUNNING.values():
+        proc.kill()
+        proc.wait()
+    _RUNNING.clear()
+
+
+def child(request):
+    """The second process: compile the kernel, which writes it to the on-disk cache."""
+    disp = getattr(importlib.import_module(request["module"]), request["name"])
+    disp.compile(pickle.loads(request["types"]))

@@ -1,0 +1,77 @@
+"""kernels/_background: a kernel called apart with background=True compiles in a second
+process while its caller compiles, and its first call loads it from the on-disk cache;
+with FASTNUMA_BACKGROUND_COMPILE=0, or when that process fails, it compiles here."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fastnuma.kernels import _background
+
+TESTS = Path(__file__).resolve().parent
+SRC = Path(_background.__file__).resolve().parents[2]
+
+SCRIPT = """
+import json
+import numpy as np
+import background_kernels as k
+result = int(k.caller(np.int64(3)))
+print(json.dumps({"result": result, "hits": sum(k.square_plus._cache_hits.values()),
+                  "misses": sum(k.square_plus._cache_misses.values())}))
+"""
+
+two_cpus = pytest.mark.skipif(
+    len(os.sched_getaffinity(0)) < 2 if hasattr(os, "sched_getaffinity") else True,
+    reason="background compiling needs a second CPU")
+
+
+def _run(tmp_path, **env):
+    """SCRIPT in a new process with an empty Numba cache in tmp_path."""
+    full = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), str(SRC)]), **env}
+    full.pop("FASTNUMA_BACKGROUND_CHILD", None)
+    out = subprocess.run([sys.executable, "-c", SCRIPT], env=full, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@two_cpus
+def test_the_second_process_compiles_and_the_first_call_loads_it(tmp_path):
+    got = _run(tmp_path)
+    assert got == {"result": 11, "hits": 1, "misses": 0}
+
+
+def test_turned_off_it_compiles_here(tmp_path):
+    got = _run(tmp_path, FASTNUMA_BACKGROUND_COMPILE="0")
+    assert got == {"result": 11, "hits": 0, "misses": 1}
+
+
+def test_without_the_cache_it_compiles_here(tmp_path):
+    """No cache, no channel between the processes: no second process (Numba's null cache
+    counts a miss)."""
+    got = _run(tmp_path, FASTNUMA_NUMBA_CACHE="0")
+    assert got == {"result": 11, "hits": 0, "misses": 1}
+    assert not list((tmp_path / "cache").rglob("*.nbi"))
+
+
+@two_cpus
+def test_a_failed_second_process_is_waited_for_and_left(monkeypatch):
+    """A child that cannot import the kernel's module exits; wait() returns and the
+    caller compiles as without it."""
+
+    class NoSuchKernel:
+        class py_func:
+            __module__ = "fastnuma_no_such_module"
+            __qualname__ = "nothing"
+
+    monkeypatch.delenv("FASTNUMA_BACKGROUND_CHILD", raising=False)
+    key = ("test-key", ("no", "types"))
+    _background.start(NoSuchKernel, *key)
+    proc = _background._RUNNING[key]
+    _background.wait(*key)
+    assert proc.returncode not in (0, None)
+    assert key not in _background._RUNNING
