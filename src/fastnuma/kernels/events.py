@@ -303,37 +303,40 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
     n_rows, hit_pid = np.int64(0), np.int64(-1)
     limit = first_at_or_after(ts, start, stop, stop_ts)   # one search, not a check per event
     i = start
+    w = tt = pp = s = c = asid = vpn = b = np.int64(-1)
     while i < limit:
-        w = np.int64(op[0] if one_op else op[i])
-        tt, pp = np.int64(tid[0] if one_tid else tid[i]), np.int64(pid[0] if one_pid else pid[i])
-        s = cached_slot(cache, tt, pp)
-        if s < 0 and w <= OP_WRITE:                   # a thread not seen in this call
-            s = resolve_thread(cache, tid_keys, tid_vals, tasks, tt, pp)
-        c = np.int64(cpu[0] if one_cpu else cpu[i])
-        status = event_status(w, s, c >= 0 and c < n_cpus and cpu_node[c] >= 0)
-        if status != EV_DONE:
-            break
-        tasks[s, T_CPU] = c
-        asid = tasks[s, T_ASID]
-        # look-ahead for streams of faults: the PTE PREFETCH_AHEAD events ahead, its block
-        # kept in the ring; the frame half as far (a hinting fault reads it)
-        j = i + PREFETCH_AHEAD
-        if j < limit:
-            vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
-            pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j,
-                                          pf_pmd if asid == pf_asid else np.int64(-1), pf_blk)
-            pf_asid = asid
-            ring[j & (RING - 1), 0], ring[j & (RING - 1), 1], ring[j & (RING - 1), 2] = j, asid, pf_blk
-            if pf_blk >= 0:
-                prefetch(ptes, pte_index(pf_blk, vpn_j))
-        j = i + PREFETCH_AHEAD // 2
-        f = frame_of(ptes, ring, j, asid, np.int64(addr[min(j, limit - 1)]) >> PAGE_SHIFT)
-        if j < limit and f >= 0:
-            prefetch(frames, f)
-        vpn = np.int64(addr[i]) >> PAGE_SHIFT
-        b = ring_block(ring, i, asid)
-        if b < 0:                                       # not looked up, or a fault since
-            b = block_of(pmd_hash, asid, vpn >> PTRS_PER_PMD_SHIFT)    # may have made it
+        if not faulted:       # a new event (the retried access after a fault has it all)
+            w = np.int64(op[0] if one_op else op[i])
+            tt = np.int64(tid[0] if one_tid else tid[i])
+            pp = np.int64(pid[0] if one_pid else pid[i])
+            s = cached_slot(cache, tt, pp)
+            if s < 0 and w <= OP_WRITE:                   # a thread not seen in this call
+                s = resolve_thread(cache, tid_keys, tid_vals, tasks, tt, pp)
+            c = np.int64(cpu[0] if one_cpu else cpu[i])
+            status = event_status(w, s, c >= 0 and c < n_cpus and cpu_node[c] >= 0)
+            if status != EV_DONE:
+                break
+            tasks[s, T_CPU] = c
+            asid = tasks[s, T_ASID]
+            # look-ahead for streams of faults: the PTE PREFETCH_AHEAD events ahead, its
+            # block kept in the ring; the frame half as far (a hinting fault reads it)
+            j = i + PREFETCH_AHEAD
+            if j < limit:
+                vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
+                pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j,
+                                              pf_pmd if asid == pf_asid else np.int64(-1), pf_blk)
+                pf_asid = asid
+                ring[j & (RING - 1), 0], ring[j & (RING - 1), 1], ring[j & (RING - 1), 2] = j, asid, pf_blk
+                if pf_blk >= 0:
+                    prefetch(ptes, pte_index(pf_blk, vpn_j))
+            j = i + PREFETCH_AHEAD // 2
+            f = frame_of(ptes, ring, j, asid, np.int64(addr[min(j, limit - 1)]) >> PAGE_SHIFT)
+            if j < limit and f >= 0:
+                prefetch(frames, f)
+            vpn = np.int64(addr[i]) >> PAGE_SHIFT
+            b = ring_block(ring, i, asid)
+            if b < 0:                                   # not looked up, or a fault since
+                b = block_of(pmd_hash, asid, vpn >> PTRS_PER_PMD_SHIFT)   # may have made it
         if b >= 0 and blk_numa[b] == 0:
             pi = pte_index(b, vpn)
             fl, f = ptes[pi]["flags"], np.int64(ptes[pi]["frame"])
@@ -373,8 +376,8 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             break
         hint, n_blocks = v, ctl[CTL_NBLOCKS]
         clock[0] = np.int64(ts[0] if one_ts else ts[i]) + ts_offset
-        if handle_mm_fault_apart(st, vmas, v, asid, vpn, b, c, s, tasks[s, T_POLICY],
-                                 w != 0) < 0:
+        b = handle_mm_fault_apart(st, vmas, v, asid, vpn, b, c, s, tasks[s, T_POLICY], w != 0)
+        if b < 0:
             status = EV_OOM
             break
         faulted = True                  # and the access is retried, as the CPU does; a new
