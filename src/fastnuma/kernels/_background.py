@@ -2,15 +2,15 @@
 
 Numba compiles one function at a time per process (one compiler lock), so a cold start
 uses one core of two. The fault path is the largest kernel of a replay (7.6 s of a 21 s
-cold start, README "Performance") and the event loop calls it through a pointer
-(``_jit.apart(handle_mm_fault, ..., background=True)``): when Numba types that call, the
-argument types are known, and ``start`` hands them to a new Python process that compiles
-the kernel into the on-disk cache while this process compiles the event loop (a replay
-starts it sooner, from the types it will pass: ``events.compile_fault_path_ahead``). The
-first call of the kernel ``wait``-s for that process and loads the kernel from the cache;
-if the process failed, it compiles here as it would have anyway. The first replay of
-traces/lazy_4node.arrow took 11.4-13.7 s with it and 19.7-20.9 s without (alternated,
-2026-12-07).
+cold start: benchmarks/README.md, "2026-12-07, fourth") and the event loop calls it
+through a pointer (``_jit.apart(handle_mm_fault, ..., background=True)``): when Numba
+types that call, the argument types are known, and ``start`` hands them to a new Python
+process that compiles the kernel into the on-disk cache while this process compiles the
+event loop (a replay starts it sooner, from the types it will pass:
+``events.compile_fault_path_ahead``). The first call of the kernel ``wait``-s for that
+process and loads the kernel from the cache; if the process failed, it compiles here as
+it would have anyway. The first replay of traces/lazy_4node.arrow took 11.4-13.7 s with
+it and 19.7-20.9 s without (alternated, 2026-12-07).
 
 Only with the on-disk cache on (FASTNUMA_NUMBA_CACHE, the one channel between the two
 processes), more than one CPU to run on, and FASTNUMA_BACKGROUND_COMPILE not ``0``. A

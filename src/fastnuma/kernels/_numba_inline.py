@@ -6,7 +6,7 @@ Every variable points at the function's ``ir.Scope``, which holds every variable
 block's copy takes a copy of the whole scope with it: the work grows as blocks x
 variables. The fault path inlines a chain of large helpers (do_numa_page ->
 numa_fault_folio -> mpol_misplaced, migrate_misplaced, ...), and this copy took about a
-sixth of a new user's first replay, 4-5 s (README "Performance", cold start).
+sixth of a new user's first replay, 4-5 s (benchmarks/README.md, "2026-12-07, fourth").
 
 :func:`install` makes the blocks copied within one ``inline_ir`` call share one memo per
 scope, so the scope and its variables are copied once, as a copy of the whole function
