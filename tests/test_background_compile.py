@@ -69,9 +69,44 @@ def test_a_failed_second_process_is_waited_for_and_left(monkeypatch):
             __qualname__ = "nothing"
 
     monkeypatch.delenv("FASTNUMA_BACKGROUND_CHILD", raising=False)
+    monkeypatch.setattr(_background, "on_disk", lambda disp: False)
     key = ("test-key", ("no", "types"))
     _background.start(NoSuchKernel, *key)
     proc = _background._RUNNING[key]
     _background.wait(*key)
     assert proc.returncode not in (0, None)
     assert key not in _background._RUNNING
+
+
+ATTEMPTS = """
+import json
+from numba.core import types
+import background_kernels as k
+from fastnuma.kernels import _background
+attempts = []
+def popen(*args, **kwargs):
+    attempts.append(args)
+    raise OSError("not started in this test")
+_background.subprocess.Popen = popen
+_background.start(k.square_plus, "test-key", (types.int64, types.int64))
+print(json.dumps({"attempts": len(attempts), "on_disk": _background.on_disk(k.square_plus)}))
+"""
+
+
+@two_cpus
+def test_nothing_starts_for_a_kernel_in_the_cache(tmp_path):
+    """Once the kernel is in the cache (a first run compiled it), start() does not start a
+    process: the first call will load it."""
+    full = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), str(SRC)])}
+    full.pop("FASTNUMA_BACKGROUND_CHILD", None)
+
+    def attempts():
+        out = subprocess.run([sys.executable, "-c", ATTEMPTS], env=full, capture_output=True,
+                             text=True, timeout=300)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    assert attempts() == {"attempts": 1, "on_disk": False}
+    _run(tmp_path, FASTNUMA_BACKGROUND_COMPILE="0")             # compiles and caches it
+    assert attempts() == {"attempts": 0, "on_disk": True}

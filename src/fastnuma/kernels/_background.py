@@ -44,11 +44,21 @@ def enabled():
     return (os.cpu_count() or 1) > 1
 
 
+def on_disk(disp):
+    """Has Numba's on-disk cache an index for kernel ``disp`` (where Numba itself looks:
+    beside the source, $NUMBA_CACHE_DIR, or its user-wide fallback)? Then it loads,
+    rather than compiles, and there is nothing to start. True when it cannot tell."""
+    try:
+        return os.path.exists(disp._cache._cache_file._index_path)
+    except AttributeError:                   # another Numba's cache layout
+        return True
+
+
 def start(disp, key, argtys):
     """Start compiling kernel ``disp`` (a module-level dispatcher; ``key``: its _jit.apart
     key) for ``argtys`` in a second process, unless one already is or background
     compiling is off."""
-    if (key, argtys) in _RUNNING or not enabled():
+    if (key, argtys) in _RUNNING or not enabled() or on_disk(disp):
         return
     try:
         request = pickle.dumps({"path": list(sys.path), "module": disp.py_func.__module__,

@@ -56,7 +56,8 @@ handle_mm_fault_apart = apart(handle_mm_fault, types.int64, background=True)
 def compile_fault_path_ahead(st):
     """If run_events is about to compile (a cold cache): start compiling the fault path in
     a second process for the argument types run_events passes it (the typing of that call
-    would start it too, 5-6 s into run_events' compilation)."""
+    would start it too, 5-6 s into run_events' compilation; _background.start does
+    nothing when the fault path is in the cache)."""
     if run_events.overloads or not cache_is_cold():
         return
     i64 = types.int64
