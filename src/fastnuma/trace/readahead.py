@@ -3,14 +3,14 @@ replays (open_trace(..., read_ahead=True)).
 
 Reading is most of a long replay's work on a compressed file: decompressing an lz4 IPC
 file costs more than replaying its events (15.5 s of 1 billion sequential events, against
-about 6 s of event loop, 2026-12-07). pyarrow decompresses, and the kernels replay, with the GIL
-released, so on two cores the two overlap. open_trace's checks and derived columns run
-on the reader thread too: on an uncompressed file (a converted lackey trace) they are
-most of what the replaying thread would do besides its event loop (xz's trace: 72 ->
-55 ms, against C's 46 ms); on a compressed one they lengthen the reader's part, which
-sets the pace (1 billion sequential events: 19-25 s, against 18.6-20.5 s with the
-checks on the replaying thread). The reader runs ``depth`` batches ahead at most, so memory
-stays that of a few batches.
+about 6 s of event loop, 2026-12-07). pyarrow decompresses, and the kernels replay, with
+the GIL released, so on two cores the two overlap. open_trace's checks and derived
+columns run on the reader thread too: on an uncompressed file (a converted lackey trace)
+they are most of what the replaying thread would do besides its event loop (xz's trace:
+72 -> 55 ms, against C's 46 ms); on a compressed one they lengthen the reader's part,
+which sets the pace (1 billion sequential events: 19-25 s, against 18.6-20.5 s with the
+checks on the replaying thread). The reader runs ``depth`` batches ahead at most, so
+memory stays that of a few batches.
 
 Errors keep their place: an error met while reading batch k+1 is raised by the ``next()``
 that asks for batch k+1, after batch k has replayed, as it would be without readahead

@@ -240,8 +240,7 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
     if not read_ahead:
         yield from _checked(sources)
         return
-    batches = readahead(_checked(sources, READ_AHEAD_BUFFERS),
-                        depth=DEFAULT_DEPTH)
+    batches = readahead(_checked(sources, READ_AHEAD_BUFFERS), depth=DEFAULT_DEPTH)
     try:
         yield from batches
     finally:
