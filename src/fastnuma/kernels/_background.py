@@ -23,6 +23,8 @@ import pickle
 import subprocess
 import sys
 
+from numba.core.caching import FunctionCache
+
 from .cache import cache_enabled
 
 #: (kernel key, argument types) -> the process compiling it
@@ -45,12 +47,16 @@ def enabled():
 
 
 def on_disk(disp):
-    """Has Numba's on-disk cache an index for kernel ``disp`` (where Numba itself looks:
-    beside the source, $NUMBA_CACHE_DIR, or its user-wide fallback)? Then it loads,
-    rather than compiles, and there is nothing to start. True when it cannot tell."""
+    """Has Numba's on-disk cache an index for kernel ``disp``, where Numba itself looks
+    (beside the source, $NUMBA_CACHE_DIR, or its user-wide fallback; index files are
+    named ``<module>.<function>-<line>.py<ver>.nbi``, as cache.py reads them)? Then it
+    loads rather than compiles, and there is nothing to start. True when it cannot tell."""
+    func = disp.py_func
+    prefix = f"{func.__module__.rsplit('.', 1)[-1]}.{func.__qualname__}-"
     try:
-        return os.path.exists(disp._cache._cache_file._index_path)
-    except AttributeError:                   # another Numba's cache layout
+        where = FunctionCache(func).cache_path
+        return any(f.startswith(prefix) and f.endswith(".nbi") for f in os.listdir(where))
+    except (OSError, RuntimeError):          # no cache folder, or no place for one
         return True
 
 
