@@ -28,15 +28,27 @@ two_cpus = pytest.mark.skipif(
     reason="background compiling needs a second CPU")
 
 
-def _run(tmp_path, **env):
-    """SCRIPT in a new process with an empty Numba cache in tmp_path."""
-    full = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
-            "PYTHONPATH": os.pathsep.join([str(TESTS), str(SRC)]), **env}
-    full.pop("FASTNUMA_BACKGROUND_CHILD", None)
-    out = subprocess.run([sys.executable, "-c", SCRIPT], env=full, capture_output=True,
+def _env(tmp_path, **extra):
+    """A new process's environment: the Numba cache in tmp_path, the tests folder on the
+    path, and none of the switches of the process running the tests (only ``extra``)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("FASTNUMA_BACKGROUND_CHILD", "FASTNUMA_BACKGROUND_COMPILE",
+                        "FASTNUMA_NUMBA_CACHE")}
+    return {**env, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
+            "PYTHONPATH": os.pathsep.join([str(TESTS), str(SRC)]), **extra}
+
+
+def _json_of(script, env):
+    """The last line ``script`` prints in a new process, as JSON."""
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _run(tmp_path, **env):
+    """SCRIPT in a new process with an empty Numba cache in tmp_path."""
+    return _json_of(SCRIPT, _env(tmp_path, **env))
 
 
 @two_cpus
@@ -58,7 +70,6 @@ def test_without_the_cache_it_compiles_here(tmp_path):
     assert not list((tmp_path / "cache").rglob("*.nbi"))
 
 
-@two_cpus
 def test_a_failed_second_process_is_waited_for_and_left(monkeypatch):
     """A child that cannot import the kernel's module exits; wait() returns and the
     caller compiles as without it."""
@@ -68,7 +79,7 @@ def test_a_failed_second_process_is_waited_for_and_left(monkeypatch):
             __module__ = "fastnuma_no_such_module"
             __qualname__ = "nothing"
 
-    monkeypatch.delenv("FASTNUMA_BACKGROUND_CHILD", raising=False)
+    monkeypatch.setattr(_background, "enabled", lambda: True)
     monkeypatch.setattr(_background, "on_disk", lambda disp: False)
     key = ("test-key", ("no", "types"))
     _background.start(NoSuchKernel, *key)
@@ -97,16 +108,18 @@ print(json.dumps({"attempts": len(attempts), "on_disk": _background.on_disk(k.sq
 def test_nothing_starts_for_a_kernel_in_the_cache(tmp_path):
     """Once the kernel is in the cache (a first run compiled it), start() does not start a
     process: the first call will load it."""
-    full = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"),
-            "PYTHONPATH": os.pathsep.join([str(TESTS), str(SRC)])}
-    full.pop("FASTNUMA_BACKGROUND_CHILD", None)
-
-    def attempts():
-        out = subprocess.run([sys.executable, "-c", ATTEMPTS], env=full, capture_output=True,
-                             text=True, timeout=300)
-        assert out.returncode == 0, out.stderr
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    assert attempts() == {"attempts": 1, "on_disk": False}
+    assert _json_of(ATTEMPTS, _env(tmp_path)) == {"attempts": 1, "on_disk": False}
     _run(tmp_path, FASTNUMA_BACKGROUND_COMPILE="0")             # compiles and caches it
-    assert attempts() == {"attempts": 0, "on_disk": True}
+    assert _json_of(ATTEMPTS, _env(tmp_path)) == {"attempts": 0, "on_disk": True}
+
+
+def test_the_types_started_ahead_are_the_event_loops():
+    """compile_fault_path_ahead starts the fault path for the types run_events calls it
+    with (else the second process would compile a signature nobody calls)."""
+    import fastnuma as fn
+    from fastnuma.kernels.events import fault_path_types
+    from fastnuma.kernels.fault import handle_mm_fault
+    sim = fn.Simulator(fn.Topology.uniform(nodes=4, cpus_per_node=4, pages_per_node=256))
+    report = sim.replay(str(TESTS.parent / "traces" / "lazy_4node.arrow"))
+    assert report.vmstat["numa_hint_faults"] == 512            # the fault path ran
+    assert fault_path_types(sim.st) in handle_mm_fault.signatures

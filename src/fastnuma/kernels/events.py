@@ -53,16 +53,21 @@ TID_HASH_SHIFT = 40
 handle_mm_fault_apart = apart(handle_mm_fault, types.int64, background=True)
 
 
+def fault_path_types(st):
+    """The argument types of run_events' call of the fault path (vmas: VMA rows; v, asid,
+    vpn, b, cpu, slot, the task's policy: int64; write: a boolean)."""
+    i64 = types.int64
+    return (typeof(st), typeof(np.zeros(0, VMA_DTYPE)), i64, i64, i64, i64, i64, i64, i64,
+            types.boolean)
+
+
 def compile_fault_path_ahead(st):
     """If run_events is about to compile (a cold cache): start compiling the fault path in
     a second process for the argument types run_events passes it (the typing of that call
     would start it too, 5-6 s into run_events' compilation; _background.start does
     nothing when the fault path is in the cache)."""
-    if run_events.overloads or not cache_is_cold():
-        return
-    i64 = types.int64
-    handle_mm_fault_apart.compile_ahead((typeof(st), typeof(np.zeros(0, VMA_DTYPE)), i64, i64,
-                                         i64, i64, i64, i64, i64, types.boolean))
+    if not run_events.overloads and cache_is_cold():
+        handle_mm_fault_apart.compile_ahead(fault_path_types(st))
 
 
 @kernel(inline="always")
