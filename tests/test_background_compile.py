@@ -113,13 +113,16 @@ def test_nothing_starts_for_a_kernel_in_the_cache(tmp_path):
     assert _json_of(ATTEMPTS, _env(tmp_path)) == {"attempts": 0, "on_disk": True}
 
 
-def test_the_types_started_ahead_are_the_event_loops():
-    """compile_fault_path_ahead starts the fault path for the types run_events calls it
-    with (else the second process would compile a signature nobody calls)."""
+def test_the_types_started_ahead_are_the_event_loops(monkeypatch):
+    """The replay starts the fault path for the types run_events calls it with (else the
+    second process would compile a signature nobody calls)."""
     import fastnuma as fn
-    from fastnuma.kernels.events import fault_path_types
-    from fastnuma.kernels.fault import handle_mm_fault
+    from fastnuma import replay
+    from fastnuma.kernels.fault_stream import fault_path_types, fault_stream
+    started = []
+    monkeypatch.setattr(replay, "compile_fault_path_ahead",
+                        lambda st, columns: started.append(fault_path_types(st, columns)))
     sim = fn.Simulator(fn.Topology.uniform(nodes=4, cpus_per_node=4, pages_per_node=256))
     report = sim.replay(str(TESTS.parent / "traces" / "lazy_4node.arrow"))
     assert report.vmstat["numa_hint_faults"] == 512            # the fault path ran
-    assert fault_path_types(sim.st) in handle_mm_fault.signatures
+    assert started and all(t in fault_stream.signatures for t in started)

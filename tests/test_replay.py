@@ -104,13 +104,18 @@ def test_batch_size_does_not_matter(lazy_table, batch_rows):
     assert got == ref
 
 
-def random_program(seed, n=1500, bursts=False):
+def random_program(seed, n=1500, bursts=False, streams=False):
     """A random trace: two threads on random CPUs reading and writing 256 pages, an
     interleave mbind, a lazy mbind halfway, time passing (NUMA scans with small knobs).
     ``bursts``: events come in bursts of up to 40 by one thread on one CPU, over pages
     in order or at random, so that the event loop's runs (kernels/events.py) start and
-    end in every way: a node or op change, a write to a clean page, a marked PTE."""
+    end in every way: a node or op change, a write to a clean page, a marked PTE.
+    ``streams``: bursts of up to 120 pages in order, and the lazy mbind every 200 events,
+    so that streams of hinting faults (kernels/fault_stream.py) start and end in every
+    way: another thread or CPU, a page already unmarked, the end of the mapping, a
+    scanner tick or the end of a batch."""
     rng = np.random.default_rng(seed)
+    longest, in_order = (120, 1.0) if streams else (40, 0.5)
     ev = [dict(op=fn.OP_MMAP, addr=BASE, len=256 * 4096, flags=MAPF, tid=1, pid=1),
           dict(op=fn.OP_SCHED, cpu=3, tid=2, pid=1),
           dict(op=fn.OP_MBIND, addr=BASE, len=64 * 4096, mode=fn.MPOL_INTERLEAVE,
@@ -124,14 +129,14 @@ def random_program(seed, n=1500, bursts=False):
         else:
             if not burst:
                 tid, cpu = int(rng.integers(1, 3)), int(rng.integers(0, 8))
-                size = int(rng.integers(1, 41))
+                size = int(rng.integers(1, longest + 1))
                 pages = ((int(rng.integers(0, 256)) + np.arange(size)) % 256
-                         if rng.random() < 0.5 else rng.integers(0, 256, size))
+                         if rng.random() < in_order else rng.integers(0, 256, size))
                 writes = rng.random() * (rng.random() < 0.7)    # some bursts only read
                 burst = [(int(pg), int(rng.random() < writes), tid, cpu) for pg in pages]
             page, op, tid, cpu = burst.pop(0)
             ev.append(dict(op=op, addr=BASE + page * 4096, cpu=cpu, tid=tid, pid=1))
-        if k == n // 2:
+        if k == n // 2 or (streams and k % 200 == 199):
             ev.append(dict(op=fn.OP_MBIND, addr=BASE, len=256 * 4096, mode=fn.MPOL_LOCAL,
                            flags=fn.MPOL_MF_MOVE | fn.MPOL_MF_LAZY, tid=2, pid=1))
     ts = np.sort(rng.integers(0, 400_000_000, len(ev)))
@@ -154,6 +159,7 @@ def drive(machine, ev):
         machine.advance(e["ts"] - now)
         now = e["ts"]
         if e["op"] == fn.OP_MBIND:
+            machine.sched(e["tid"], e.get("cpu", 0))     # a thread's CPU is its latest event's
             machine.mbind(pid, BASE, 256 * 4096, fn.MPOL_LOCAL, None,
                           fn.MPOL_MF_MOVE | fn.MPOL_MF_LAZY, tid=2)
             continue
@@ -165,17 +171,18 @@ KNOBS = dict(numa_balancing=1, numa_balancing_scan_delay_ms=50,
              numa_balancing_scan_period_min_ms=20, numa_balancing_scan_size_mb=1)
 
 
-@pytest.mark.parametrize("seed, bursts", [(1, False), (2, False), (3, False), (4, True),
-                                          (5, True), (6, True)])
-def test_replay_equals_the_api_and_the_model_call_by_call(seed, bursts, make):
-    ev = random_program(seed, bursts=bursts)
+@pytest.mark.parametrize("seed, bursts, streams", [
+    (1, False, False), (2, False, False), (3, False, False), (4, True, False),
+    (5, True, False), (6, True, False), (7, True, True), (8, True, True)])
+def test_replay_equals_the_api_and_the_model_call_by_call(seed, bursts, streams, make):
+    ev = random_program(seed, bursts=bursts, streams=streams)
     sim = fn.Simulator(topo(), **KNOBS)
     sim.replay(table(ev), batch_rows=97)
     other = make(dict(node_pages=[1 << 14] * 4, node_cpus=[[0, 1], [2, 3], [4, 5], [6, 7]]),
                  **KNOBS)
     drive(other, ev)
     assert sim.vmstat() == other.vmstat()
-    assert sim.vmstat()["numa_hint_faults"] > 0
+    assert sim.vmstat()["numa_hint_faults"] > (500 if streams else 0)
     assert list(sim.page_nodes(1, BASE, 256 * 4096)) == list(other.page_nodes(1, BASE,
                                                                             256 * 4096))
     assert sim.numa_maps(1) == other.numa_maps(1)

@@ -85,7 +85,6 @@ class Replay:
                 resume=resume, on_batch=on_batch)
         run, remap = self.new_run(epoch_events, epoch_ns, strict, task_policy, cpu_map,
                                   heat_buckets, batch_rows)
-        compile_fault_path_ahead(self.m.st)
         try:
             with self.batches(source, batch_rows, strict) as batches:
                 for batch in batches:
@@ -183,6 +182,7 @@ class _Replay:
                              f"{self.ts_base})", path=b.path, column="ts", row=b.row + k,
                              value=int(b.ts[k]))
         ts = b.ts.view(np.int64)
+        compile_fault_path_ahead(sim.st, (b.addr, b.op, b.cpu, b.tid, b.pid, ts))
         i = 0
         while i < n:
             stop = min(n, self.next_epoch_row - b.row)

@@ -3,7 +3,7 @@
 Numba compiles one function at a time per process (one compiler lock), so a cold start
 uses one core of two. The fault path is the largest kernel of a replay (7.6 s of a 21 s
 cold start: benchmarks/README.md, "2026-12-07, fourth") and the event loop calls it
-through a pointer (``_jit.apart(handle_mm_fault, ..., background=True)``): when Numba
+through a pointer (``_jit.apart(fault_stream, ..., background=True)``): when Numba
 types that call, the argument types are known, and ``start`` hands them to a new Python
 process that compiles the kernel into the on-disk cache while this process compiles the
 event loop (a replay starts it sooner, from the types it will pass:

@@ -64,7 +64,7 @@ def rmqueue_list(st, start, mask, order, cpu_nid):
     return n
 
 
-@kernel
+@kernel(inline="always")
 def alloc_thisnode(st, nid, order, cpu_nid):
     """__GFP_THISNODE: node ``nid`` only, no fallback (move_pages, migrate_pages, THP try)."""
     if nid < 0 or st.fallback[nid, 0] != nid:

@@ -4,7 +4,8 @@ against the page tables. ``sim.access`` and trace replay both use it.
 ``run_events`` dispatches event by event: it checks the event (control op, thread, pid,
 CPU), looks ahead for streams of faults, and takes what is not a plain hit the general
 way: the node from the frame, the dirty bit set by the CPU, the tiering LRU stamp, or a
-fault (fault.py, numa.py) after which the access is retried, as the CPU does. An access
+fault (fault_stream.py: a stream of hinting faults is taken there whole, any other fault
+by fault.py, after which the access is retried, as the CPU does). An access
 that needs nothing but counting (present, not PROT_NONE, the node cached in the PTE, the
 access allowed as it is) starts ``present_run``, which runs such accesses until one is
 not: threads come from a small direct-mapped cache (no branch to mispredict when
@@ -18,56 +19,28 @@ time at which NUMA-balancing ticks are due, a segfault, an OOM, or a table that 
 room.
 """
 import numpy as np
-from numba import typeof
-from numba.core import types
 
 from ..constants import OP_WRITE, PAGE_SHIFT
 from ..dtypes import (CTL_HCOUNT, CTL_NBLOCKS, CTL_NFRAMES, EV_BAD_CPU, EV_BAD_PID, EV_CONTROL,
                       EV_DONE, EV_NEED_GROW, EV_NEW_THREAD, EV_OOM, EV_SEGV, EV_TIME,
-                      FRAME_PTE_DIRTY, OPT_MEMORY_TIERING, PTE_DIRTY, PTE_NODE_SHIFT, PTE_NUMA,
-                      PTE_PRESENT, PTE_WRITE, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS,
-                      ROOM_FRAMES, T_ACC_LOCAL, T_ASID, T_CPU, T_PID, T_POLICY, VMA_DTYPE,
-                      ZERO_PAGE_NODE)
-from ._jit import apart, kernel, prefetch
+                      OPT_MEMORY_TIERING, PTRS_PER_PMD_SHIFT, ROOM_BLOCKS, ROOM_FRAMES, T_ASID,
+                      T_CPU, T_PID, T_POLICY)
+from ._jit import kernel, prefetch
+from .access import (PREFETCH_AHEAD, RING, access_node, cached_block, count_accesses,
+                     fast_node, look_ahead, pte_index, ring_block, set_dirty)
+from .borrowed import borrowed
 from .cache import cache_is_cold
-from .fault import handle_mm_fault
-from .hits import (FAST_READ, FAST_WRITE, HIT_CHUNK, PMD_CACHE, TH_SLOT, TH_TID, flush_hits,
-                   hit_chunks, hit_cpu_bases, new_hit_threads)
-from .state import block_of, borrowed
+from .fault_stream import fault_path_types, fault_stream_apart
+from .hits import (HIT_CHUNK, PMD_CACHE, TH_SLOT, TH_TID, flush_hits, hit_chunks,
+                   hit_cpu_bases, new_hit_threads)
+from .state import block_of
 from .tiering import lru_touch
 from .vma import access_error, find_vma_in
 
 THREAD_CACHE = 64             # entries of the (tid, pid) -> slot cache
 RUN_RETRY = 64                # present_run tries a run at least once in this many events
-PREFETCH_AHEAD = 16           # events of look-ahead for the PTEs
-RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
-                              # overwrite event i's entry before it is used)
-PTE_INDEX_MASK = PTRS_PER_PMD - 1   # a page's entry in its PMD's PTE block
-NODE_BYTE = 0xFF              # PTE bits 8-15 hold the node + 1 (dtypes.PTE_NODE_SHIFT)
-NODE_IN_FRAME = -2            # pte_node: the PTE caches no node
 TID_HASH_MULT = 0x9E3779B97F4A7C15   # Fibonacci hashing of thread ids (engine.py's table)
 TID_HASH_SHIFT = 40
-
-#: the fault path, called through a pointer: it compiles on its own, in a second process
-#: while run_events compiles when the cache is cold (_jit.apart, background=True)
-handle_mm_fault_apart = apart(handle_mm_fault, types.int64, background=True)
-
-
-def fault_path_types(st):
-    """The argument types of run_events' call of the fault path (vmas: VMA rows; v, asid,
-    vpn, b, cpu, slot, the task's policy: int64; write: a boolean)."""
-    i64 = types.int64
-    return (typeof(st), typeof(np.zeros(0, VMA_DTYPE)), i64, i64, i64, i64, i64, i64, i64,
-            types.boolean)
-
-
-def compile_fault_path_ahead(st):
-    """If run_events is about to compile (a cold cache): start compiling the fault path in
-    a second process for the argument types run_events passes it (the typing of that call
-    would start it too, 5-6 s into run_events' compilation; _background.start does
-    nothing when the fault path is in the cache)."""
-    if not run_events.overloads and cache_is_cold():
-        handle_mm_fault_apart.compile_ahead(fault_path_types(st))
 
 
 @kernel(inline="always")
@@ -125,45 +98,11 @@ def first_at_or_after(ts, start, stop, t):
 
 
 @kernel(inline="always")
-def pte_index(b, vpn):
-    """The index in the PTE table of vpn's entry in block b."""
-    return (b << PTRS_PER_PMD_SHIFT) + (vpn & PTE_INDEX_MASK)
-
-
-@kernel(inline="always")
-def cached_block(pmd_hash, asid, vpn, pmd, blk):
-    """(pmd, block) of vpn, looked up only when its PMD differs from the cached ``pmd``."""
-    if vpn >> PTRS_PER_PMD_SHIFT == pmd:
-        return pmd, blk
-    return vpn >> PTRS_PER_PMD_SHIFT, block_of(pmd_hash, asid, vpn >> PTRS_PER_PMD_SHIFT)
-
-
-@kernel(inline="always")
 def cached_slot(cache, tid, pid):
     """The slot of thread ``tid`` of process ``pid`` in the direct-mapped cache (no branch
     to mispredict when threads interleave), or -1 when it is not there."""
     e = tid & (THREAD_CACHE - 1)
     return cache[e, 2] if cache[e, 0] == tid and cache[e, 1] == pid else np.int64(-1)
-
-
-@kernel(inline="always")
-def fast_node(ptes, b, vpn, w):
-    """The node of vpn's page when the access needs nothing but counting (present, not
-    PROT_NONE, node cached in the PTE; a write: writable and dirty), else -1."""
-    fl = ptes[pte_index(b, vpn)]["flags"]
-    need = FAST_WRITE if w else FAST_READ
-    node = (np.int64(fl >> PTE_NODE_SHIFT) & NODE_BYTE) - 1
-    return node if fl & need == need & ~PTE_NUMA else np.int64(-1)
-
-
-@kernel(inline="always")
-def pte_node(fl, w):
-    """The node of an access that PTE flags ``fl`` allow (present, not PROT_NONE; a
-    write: writable), as cached in them; NODE_IN_FRAME when they cache none (the frame
-    says); -1 when the access needs a fault."""
-    node = (np.int64(fl >> PTE_NODE_SHIFT) & NODE_BYTE) - 1
-    allowed = fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT and (w == 0 or fl & PTE_WRITE)
-    return (node if node >= 0 else NODE_IN_FRAME) if allowed else np.int64(-1)
 
 
 @kernel(inline="always")
@@ -173,29 +112,6 @@ def event_status(w, s, cpu_ok):
     CPU not in the topology."""
     return (EV_CONTROL if w > OP_WRITE else EV_NEW_THREAD if s == -1 else
             EV_BAD_PID if s == -2 else EV_DONE if cpu_ok else EV_BAD_CPU)
-
-
-@kernel(inline="always")
-def ring_block(ring, i, asid):
-    """The block the look-ahead found for event i in address space ``asid``, else -1."""
-    k = i & (RING - 1)
-    return ring[k, 2] if ring[k, 0] == i and ring[k, 1] == asid else np.int64(-1)
-
-
-@kernel(inline="always")
-def frame_of(ptes, ring, j, asid, vpn):
-    """The frame of event j's page (at vpn) when the look-ahead found its block, else -1."""
-    b = ring_block(ring, j, asid)
-    f = ptes[pte_index(max(b, 0), vpn)]["frame"]
-    return np.int64(f) if b >= 0 else np.int64(-1)
-
-
-@kernel(inline="always")
-def count_accesses(counts, tasks, s, cn, node, w, n):
-    """n accesses by the thread in slot s from CPU node cn to memory on ``node`` (w: 0
-    read, 1 write): the access matrix and the thread's local or remote count."""
-    counts[cn, node, w] += n
-    tasks[s, T_ACC_LOCAL + np.int64(node != cn)] += n
 
 
 @kernel(inline="always")
@@ -273,6 +189,16 @@ def present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring, addr, op
     return i
 
 
+
+def compile_fault_path_ahead(st, events):
+    """If run_events is about to compile (a cold cache): start compiling the fault path in
+    a second process for the argument types run_events passes it (the typing of that call
+    would start it too, 5-6 s into run_events' compilation; _background.start does
+    nothing when the fault path is in the cache)."""
+    if not run_events.overloads and cache_is_cold():
+        fault_stream_apart.compile_ahead(fault_path_types(st, events))
+
+
 @kernel
 def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid, pid, ts,
                start, stop, stop_ts, pos, counts, ts_offset, tid_base, tid_cpu, hit_cells):
@@ -324,21 +250,9 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
                 break
             tasks[s, T_CPU] = c
             asid = tasks[s, T_ASID]
-            # look-ahead for streams of faults: the PTE PREFETCH_AHEAD events ahead, its
-            # block kept in the ring; the frame half as far (a hinting fault reads it)
-            j = i + PREFETCH_AHEAD
-            if j < limit:
-                vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
-                pf_pmd, pf_blk = cached_block(pmd_hash, asid, vpn_j,
-                                              pf_pmd if asid == pf_asid else np.int64(-1), pf_blk)
-                pf_asid = asid
-                ring[j & (RING - 1), 0], ring[j & (RING - 1), 1], ring[j & (RING - 1), 2] = j, asid, pf_blk
-                if pf_blk >= 0:
-                    prefetch(ptes, pte_index(pf_blk, vpn_j))
-            j = i + PREFETCH_AHEAD // 2
-            f = frame_of(ptes, ring, j, asid, np.int64(addr[min(j, limit - 1)]) >> PAGE_SHIFT)
-            if j < limit and f >= 0:
-                prefetch(frames, f)
+            pf_pmd, pf_blk = look_ahead(ptes, frames, pmd_hash, ring, addr, i, limit, asid,
+                                        pf_pmd if asid == pf_asid else np.int64(-1), pf_blk)
+            pf_asid = asid
             vpn = np.int64(addr[i]) >> PAGE_SHIFT
             b = ring_block(ring, i, asid)
             if b < 0:                                   # not looked up, or a fault since
@@ -347,13 +261,9 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             pi = pte_index(b, vpn)
             fl, f = ptes[pi]["flags"], np.int64(ptes[pi]["frame"])
             fast = not tier and not faulted and fast_node(ptes, b, vpn, w) >= 0
-            node = pte_node(fl, w)
-            if node == NODE_IN_FRAME:
-                node = ZERO_PAGE_NODE if f < 0 else np.int64(frames[f]["node"])
+            node = access_node(frames, fl, f, w)
             if node >= 0:
-                if w and not fl & PTE_DIRTY:          # the CPU sets the dirty bit
-                    ptes[pi]["flags"] = fl | PTE_DIRTY
-                    frames[f]["flags"] |= FRAME_PTE_DIRTY
+                set_dirty(ptes, frames, pi, fl, f, w)
                 if tier:
                     lru_touch(st, f)
                 count_accesses(counts, tasks, s, np.int64(cpu_node[c]), node, w, 1)
@@ -382,12 +292,16 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
             break
         hint, n_blocks = v, ctl[CTL_NBLOCKS]
         clock[0] = np.int64(ts[0] if one_ts else ts[i]) + ts_offset
-        b = handle_mm_fault_apart(st, vmas, v, asid, vpn, b, c, s, tasks[s, T_POLICY], w != 0)
+        b, j = fault_stream_apart(st, vmas, v, asid, vpn, b, c, s, tasks[s, T_POLICY], w != 0,
+                                  addr, op, cpu, tid, pid, ts, i, limit, ts_offset, counts,
+                                  ring, tt, pp)
         if b < 0:
             status = EV_OOM
             break
-        faulted = True                  # and the access is retried, as the CPU does; a new
-        pf_pmd = np.int64(-1) if ctl[CTL_NBLOCKS] != n_blocks else pf_pmd   # block: look again
+        # a stream of hinting faults ran to j; else the access is retried, as the CPU does
+        faulted, i = j == i, j
+        pf_pmd = np.int64(-1) if ctl[CTL_NBLOCKS] != n_blocks else pf_pmd   # a new block:
+                                                                            # look again
     flush_hits(tid_base, hit_cells, thr, n_rows, counts, tasks)
     if status == EV_DONE and i < stop:
         status = EV_TIME

@@ -356,8 +356,8 @@ def numa_fault_folio(st, vmas, v, pi, f, vpn, cpu, slot, task_pol):
         flags = migrate_misplaced(st, pi, f, target, cpu)
         if flags == TNF_MIGRATED:
             node = target
-    if skip_task_stats(st, node, old):                  # docs/tiering.md P9
-        return
+    if skip_task_stats(st, node, old) or st.opts[OPT_NUMA_BALANCING] == 0:   # P9; and
+        return                                          # task_numa_fault does nothing
     task_numa_fault(st, slot, old, node, np.int64(1) << st.frames[f]["order"], flags, cpu)
 
 

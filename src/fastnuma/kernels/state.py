@@ -10,7 +10,7 @@ report that they need room (ACCESS_NEED_GROW) before touching anything.
 import numpy as np
 from numba.core import cgutils, types
 from numba.core.datamodel import models
-from numba.extending import NativeValue, box, intrinsic, register_model, unbox
+from numba.extending import NativeValue, box, register_model, unbox
 from numba.experimental import structref
 
 from ..constants import LAST_CPUPID_UNSET, PAGE_SHIFT, TASK_SIZE
@@ -18,6 +18,7 @@ from ..dtypes import (ASID_SHIFT, PMD_KEY_MASK, C_THP_SPLIT_PAGE, C_THP_SPLIT_PM
                       CTL_NFRAMES, CTL_NFREE, FRAME_FREE, PTE_HUGE, PTE_NODE_MASK,
                       PTE_NODE_SHIFT, PTE_ZERO, PTRS_PER_PMD, PTRS_PER_PMD_SHIFT)
 from ._jit import kernel
+from .borrowed import borrowed, invariant_getattr, uncounted
 
 EMPTY = -1                            # a free slot of the PMD hash
 # PMD indices of the user address space (47-bit addresses: 2**26 PMDs); a larger or a
@@ -38,10 +39,13 @@ STATE_FIELDS = (
 
 @structref.register
 class SimStateType(types.StructRef):
-    """Numba type of :class:`SimState`."""
+    """Numba type of :class:`SimState`: its array fields are UncountedArray."""
 
     def preprocess_fields(self, fields):
-        return tuple((name, types.unliteral(typ)) for name, typ in fields)
+        return tuple((name, uncounted(types.unliteral(typ))) for name, typ in fields)
+
+
+invariant_getattr(SimStateType)     # replaces structref's getter (registered above)
 
 
 @register_model(SimStateType)
@@ -64,11 +68,12 @@ class SimState(structref.StructRefProxy):
     measured); a StructRef with an uncounted model (UncountedStructRefModel) costs none.
 
     The arrays are held *borrowed*: the struct's copies carry no Numba reference (a null
-    meminfo), and this Python object keeps the arrays alive (``arrays``). Numba counts a
-    reference on every read of a struct field (``st.ptes``) in a kernel; with a null
-    meminfo that is a test and a return instead of an atomic operation. The atomic updates
-    took a fifth of the hinting-fault path's time and, being fences, kept the CPU from
-    overlapping cache misses. Replace arrays only with :meth:`replace`.
+    meminfo), and this Python object keeps the arrays alive (``arrays``). Counted, every
+    read of a struct field (``st.ptes``) in a kernel was an atomic update: a fifth of the
+    hinting-fault path's time, and, being fences, they kept the CPU from overlapping
+    cache misses. The fields are typed UncountedArray (borrowed.py), so Numba counts no
+    reference to them at all, and read with invariant loads. Replace arrays only with
+    :meth:`replace`.
     """
 
     def __new__(cls, **arrays):
@@ -134,22 +139,6 @@ def _unbox_state(typ, obj, c):
 
 for _name in STATE_FIELDS:   # Python reads the arrays it holds (a borrowed one cannot be boxed)
     setattr(SimState, _name, property(lambda self, name=_name: self.arrays[name]))
-
-
-@intrinsic
-def borrowed(typingctx, arr):
-    """``arr`` without its Numba reference (null meminfo and parent): reference counting
-    on it does nothing. Whoever stores it must keep the array alive by other means."""
-    if not isinstance(arr, types.Array):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ary = cgutils.create_struct_proxy(signature.args[0])(context, builder, value=args[0])
-        ary.meminfo = cgutils.get_null_value(ary.meminfo.type)
-        ary.parent = cgutils.get_null_value(ary.parent.type)
-        return ary._getvalue()
-
-    return arr(arr), codegen
 
 
 @kernel
@@ -283,7 +272,7 @@ def pte_node_bits(node):
     return np.uint32((np.int64(node) + 1) << PTE_NODE_SHIFT)
 
 
-@kernel
+@kernel(inline="always")
 def set_pte_node(st, pi, node):
     """The folio mapped at pi moved to ``node``: the entry caching its node (a THP: its
     whole PMD) gets the new one. Only an exclusive mapping caches it, so there is no other."""
