@@ -31,9 +31,10 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
     too: by the same thread (``tid``, ``pid``) on the same CPU, in VMA v, the entry in a
     block without a PMD mark. A mbind(MPOL_MF_LAZY) or NUMA-balancing scan leaves such
     streams; the event loop's per-event work (thread, VMA, room: a hinting fault
-    allocates neither frame nor block) is done once for the stream. Returns the first
-    event not run (the loop runs it from the top). Any other fault: handle_mm_fault, and
-    (its block or FAULT_OOM, i): the loop retries event i's access, as the CPU does."""
+    allocates neither frame nor block) is done once for the stream. Returns (the last
+    faulted event's block, the first event not run: the loop runs it from the top). Any
+    other fault: handle_mm_fault, and (its block or FAULT_OOM, i): the loop retries event
+    i's access, as the CPU does."""
     w = np.int64(write)
     # no reference counting on the loop's arrays (an inlined helper's array argument
     # costs an NRT call per event otherwise): the caller holds them
@@ -79,11 +80,12 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
                 or np.int64(pid_col[0] if one_pid else pid_col[i]) != pid
                 or np.int64(cpu_col[0] if one_cpu else cpu_col[i]) != cpu):
             break
-        b = ring_block(ring, i, asid)
-        if b < 0:
-            b = block_of(pmd_hash, asid, vpn >> PTRS_PER_PMD_SHIFT)
-        if b < 0 or blk_numa[b] != 0 or not marked_entry(ptes[pte_index(b, vpn)]["flags"], w):
+        nb = ring_block(ring, i, asid)
+        if nb < 0:
+            nb = block_of(pmd_hash, asid, vpn >> PTRS_PER_PMD_SHIFT)
+        if nb < 0 or blk_numa[nb] != 0 or not marked_entry(ptes[pte_index(nb, vpn)]["flags"], w):
             break
+        b = nb
         clock[0] = np.int64(ts[0] if one_ts else ts[i]) + ts_offset
     count_accesses(counts, tasks, slot, cn, run_node, run_w, run_n)
     return b, i

@@ -1,0 +1,124 @@
+"""Streams of hinting faults (kernels/fault_stream.py) against the reference model.
+
+The event loop hands a hinting fault to ``fault_stream``, which takes the events that
+follow while each is a hinting fault too, by the same thread on the same CPU in the same
+VMA. Each case here starts such a stream after mbind(MPOL_MF_MOVE | MPOL_MF_LAZY) and
+ends it in one way: a page in a PMD with no page table yet, the end of the VMA, a write
+the VMA does not allow, a write to a read-only entry of a writable VMA (a second fault),
+a page already unmarked, a page never touched, another thread, another CPU, an OOM. The
+same calls go to the engine (``sim.access``, and ``replay`` of the same accesses as a
+trace, whose columns are per event) and to the model; outcomes, counters, the access
+matrix, placement and every thread's counters must agree."""
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import fastnuma as fn
+from tests.reference.model import RefMachine, RefTopology
+
+PAGE = 4096
+BASE = 1 << 30
+MAPF = fn.MAP_PRIVATE | fn.MAP_ANONYMOUS
+LAZY = fn.MPOL_MF_MOVE | fn.MPOL_MF_LAZY
+TARGS = dict(node_pages=[2048, 2048], node_cpus=[[0, 1], [2, 3]])
+
+
+def outcome(call):
+    try:
+        return ("ok", call())
+    except OSError as e:
+        return ("errno", e.errno)
+
+
+def setup(m, pages=64, prot=fn.PROT_READ | fn.PROT_WRITE, readonly_tail=0, whole=False):
+    """A leader on CPU 0 writes ``pages`` pages (node 0) of a 3-PMD mapping, a worker on
+    CPU 2 (node 1); the pages (``whole``: the whole mapping, one VMA) are marked by a lazy
+    mbind(MPOL_LOCAL). The last ``readonly_tail`` of them are then made read-only (a VMA
+    of their own)."""
+    pid = m.spawn(cpu=0)
+    m.mmap(pid, 3 * 512 * PAGE, MAPF, addr=BASE, prot=prot)
+    m.access(pid, BASE + np.arange(pages, dtype=np.int64) * PAGE, write=True)
+    worker = m.clone(pid, cpu=2)
+    m.mbind(pid, BASE, (3 * 512 if whole else pages) * PAGE, fn.MPOL_LOCAL, None, LAZY)
+    if readonly_tail:
+        m.mprotect(pid, BASE + (pages - readonly_tail) * PAGE, readonly_tail * PAGE,
+                   fn.PROT_READ)
+    return pid, worker
+
+
+def state(m, pid, tids):
+    return (m.vmstat(), np.asarray(m.access_counts).tolist(),
+            list(m.page_nodes(pid, BASE, 3 * 512 * PAGE)),
+            [(m.threads[t].local, m.threads[t].remote, m.threads[t].cpu) for t in tids])
+
+
+def pages_at(idx):
+    return BASE + np.asarray(idx, np.int64) * PAGE
+
+
+CASES = {
+    # name: (setup kwargs, [(thread: 0 leader / 1 worker, cpu, pages, writes)])
+    "a PMD without a page table": ({"whole": True}, [(1, 2, list(range(8)) + [600], False)]),
+    "the end of the VMA": ({"readonly_tail": 8}, [(1, 2, list(range(50, 64)), False)]),
+    "a write the VMA does not allow": ({"readonly_tail": 8}, [(1, 2, list(range(50, 60)), True)]),
+    "a page already unmarked": ({}, [(1, 2, [0, 1, 2, 1, 3, 4], False)]),
+    "a page never touched": ({}, [(1, 2, list(range(60, 70)), True)]),
+    "reads and writes": ({}, [(1, 2, list(range(40)), [k % 3 == 0 for k in range(40)])]),
+    "another thread, another CPU": ({}, [(1, 2, list(range(10)), False),
+                                        (0, 0, list(range(10, 20)), False),
+                                        (1, 3, list(range(20, 30)), True)]),
+    "pages out of order": ({}, [(1, 3, [5, 63, 17, 2, 40, 41, 42, 9], False)]),
+}
+
+
+def run_api(m, kwargs, steps):
+    pid, worker = setup(m, **kwargs)
+    out = []
+    for who, cpu, pages, writes in steps:
+        tid = worker if who else pid
+        m.sched(tid, cpu)
+        out.append(outcome(lambda: m.access(tid, pages_at(pages), write=np.asarray(writes)
+                                            if isinstance(writes, list) else writes)))
+    return out, state(m, pid, (pid, worker))
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_a_stream_ends_as_the_model_says(case):
+    kwargs, steps = CASES[case]
+    got = run_api(fn.Simulator(fn.Topology(**TARGS)), kwargs, steps)
+    want = run_api(RefMachine(RefTopology(**TARGS)), kwargs, steps)
+    assert got == want
+    assert got[1][0]["numa_hint_faults"] > 0
+
+
+@pytest.mark.parametrize("case", sorted(c for c in CASES if "allow" not in c))
+def test_a_stream_replayed_from_a_trace_ends_as_the_model_says(case):
+    """The same accesses replayed (every column per event), after the same setup."""
+    kwargs, steps = CASES[case]
+    sim = fn.Simulator(fn.Topology(**TARGS))
+    pid, worker = setup(sim, **kwargs)
+    rows = [(worker if who else pid, cpu, p, int(w))
+            for who, cpu, pages, writes in steps
+            for p, w in zip(pages, writes if isinstance(writes, list)
+                            else [writes] * len(pages))]
+    tids, cpus, idx, ops = (list(c) for c in zip(*rows))
+    sim.replay(pa.table({"addr": pa.array(pages_at(idx).astype(np.uint64)),
+                         "op": pa.array(ops, pa.uint8()), "cpu": pa.array(cpus, pa.uint16()),
+                         "tid": pa.array(tids, pa.uint32()),
+                         "pid": pa.array([pid] * len(rows), pa.uint32())}))
+    assert state(sim, pid, (pid, worker)) == run_api(RefMachine(RefTopology(**TARGS)), kwargs,
+                                                     steps)[1]
+
+
+def test_an_oom_in_a_stream_is_the_models():
+    """Node 1 full: the stream's migrations fail (the watermark), then a fault that must
+    allocate finds no page anywhere (an OOM kill), as in the model."""
+    targs = dict(node_pages=[80, 16], node_cpus=[[0, 1], [2, 3]])
+    results = []
+    for m in (fn.Simulator(fn.Topology(**targs)), RefMachine(RefTopology(**targs))):
+        pid, worker = setup(m, pages=64)
+        m.sched(worker, 2)
+        res = outcome(lambda: m.access(worker, pages_at(list(range(64)) + list(range(64, 200))),
+                                       write=True))
+        results.append((res, m.vmstat()))
+    assert results[0] == results[1]
