@@ -128,19 +128,20 @@ def test_callers_cached_on_disk_call_it_in_a_new_process(tmp_path):
 
 @pytest.mark.slow
 def test_a_default_replay_compiles_no_rare_fault_path(tmp_path):
-    """traces/lazy_4node.arrow on an empty cache: the event loop and the hinting fault
-    compile; COW, shmem, THP, PMD batching and direct reclaim do not."""
+    """traces/lazy_4node.arrow on an empty cache: the event loop and the fault path with
+    its stream of hinting faults compile; COW, shmem, THP, PMD batching, handle_mm_fault's
+    own hinting fault and direct reclaim do not."""
     code = (
         "import fastnuma as fn, fastnuma.kernels.fault as f, fastnuma.kernels.numa as nu, "
         "fastnuma.kernels.reclaim as r, fastnuma.kernels.fault_stream as fs\n"
         f"from fastnuma.cli import main; main(['replay', {os.path.join(TRACES, 'lazy_4node.arrow')!r}, "
         "'--no-progress'])\n"
         "print('RARE', [len(k.signatures) for k in (f.do_wp_page, f.fault_shm, "
-        "f.fault_huge_anon, nu.do_pmd_numa_page, r.try_to_free_pages)], "
+        "f.fault_huge_anon, nu.do_pmd_numa_page, nu.do_numa_page, r.try_to_free_pages)], "
         "len(fs.fault_stream.signatures) > 0)\n")
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path), PYTHONPATH=SRC)
     env.pop("FASTNUMA_NUMBA_CACHE", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, check=True).stdout
     assert "numa_hint_faults" in out
-    assert "RARE [0, 0, 0, 0, 0] True" in out
+    assert "RARE [0, 0, 0, 0, 0, 0] True" in out

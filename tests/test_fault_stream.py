@@ -110,6 +110,25 @@ def test_a_stream_replayed_from_a_trace_ends_as_the_model_says(case):
                                                      steps)[1]
 
 
+def test_a_write_to_a_marked_read_only_entry_is_the_models():
+    """After a fork the parent's entries are write-protected (COW); once the child is gone
+    a lazy mbind marks them, and the parent's writes each take a hinting fault and then a
+    write fault (handle_mm_fault's own hinting fault, not the stream's), as in the
+    model."""
+    results = []
+    for m in (fn.Simulator(fn.Topology(**TARGS)), RefMachine(RefTopology(**TARGS))):
+        pid = m.spawn(cpu=0)
+        m.mmap(pid, 512 * PAGE, MAPF, addr=BASE)
+        m.access(pid, pages_at(range(32)), write=True)
+        m.exit(m.fork(pid))
+        worker = m.clone(pid, cpu=2)            # two threads: the mbind marks every page
+        m.mbind(pid, BASE, 32 * PAGE, fn.MPOL_LOCAL, None, LAZY)
+        res = outcome(lambda: m.access(worker, pages_at([0, 1, 2, 3, 10, 11]), write=True))
+        results.append((res, state(m, pid, (pid, worker))))
+    assert results[0] == results[1]
+    assert results[0][1][0]["numa_hint_faults"] == 6
+
+
 def test_an_oom_in_a_stream_is_the_models():
     """Node 1 full: the stream's migrations fail (the watermark), then a fault that must
     allocate finds no page anywhere (an OOM kill), as in the model."""

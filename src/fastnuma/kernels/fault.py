@@ -144,9 +144,11 @@ def do_wp_page(st, vmas, v, asid, pi, vpn, cpu, task_pol):
 
 # Paths a default run never takes, compiled on their first call and not into the fault
 # path (_jit.apart): COW and writes to the zero page, shmem and its fault-around, THP,
-# seed PMD batching
+# seed PMD batching, and a hinting fault that fault_stream does not take (a write to a
+# marked read-only entry: the write fault follows)
 do_fault_around_apart = apart(do_fault_around, types.int64)
 do_pmd_numa_page_apart = apart(do_pmd_numa_page, types.none)
+do_numa_page_apart = apart(do_numa_page, types.none)
 do_wp_page_apart = apart(do_wp_page, types.int64)
 fault_shm_apart = apart(fault_shm, types.int64)
 fault_huge_anon_apart = apart(fault_huge_anon, types.boolean)
@@ -166,7 +168,7 @@ def handle_mm_fault(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write):
         pi = (b << PTRS_PER_PMD_SHIFT) + (vpn & (PTRS_PER_PMD - 1))
         fl = st.ptes[pi]["flags"]
         if fl & PTE_NUMA:
-            do_numa_page(st, vmas, v, pi, vpn, cpu, slot, task_pol)
+            do_numa_page_apart(st, vmas, v, pi, vpn, cpu, slot, task_pol)
             return b
         if fl & PTE_PRESENT:
             if do_wp_page_apart(st, vmas, v, asid, pi, vpn, cpu, task_pol) != FAULT_OK:
