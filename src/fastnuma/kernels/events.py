@@ -189,7 +189,6 @@ def present_run(ptes, pmd_hash, blk_numa, tasks, cpu_node, cache, ring, addr, op
     return i
 
 
-
 def compile_fault_path_ahead(st, events):
     """If run_events is about to compile (a cold cache): start compiling the fault path in
     a second process for the argument types run_events passes it (the typing of that call
@@ -298,10 +297,10 @@ def run_events(st, vmas, vma_lo, vma_hi, tid_keys, tid_vals, addr, op, cpu, tid,
         if b < 0:
             status = EV_OOM
             break
-        # a stream of hinting faults ran to j; else the access is retried, as the CPU does
+        # a stream of hinting faults ran to j; else the access is retried, as the CPU
+        # does; after a new block the look-ahead looks again
         faulted, i = j == i, j
-        pf_pmd = np.int64(-1) if ctl[CTL_NBLOCKS] != n_blocks else pf_pmd   # a new block:
-                                                                            # look again
+        pf_pmd = np.int64(-1) if ctl[CTL_NBLOCKS] != n_blocks else pf_pmd
     flush_hits(tid_base, hit_cells, thr, n_rows, counts, tasks)
     if status == EV_DONE and i < stop:
         status = EV_TIME

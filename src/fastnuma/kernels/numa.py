@@ -304,10 +304,8 @@ def task_numa_placement(st, slot):
 
 @kernel
 def task_numa_fault(st, slot, old_cpupid, mem_node, nr, flags, cpu):
-    """task_numa_fault (only with kernel.numa_balancing on): the task's fault buffers,
-    locality, and a placement when its retry time passed."""
-    if st.opts[OPT_NUMA_BALANCING] == 0:
-        return
+    """task_numa_fault (called only with kernel.numa_balancing on): the task's fault
+    buffers, locality, and a placement when its retry time passed."""
     t = st.tasks[slot]
     if old_cpupid == LAST_CPUPID_UNSET or st.opts[OPT_LAST_NODE_FILTER] != 0:
         priv = 1
@@ -356,8 +354,8 @@ def numa_fault_folio(st, vmas, v, pi, f, vpn, cpu, slot, task_pol):
         flags = migrate_misplaced(st, pi, f, target, cpu)
         if flags == TNF_MIGRATED:
             node = target
-    if skip_task_stats(st, node, old) or st.opts[OPT_NUMA_BALANCING] == 0:   # P9; and
-        return                                          # task_numa_fault does nothing
+    if st.opts[OPT_NUMA_BALANCING] == 0 or skip_task_stats(st, node, old):  # tiering.md P9
+        return
     task_numa_fault(st, slot, old, node, np.int64(1) << st.frames[f]["order"], flags, cpu)
 
 
