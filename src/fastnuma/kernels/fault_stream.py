@@ -37,9 +37,9 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
     i's access, as the CPU does."""
     w = np.int64(write)
     # no reference counting on the loop's arrays (an inlined helper's array argument
-    # costs an NRT call per event otherwise): the caller holds them
-    vmas, addr, op, cpu_col, tid_col, pid_col, ts, counts, ring = (
-        borrowed(vmas), borrowed(addr), borrowed(op), borrowed(cpu_col), borrowed(tid_col),
+    # costs an NRT call per event otherwise): the caller holds them (vmas: borrowed there)
+    addr, op, cpu_col, tid_col, pid_col, ts, counts, ring = (
+        borrowed(addr), borrowed(op), borrowed(cpu_col), borrowed(tid_col),
         borrowed(pid_col), borrowed(ts), borrowed(counts), borrowed(ring))
     ptes, frames, pmd_hash, blk_numa = st.ptes, st.frames, st.pmd_hash, st.blk_numa
     tasks, clock, vm = st.tasks, st.clock, st.vm
