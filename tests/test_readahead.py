@@ -10,6 +10,7 @@ import pytest
 
 import fastnuma as fn
 from fastnuma.errors import TraceError
+from fastnuma.trace import reader
 from fastnuma.trace.readahead import readahead
 from fastnuma.trace.reader import open_trace
 
@@ -53,9 +54,10 @@ def test_close_stops_the_reader_and_closes_the_source():
         next(it)
 
 
-def test_replay_error_in_a_later_batch(tmp_path):
+def test_replay_error_in_a_later_batch(tmp_path, monkeypatch):
     """A bad op in the third batch: the two batches before it replayed, the error names
     its row, and the reader is gone."""
+    monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", 1)     # the reader from batch 2
     n = 3000
     addr = 0x7f0000000000 + (np.arange(n, dtype=np.uint64) % 64) * 4096
     op = np.zeros(n, np.uint8)
@@ -72,10 +74,11 @@ def test_replay_error_in_a_later_batch(tmp_path):
     assert not _readers()
 
 
-def test_derived_columns_stay_valid_while_the_reader_runs_ahead(tmp_path):
+def test_derived_columns_stay_valid_while_the_reader_runs_ahead(tmp_path, monkeypatch):
     """Without ts and tid columns the reader thread writes both (ts = row, tid = cpu) into
     buffers of its own: the batch the caller holds keeps its values while the reader
     fills the next ones."""
+    monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", 1000)   # the reader from batch 3
     n, rows = 6000, 500
     cpu = (np.arange(n) % 3).astype(np.uint16)
     t = pa.table({"addr": np.arange(n, dtype=np.uint64) << np.uint64(12), "cpu": cpu,
@@ -90,4 +93,32 @@ def test_derived_columns_stay_valid_while_the_reader_runs_ahead(tmp_path):
         assert np.array_equal(b.tid, cpu[b.row:b.row + len(b)])
         seen += len(b)
     assert seen == n
+    assert not _readers()
+
+
+def _write(path, n, rows):
+    t = pa.table({"addr": 0x7f0000000000 + (np.arange(n, dtype=np.uint64) % 64) * 4096,
+                  "cpu": np.zeros(n, np.uint16), "op": np.zeros(n, np.uint8)})
+    with pa.ipc.new_file(path, t.schema) as w:
+        w.write_table(t, max_chunksize=rows)
+
+
+@pytest.mark.parametrize("after", [1 << 40, 1000])
+def test_reader_thread_only_after_the_first_rows(tmp_path, monkeypatch, after):
+    """The first READ_AHEAD_AFTER_ROWS rows are read on the caller's thread (a thread
+    costs a small trace more than it saves): a trace that small never starts one; a
+    longer one starts it once that many rows are read. The replay is the same."""
+    monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", after)
+    path = tmp_path / "t.arrow"
+    _write(path, 3000, 500)
+    readers = []
+    sim = fn.Simulator(fn.Topology.uniform(nodes=2, cpus_per_node=1, pages_per_node=256))
+    report = sim.replay(str(path), batch_rows=500,
+                        on_batch=lambda b, ends: readers.append(len(_readers())))
+    if after > 3000:
+        assert readers == [0] * 6
+    else:     # started when batch 3 is asked for; busy (the queue full) for two more
+        assert readers[:4] == [0, 0, 1, 1]
+    assert report.rows == 3000
+    assert report.access_matrix.sum() == 3000 and report.vmstat["pgfault"] == 64
     assert not _readers()

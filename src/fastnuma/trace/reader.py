@@ -224,8 +224,9 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
     RecordBatchReader), checking it as it goes. See the module docstring.
 
     ``read_ahead``: read (decompress) and check the next batches on a second thread
-    (trace/readahead.py) while the caller works on this one; a batch stays valid until
-    the caller asks for the next, as without. Close the iterator when leaving early
+    (trace/readahead.py) while the caller works on this one, once READ_AHEAD_AFTER_ROWS
+    rows have been read on the caller's thread; a batch stays valid until the caller
+    asks for the next, as without. Close the iterator when leaving early
     (``contextlib.closing``).
 
     ``on_cut(path)``: called when an IPC stream file ends without its end-of-stream
@@ -240,16 +241,34 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
     if not read_ahead:
         yield from _checked(sources)
         return
-    batches = readahead(_checked(sources, READ_AHEAD_BUFFERS), depth=DEFAULT_DEPTH)
+    checked = _checked(sources, READ_AHEAD_BUFFERS)
     try:
-        yield from batches
+        rows = 0
+        for batch in checked:
+            yield batch
+            rows += len(batch)
+            if rows >= READ_AHEAD_AFTER_ROWS:
+                break
+        else:
+            return
+        batches = readahead(checked, depth=DEFAULT_DEPTH)
+        try:
+            yield from batches
+        finally:
+            batches.close()
     finally:
-        batches.close()
+        checked.close()
 
 
 #: derived-column buffers in turn under read_ahead: the batch the caller holds, the
 #: ``DEFAULT_DEPTH`` queued and the one the reader thread is filling
 READ_AHEAD_BUFFERS = DEFAULT_DEPTH + 2
+#: rows read on the caller's thread before the reader thread starts: a thread costs
+#: 0.3-0.7 ms of a replay (its start, its end, the two threads' turns at the GIL), what
+#: checking 250-600 thousand rows of an uncompressed file costs; a trace that small
+#: (a converted lackey trace of git: 277 thousand rows, 3.3 ms with the thread, 2.5
+#: without) replays faster without one (2026-12-07)
+READ_AHEAD_AFTER_ROWS = 1 << 19
 
 
 def _checked(sources, buffers=1):
