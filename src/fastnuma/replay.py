@@ -381,11 +381,12 @@ class _Replay:
         tier = sim.tiering is not None and sim.tiering.on
         if tier:                                   # docs/tiering.md §8, §10
             vmstat.update(sim.tiering.vmstat())
+        maps = {pid: owner.stats.numa_maps_placed(pid) for pid in sorted(sim.procs)}
         return self.report.build(self.rows, topology=sim.topology.describe(),
                                  knobs=sim.config.describe(), vmstat=vmstat,
                                  node_vmstat=sim.tiering.node_vmstat() if tier else None,
                                  numastat=owner.stats.numastat(),
                                  threads=owner.stats.threads(),
-                                 placement=owner.stats.placement(), now_ns=sim.now_ns,
-                                 numa_maps={pid: owner.stats.numa_maps(pid)
-                                            for pid in sorted(sim.procs)})
+                                 placement={pid: placed for pid, (_, placed) in maps.items()},
+                                 now_ns=sim.now_ns,
+                                 numa_maps={pid: text for pid, (text, _) in maps.items()})
