@@ -103,11 +103,12 @@ def _write(path, n, rows):
         w.write_table(t, max_chunksize=rows)
 
 
-@pytest.mark.parametrize("after", [1 << 40, 1000])
+@pytest.mark.parametrize("after", [1 << 40, 3000, 1000])
 def test_reader_thread_only_after_the_first_rows(tmp_path, monkeypatch, after):
     """The first READ_AHEAD_AFTER_ROWS rows are read on the caller's thread (a thread
-    costs a small trace more than it saves): a trace that small never starts one; a
-    longer one starts it once that many rows are read. The replay is the same."""
+    costs a small trace more than it saves): a trace that small never starts one, nor
+    one that ends there; a longer one starts it once that many rows are read. The replay
+    is the same."""
     monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", after)
     path = tmp_path / "t.arrow"
     _write(path, 3000, 500)
@@ -115,7 +116,7 @@ def test_reader_thread_only_after_the_first_rows(tmp_path, monkeypatch, after):
     sim = fn.Simulator(fn.Topology.uniform(nodes=2, cpus_per_node=1, pages_per_node=256))
     report = sim.replay(str(path), batch_rows=500,
                         on_batch=lambda b, ends: readers.append(len(_readers())))
-    if after > 3000:
+    if after >= 3000:
         assert readers == [0] * 6
     else:     # started when batch 3 is asked for; busy (the queue full) for two more
         assert readers[:4] == [0, 0, 1, 1]

@@ -10,8 +10,9 @@ they are most of what the replaying thread would do besides its event loop (xz's
 72 -> 55 ms, against C's 46 ms); on a compressed one they lengthen the reader's part,
 which sets the pace (1 billion sequential events: 19-25 s, against 18.6-20.5 s with the
 checks on the replaying thread). The reader runs ``depth`` batches ahead at most, so
-memory stays that of a few batches. open_trace starts it only after the first
-READ_AHEAD_AFTER_ROWS rows (trace/reader.py): a small trace replays faster without.
+memory stays that of a few batches. open_trace starts it only once the first
+READ_AHEAD_AFTER_ROWS rows are read and more follow (trace/reader.py): a small trace
+replays faster without.
 
 Errors keep their place: an error met while reading batch k+1 is raised by the ``next()``
 that asks for batch k+1, after batch k has replayed, as it would be without readahead

@@ -237,17 +237,17 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
         raise ValueError(f"batch_rows must be a positive int, not {batch_rows!r}")
     if on_cut is None:
         on_cut = warn_cut
-    sources = _sources(source, batch_rows, on_cut)
     if not read_ahead:
-        yield from _checked(sources)
+        yield from _checked(_sources(source, batch_rows, on_cut))
         return
+    sources = _Peekable(_sources(source, batch_rows, on_cut))
     checked = _checked(sources, READ_AHEAD_BUFFERS)
     try:
         rows = 0
         for batch in checked:
             yield batch
             rows += len(batch)
-            if rows >= READ_AHEAD_AFTER_ROWS:
+            if rows >= READ_AHEAD_AFTER_ROWS and sources.has_more():
                 break
         else:
             return
@@ -258,17 +258,48 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
             batches.close()
     finally:
         checked.close()
+        sources.close()
 
 
 #: derived-column buffers in turn under read_ahead: the batch the caller holds, the
 #: ``DEFAULT_DEPTH`` queued and the one the reader thread is filling
 READ_AHEAD_BUFFERS = DEFAULT_DEPTH + 2
-#: rows read on the caller's thread before the reader thread starts: a thread costs
-#: 0.3-0.7 ms of a replay (its start, its end, the two threads' turns at the GIL), what
-#: checking 250-600 thousand rows of an uncompressed file costs; a trace that small
-#: (a converted lackey trace of git: 277 thousand rows, 3.3 ms with the thread, 2.5
-#: without) replays faster without one (2026-12-07)
-READ_AHEAD_AFTER_ROWS = 1 << 19
+#: rows read on the caller's thread before the reader thread starts, if more follow: a
+#: thread costs 0.2-0.7 ms of a replay (its start, its end, the two threads' turns at
+#: the GIL), about what checking 250 thousand rows of an uncompressed file costs; a
+#: trace that small (a converted lackey trace of git: 277 thousand rows, 2.8-3.3 ms with
+#: the thread, 2.4-2.7 without) replays faster without one, and a longer one (sort's:
+#: 1.4 million rows) faster with (2026-12-07)
+READ_AHEAD_AFTER_ROWS = 1 << 18
+_NOTHING = object()
+
+
+class _Peekable:
+    """An iterator that tells whether it has another item (by reading it ahead)."""
+
+    def __init__(self, items):
+        self._items, self._next = items, _NOTHING
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._next is _NOTHING:
+            return next(self._items)
+        item, self._next = self._next, _NOTHING
+        return item
+
+    def has_more(self):
+        if self._next is _NOTHING:
+            try:
+                self._next = next(self._items)
+            except StopIteration:
+                return False
+        return True
+
+    def close(self):
+        self._next = _NOTHING
+        self._items.close()
 
 
 def _checked(sources, buffers=1):
