@@ -2,6 +2,7 @@
 equals driving the same events through the API, sparse traces stay small, time drives
 NUMA balancing, bad input names its place, reports write whole files."""
 import os
+import re
 
 import numpy as np
 import pyarrow as pa
@@ -177,10 +178,14 @@ KNOBS = dict(numa_balancing=1, numa_balancing_scan_delay_ms=50,
 def test_replay_equals_the_api_and_the_model_call_by_call(seed, bursts, streams, make):
     ev = random_program(seed, bursts=bursts, streams=streams)
     sim = fn.Simulator(topo(), **KNOBS)
-    sim.replay(table(ev), batch_rows=97)
+    report = sim.replay(table(ev), batch_rows=97)
     other = make(dict(node_pages=[1 << 14] * 4, node_cpus=[[0, 1], [2, 3], [4, 5], [6, 7]]),
                  **KNOBS)
     drive(other, ev)
+    placed = np.zeros(4, np.int64)             # the report's placement: its numa_maps' sum
+    for node, pages in re.findall(r" N(\d+)=(\d+)", other.numa_maps(1)):
+        placed[int(node)] += int(pages)
+    assert report.placement[1].tolist() == placed.tolist()
     assert sim.vmstat() == other.vmstat()
     assert sim.vmstat()["numa_hint_faults"] > (500 if streams else 0)
     assert list(sim.page_nodes(1, BASE, 256 * 4096)) == list(other.page_nodes(1, BASE,
