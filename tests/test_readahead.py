@@ -57,7 +57,7 @@ def test_close_stops_the_reader_and_closes_the_source():
 def test_replay_error_in_a_later_batch(tmp_path, monkeypatch):
     """A bad op in the third batch: the two batches before it replayed, the error names
     its row, and the reader is gone."""
-    monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", 1)     # the reader from batch 2
+    monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", 1)     # a reader from the first batch on
     n = 3000
     addr = 0x7f0000000000 + (np.arange(n, dtype=np.uint64) % 64) * 4096
     op = np.zeros(n, np.uint8)
@@ -78,7 +78,7 @@ def test_derived_columns_stay_valid_while_the_reader_runs_ahead(tmp_path, monkey
     """Without ts and tid columns the reader thread writes both (ts = row, tid = cpu) into
     buffers of its own: the batch the caller holds keeps its values while the reader
     fills the next ones."""
-    monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", 1000)   # the reader from batch 3
+    monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", 1000)   # the reader from batch 2 on
     n, rows = 6000, 500
     cpu = (np.arange(n) % 3).astype(np.uint16)
     t = pa.table({"addr": np.arange(n, dtype=np.uint64) << np.uint64(12), "cpu": cpu,
@@ -118,8 +118,8 @@ def test_reader_thread_only_after_the_first_rows(tmp_path, monkeypatch, after):
                         on_batch=lambda b, ends: readers.append(len(_readers())))
     if after >= 3000:
         assert readers == [0] * 6
-    else:     # started when batch 3 is asked for; busy (the queue full) for two more
-        assert readers[:4] == [0, 0, 1, 1]
+    else:     # started with batch 2 (1000 rows read), busy (the queue full) for two more
+        assert readers[:4] == [0, 1, 1, 1]
     assert report.rows == 3000
     assert report.access_matrix.sum() == 3000 and report.vmstat["pgfault"] == 64
     assert not _readers()

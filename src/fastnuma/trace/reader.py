@@ -245,14 +245,15 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
     try:
         rows = 0
         for batch in checked:
-            yield batch
             rows += len(batch)
             if rows >= READ_AHEAD_AFTER_ROWS and sources.has_more():
                 break
+            yield batch
         else:
             return
-        batches = readahead(checked, depth=DEFAULT_DEPTH)
-        try:
+        batches = readahead(checked, depth=DEFAULT_DEPTH)   # from the next batch on, read
+        try:                                                # while this one replays
+            yield batch
             yield from batches
         finally:
             batches.close()
