@@ -123,3 +123,30 @@ def test_reader_thread_only_after_the_first_rows(tmp_path, monkeypatch, after):
     assert report.rows == 3000
     assert report.access_matrix.sum() == 3000 and report.vmstat["pgfault"] == 64
     assert not _readers()
+
+
+@pytest.mark.parametrize("keep", [2, 3])
+def test_an_error_met_looking_ahead_is_raised_in_its_turn(tmp_path, monkeypatch, keep):
+    """Whether more batches follow is found by reading the next one ahead: an error met
+    there (a stream cut after ``keep`` whole batches, under strict) is raised after the
+    batches before it have replayed, as without the look."""
+    from pyarrow import ipc
+    monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", 500 * keep)   # looks at the cut
+    n, rows = 500 * 4, 500
+    t = pa.table({"addr": 0x7f0000000000 + (np.arange(n, dtype=np.uint64) % 64) * 4096,
+                  "cpu": np.zeros(n, np.uint16), "op": np.zeros(n, np.uint8)})
+    with ipc.new_stream(tmp_path / "t.arrows", t.schema) as w:
+        for b in t.to_batches(max_chunksize=rows):
+            w.write_batch(b)
+    data = (tmp_path / "t.arrows").read_bytes()
+    src = pa.BufferReader(pa.py_buffer(data))
+    stream = ipc.open_stream(src)
+    for _ in range(keep):
+        stream.read_next_batch()
+    cut = tmp_path / "cut.arrows"
+    cut.write_bytes(data[:src.tell()])                   # no end-of-stream marker
+    sim = fn.Simulator(fn.Topology.uniform(nodes=2, cpus_per_node=1, pages_per_node=256))
+    with pytest.raises(TraceError, match="end-of-stream marker") as e:
+        sim.replay(str(cut), batch_rows=rows, strict=True)
+    assert e.value.rows_replayed == rows * keep
+    assert not _readers()

@@ -276,30 +276,37 @@ _NOTHING = object()
 
 
 class _Peekable:
-    """An iterator that tells whether it has another item (by reading it ahead)."""
+    """An iterator that tells whether it has another item (by reading it ahead). An
+    error met reading ahead is raised in its turn, by the ``next()`` that asks for that
+    item: the batches before it still replay (docs/api.md, streaming semantics)."""
 
     def __init__(self, items):
-        self._items, self._next = items, _NOTHING
+        self._items, self._next, self._error = items, _NOTHING, None
 
     def __iter__(self):
         return self
 
     def __next__(self):
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
         if self._next is _NOTHING:
             return next(self._items)
         item, self._next = self._next, _NOTHING
         return item
 
     def has_more(self):
-        if self._next is _NOTHING:
+        if self._next is _NOTHING and self._error is None:
             try:
                 self._next = next(self._items)
             except StopIteration:
                 return False
+            except Exception as e:       # a damaged batch, a cut stream under strict
+                self._error = e
         return True
 
     def close(self):
-        self._next = _NOTHING
+        self._next = self._error = None
         self._items.close()
 
 
