@@ -306,7 +306,7 @@ class _Peekable:
         return True
 
     def close(self):
-        self._next = self._error = None
+        self._next, self._error = _NOTHING, None
         self._items.close()
 
 
