@@ -96,9 +96,14 @@ def test_derived_columns_stay_valid_while_the_reader_runs_ahead(tmp_path, monkey
     assert not _readers()
 
 
+def _reads(n):
+    """n reads by CPU 0 over 64 pages, as a bare access trace."""
+    return pa.table({"addr": 0x7f0000000000 + (np.arange(n, dtype=np.uint64) % 64) * 4096,
+                     "cpu": np.zeros(n, np.uint16), "op": np.zeros(n, np.uint8)})
+
+
 def _write(path, n, rows):
-    t = pa.table({"addr": 0x7f0000000000 + (np.arange(n, dtype=np.uint64) % 64) * 4096,
-                  "cpu": np.zeros(n, np.uint16), "op": np.zeros(n, np.uint8)})
+    t = _reads(n)
     with pa.ipc.new_file(path, t.schema) as w:
         w.write_table(t, max_chunksize=rows)
 
@@ -132,9 +137,8 @@ def test_an_error_met_looking_ahead_is_raised_in_its_turn(tmp_path, monkeypatch,
     batches before it have replayed, as without the look."""
     from pyarrow import ipc
     monkeypatch.setattr(reader, "READ_AHEAD_AFTER_ROWS", 500 * keep)   # looks at the cut
-    n, rows = 500 * 4, 500
-    t = pa.table({"addr": 0x7f0000000000 + (np.arange(n, dtype=np.uint64) % 64) * 4096,
-                  "cpu": np.zeros(n, np.uint16), "op": np.zeros(n, np.uint8)})
+    rows = 500
+    t = _reads(4 * rows)
     with ipc.new_stream(tmp_path / "t.arrows", t.schema) as w:
         for b in t.to_batches(max_chunksize=rows):
             w.write_batch(b)
