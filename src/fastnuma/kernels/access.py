@@ -13,7 +13,7 @@ from ._jit import kernel, prefetch
 from .hits import FAST_READ, FAST_WRITE
 from .state import block_of
 
-PREFETCH_AHEAD = 16           # events of look-ahead for the PTEs
+PREFETCH_AHEAD = 32           # events of look-ahead for the PTEs
 RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
                               # overwrite event i's entry before it is used)
 PTE_INDEX_MASK = PTRS_PER_PMD - 1   # a page's entry in its PMD's PTE block
@@ -90,7 +90,7 @@ def look_ahead(ptes, frames, pmd_hash, ring, addr, i, limit, asid, pf_pmd, pf_bl
         ring[j & (RING - 1), 0], ring[j & (RING - 1), 1], ring[j & (RING - 1), 2] = j, asid, pf_blk
         if pf_blk >= 0:
             prefetch(ptes, pte_index(pf_blk, vpn_j))
-    j = i + PREFETCH_AHEAD // 2
+    j = i + PREFETCH_AHEAD // 4
     f = frame_of(ptes, ring, j, asid, np.int64(addr[min(j, limit - 1)]) >> PAGE_SHIFT)
     if j < limit and f >= 0:
         prefetch(frames, f)
@@ -120,3 +120,44 @@ def marked_entry(fl, w):
     """PTE flags of a present entry marked for a hinting fault whose access, once the mark
     is gone, completes without another fault (a write: the entry is writable)."""
     return fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT | PTE_NUMA and (w == 0 or fl & PTE_WRITE)
+
+
+
+# counts over a window [lo, hi) of an event column; a one-element column holds for every
+# event. Each loop has no exit and indexes a slice from 0, so the compiler vectorises it
+# (an index it cannot tell is not negative would make each load a gather).
+@kernel(inline="always")
+def n_equal(col, lo, hi, value):
+    """How many events of the window have ``value`` in col."""
+    if col.size == 1:
+        return (hi - lo) * np.int64(np.int64(col[0]) == value)
+    c = col[lo:hi]
+    n = np.int64(0)
+    for k in range(c.size):
+        n += np.int64(np.int64(c[k]) == value)
+    return n
+
+
+@kernel(inline="always")
+def n_at_most(col, lo, hi, value):
+    """How many events of the window have at most ``value`` in col."""
+    if col.size == 1:
+        return (hi - lo) * np.int64(np.int64(col[0]) <= value)
+    c = col[lo:hi]
+    n = np.int64(0)
+    for k in range(c.size):
+        n += np.int64(np.int64(c[k]) <= value)
+    return n
+
+
+@kernel(inline="always")
+def n_within(col, lo, hi, start, end):
+    """How many events of the window have a value in [start, end) in col."""
+    span = np.uint64(end - start)
+    if col.size == 1:
+        return (hi - lo) * np.int64(np.uint64(np.int64(col[0]) - start) < span)
+    c = col[lo:hi]
+    n = np.int64(0)
+    for k in range(c.size):
+        n += np.int64(np.uint64(np.int64(c[k]) - start) < span)
+    return n
