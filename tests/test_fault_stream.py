@@ -5,10 +5,13 @@ follow while each is a hinting fault too, by the same thread on the same CPU in 
 VMA. Each case here starts such a stream after mbind(MPOL_MF_MOVE | MPOL_MF_LAZY) and
 ends it in one way: a page in a PMD with no page table yet, the end of the VMA, a write
 the VMA does not allow, a write to a read-only entry of a writable VMA (a second fault),
-a page already unmarked, a page never touched, another thread, another CPU, an OOM. The
-same calls go to the engine (``sim.access``, and ``replay`` of the same accesses as a
-trace, whose columns are per event) and to the model; outcomes, counters, the access
-matrix, placement and every thread's counters must agree."""
+a page already unmarked, a page never touched, another thread, another CPU (the same
+thread's too), an OOM. The same calls go to the engine (``sim.access``, and ``replay``
+of the same accesses as a trace, whose columns are per event) and to the model;
+outcomes, counters, the access matrix, placement and every thread's counters must
+agree. The last cases take streams whose policy gives them a fixed migration target
+(kernels/numa_fixed.py) with each policy, knob, a THP amid the base pages and a target
+that fills up."""
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -68,6 +71,9 @@ CASES = {
                                         (0, 0, list(range(10, 20)), False),
                                         (1, 3, list(range(20, 30)), True)]),
     "pages out of order": ({}, [(1, 3, [5, 63, 17, 2, 40, 41, 42, 9], False)]),
+    "the same thread on another node's CPU": ({}, [(1, 2, list(range(10)), False),
+                                                   (1, 0, list(range(10, 20)), False),
+                                                   (1, 3, list(range(20, 30)), True)]),
 }
 
 
@@ -141,3 +147,80 @@ def test_an_oom_in_a_stream_is_the_models():
                                        write=True))
         results.append((res, m.vmstat()))
     assert results[0] == results[1]
+
+
+# --------------------------------------------------------------- a fixed migration target
+# kernels/numa_fixed.py takes the stream's faults when mpol_misplaced's answer depends on
+# the folio's node only; the policies below give it each kind of target and stay set
+# (INTERLEAVE and the default policy go the general way, in the same stream machinery).
+THREE = dict(node_pages=[2048, 2048, 2048], node_cpus=[[0, 1], [2, 3], [4, 5]])
+POLICIES = {
+    "local": (fn.MPOL_LOCAL, None),
+    "preferred, the worker's node": (fn.MPOL_PREFERRED, [1]),
+    "preferred, another node": (fn.MPOL_PREFERRED, [2]),
+    "preferred, where the pages are": (fn.MPOL_PREFERRED, [0]),
+    "bind, another node": (fn.MPOL_BIND, [2]),
+    "bind, where the pages are and another": (fn.MPOL_BIND, [0, 2]),
+    "preferred many": (fn.MPOL_PREFERRED_MANY, [1, 2]),
+    "interleave": (fn.MPOL_INTERLEAVE, [1, 2]),
+}
+KNOBS = {"defaults": {}, "numa_balancing": {"numa_balancing": 1},
+         "no numa_stat": {"numa_stat": False}}
+
+
+def fixed_stream_run(m, mode, nodes, thp_first=False):
+    """A leader (CPU 0) writes 64 pages after a 2 MiB-aligned THP-sized first PMD (and the
+    THP too when ``thp_first``); a lazy mbind(mode, nodes) marks all; the worker (CPU 2,
+    node 1) reads and writes them in one stream, the THP's first page among them."""
+    pid = m.spawn(cpu=0)
+    m.mmap(pid, (512 + 64) * PAGE, MAPF, addr=BASE)
+    if thp_first:
+        m.access(pid, pages_at([0]), write=True)
+    m.access(pid, pages_at(range(512, 576)), write=True)
+    worker = m.clone(pid, cpu=2)
+    m.mbind(pid, BASE, (512 + 64) * PAGE, mode, nodes, LAZY)
+    order = list(range(512, 540)) + ([0] if thp_first else []) + list(range(540, 576))
+    writes = [k % 4 == 1 for k in range(len(order))]
+    m.sched(worker, 2)
+    res = outcome(lambda: m.access(worker, pages_at(order), write=np.asarray(writes)))
+    return (res, m.vmstat(), m.numastat(), list(m.free_pages()),
+            np.asarray(m.access_counts).tolist(),
+            list(m.page_nodes(pid, BASE, (512 + 64) * PAGE)), m.numa_maps(pid),
+            [(m.threads[t].local, m.threads[t].remote) for t in (pid, worker)],
+            m.task_numa_stats(worker))
+
+
+@pytest.mark.parametrize("knobs", sorted(KNOBS))
+@pytest.mark.parametrize("policy", sorted(POLICIES))
+def test_a_stream_with_a_fixed_target_is_the_models(policy, knobs):
+    mode, nodes = POLICIES[policy]
+    got = fixed_stream_run(fn.Simulator(fn.Topology(**THREE), **KNOBS[knobs]), mode, nodes)
+    want = fixed_stream_run(RefMachine(RefTopology(**THREE), **KNOBS[knobs]), mode, nodes)
+    assert got == want
+    assert got[1]["numa_hint_faults"] == 64
+
+
+@pytest.mark.parametrize("policy", ["local", "preferred, another node", "interleave"])
+def test_a_thp_in_a_fixed_target_stream_is_the_models(policy):
+    """The THP's fault goes the general way in the middle of the stream (its whole PMD),
+    the base pages before and after it the fixed way."""
+    mode, nodes = POLICIES[policy]
+    got = fixed_stream_run(fn.Simulator(fn.Topology(**THREE), thp="always"), mode, nodes,
+                           thp_first=True)
+    want = fixed_stream_run(RefMachine(RefTopology(**THREE), thp="always"), mode, nodes,
+                            thp_first=True)
+    assert got == want
+    assert got[1]["numa_hint_faults"] == 65
+
+
+@pytest.mark.parametrize("policy", ["local", "bind, another node"])
+def test_a_fixed_target_filling_up_is_the_models(policy):
+    """The target has room for some pages only: the stream's migrations stop at its high
+    watermark (migrate_balanced_pgdat), the rest of its faults leave the pages where they
+    are, as in the model."""
+    mode, nodes = POLICIES[policy]
+    targs = dict(node_pages=[2048, 48, 48], node_cpus=[[0, 1], [2, 3], [4, 5]])
+    got = fixed_stream_run(fn.Simulator(fn.Topology(**targs)), mode, nodes)
+    want = fixed_stream_run(RefMachine(RefTopology(**targs)), mode, nodes)
+    assert got == want
+    assert 0 < got[1]["numa_pages_migrated"] < 64

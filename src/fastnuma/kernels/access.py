@@ -13,9 +13,10 @@ from ._jit import kernel, prefetch
 from .hits import FAST_READ, FAST_WRITE
 from .state import block_of
 
-PREFETCH_AHEAD = 32           # events of look-ahead for the PTEs
-RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i+16 must not
-                              # overwrite event i's entry before it is used)
+PREFETCH_AHEAD = 32           # events of look-ahead for the PTEs (16: a stream of hinting
+                              # faults waited on them, 1.5 ns a fault more, 2026-12-07)
+RING = 2 * PREFETCH_AHEAD     # look-ahead blocks kept per event (event i + PREFETCH_AHEAD
+                              # must not overwrite event i's entry before it is used)
 PTE_INDEX_MASK = PTRS_PER_PMD - 1   # a page's entry in its PMD's PTE block
 NODE_BYTE = 0xFF              # PTE bits 8-15 hold the node + 1 (dtypes.PTE_NODE_SHIFT)
 NODE_IN_FRAME = -2            # pte_node: the PTE caches no node
@@ -82,7 +83,8 @@ def count_accesses(counts, tasks, s, cn, node, w, n):
 def look_ahead(ptes, frames, pmd_hash, ring, addr, i, limit, asid, pf_pmd, pf_blk):
     """Look-ahead for streams of faults, at event i: the PTE PREFETCH_AHEAD events ahead
     is prefetched and its block kept in the ring (``pf_pmd``, ``pf_blk``: the last block
-    looked up, returned updated); the frame half as far (a hinting fault reads it)."""
+    looked up, returned updated); the frame a quarter as far (a hinting fault reads
+    it), where the PTE that names it has landed."""
     j = i + PREFETCH_AHEAD
     if j < limit:
         vpn_j = np.int64(addr[j]) >> PAGE_SHIFT
@@ -120,44 +122,3 @@ def marked_entry(fl, w):
     """PTE flags of a present entry marked for a hinting fault whose access, once the mark
     is gone, completes without another fault (a write: the entry is writable)."""
     return fl & (PTE_PRESENT | PTE_NUMA) == PTE_PRESENT | PTE_NUMA and (w == 0 or fl & PTE_WRITE)
-
-
-
-# counts over a window [lo, hi) of an event column; a one-element column holds for every
-# event. Each loop has no exit and indexes a slice from 0, so the compiler vectorises it
-# (an index it cannot tell is not negative would make each load a gather).
-@kernel(inline="always")
-def n_equal(col, lo, hi, value):
-    """How many events of the window have ``value`` in col."""
-    if col.size == 1:
-        return (hi - lo) * np.int64(np.int64(col[0]) == value)
-    c = col[lo:hi]
-    n = np.int64(0)
-    for k in range(c.size):
-        n += np.int64(np.int64(c[k]) == value)
-    return n
-
-
-@kernel(inline="always")
-def n_at_most(col, lo, hi, value):
-    """How many events of the window have at most ``value`` in col."""
-    if col.size == 1:
-        return (hi - lo) * np.int64(np.int64(col[0]) <= value)
-    c = col[lo:hi]
-    n = np.int64(0)
-    for k in range(c.size):
-        n += np.int64(np.int64(c[k]) <= value)
-    return n
-
-
-@kernel(inline="always")
-def n_within(col, lo, hi, start, end):
-    """How many events of the window have a value in [start, end) in col."""
-    span = np.uint64(end - start)
-    if col.size == 1:
-        return (hi - lo) * np.int64(np.uint64(np.int64(col[0]) - start) < span)
-    c = col[lo:hi]
-    n = np.int64(0)
-    for k in range(c.size):
-        n += np.int64(np.uint64(np.int64(c[k]) - start) < span)
-    return n

@@ -10,21 +10,20 @@ from numba.core import types
 from ..constants import PAGE_SHIFT
 from ..dtypes import (C_NUMA_HINT_FAULTS, C_NUMA_HINT_FAULTS_LOCAL, C_NUMA_PAGES_MIGRATED,
                       C_PGFAULT, C_PGMIGRATE_FAIL, C_PGMIGRATE_SUCCESS, NS_HIT, NS_LOCAL,
-                      NS_OTHER, OPT_MEMORY_TIERING, OPT_NUMA_BALANCING, OPT_NUMA_STAT, PTRS_PER_PMD_SHIFT,
-                      T_TID, VMA_DTYPE)
+                      NS_OTHER, OPT_MEMORY_TIERING, OPT_NUMA_BALANCING, OPT_NUMA_STAT,
+                      PTRS_PER_PMD_SHIFT, T_TID, VMA_DTYPE)
 from ._jit import apart, kernel
-
-SAME_RUN_SCAN = 64      # events same_run_end compares at a time
-from .access import (access_node, count_accesses, look_ahead, marked_entry, n_at_most,
-                     n_equal, n_within, pte_index, ring_block, set_dirty)
+from .access import (access_node, count_accesses, look_ahead, marked_entry, pte_index,
+                     ring_block, set_dirty)
 from .borrowed import borrowed, uncounted
 from .fault import handle_mm_fault
 from .numa import do_numa_page, pid_bit
-from .numa_fixed import fits_fixed, fixed_fault, fixed_target
+from .numa_fixed import fits_fixed, fixed_fault, fixed_target, room_marks
 from .state import block_of
 from .tiering import lru_touch
 from .vma import access_error
 
+SAME_RUN_SCAN = 64      # events same_run_end compares at a time
 
 @kernel
 def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op, cpu_col,
@@ -37,7 +36,9 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
     too: by the same thread (``tid``, ``pid``) on the same CPU, in VMA v, the entry in a
     block without a PMD mark. A mbind(MPOL_MF_LAZY) or NUMA-balancing scan leaves such
     streams; the event loop's per-event work (thread, VMA, room: a hinting fault
-    allocates neither frame nor block) is done once for the stream. Returns (the last
+    allocates neither frame nor block) is done once for the stream, the columns checked
+    a window at a time (same_run_end), and where the policy gives the stream a fixed
+    migration target its base pages' faults go numa_fixed's way. Returns (the last
     faulted event's block, the first event not run: the loop runs it from the top). Any
     other fault: handle_mm_fault, and (its block or FAULT_OOM, i): the loop retries event
     i's access, as the CPU does."""
@@ -55,16 +56,13 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
     tier = st.opts[OPT_MEMORY_TIERING] != 0
     cn = np.int64(st.cpu_node[cpu])
     vma_start, vma_end = vmas[v]["start"], vmas[v]["end"]
-    # a fixed migration target (numa_fixed.py): the policy is read once, the counters
-    # of its faults kept here and added at the end
+    # a fixed migration target (numa_fixed.py): policy, knobs and watermarks read once;
+    # its faults' counters and the target's free pages kept here, stored at the end
     target, stay = fixed_target(st, vmas, v, task_pol, cn)
-    # the target takes a page while its free count is above the high watermark + 1
-    # (migrate_balanced_pgdat) and above its low or min one (alloc_thisnode)
-    balanced_above, alloc_above = np.int64(0), np.int64(0)
-    if target >= 0:
-        balanced_above = st.wmark_high[target] + 1
-        alloc_above = min(st.wmark_low[target], st.wmark_min[target])
+    balanced_above, alloc_above = room_marks(st, max(target, 0))
+    if target >= 0:             # numa_fault_folio's, the same for every fault of the stream
         vmas[v]["pids"] |= np.uint64(1) << np.uint64(pid_bit(st.tasks[slot, T_TID]))
+    free_target = st.free[max(target, 0)]
     balancing = st.opts[OPT_NUMA_BALANCING] != 0
     n_fixed, n_local, n_moved, n_failed = np.int64(0), np.int64(0), np.int64(0), np.int64(0)
     pf_pmd, pf_blk = np.int64(-1), np.int64(-1)
@@ -74,7 +72,6 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
     run_end = i + 1
     w_max = np.int64(-1 if access_error(vmas, v, 0) else (0 if access_error(vmas, v, 1) else 1))
     run_node, run_w, run_n = np.int64(-1), np.int64(0), np.int64(0)   # accesses counted in
-    free_target = st.free[target] if target >= 0 else np.int64(0)     # kept here
     pi = pte_index(b, vpn)
     fl = ptes[pi]["flags"]
     while True:                                 # registers while node and op repeat
@@ -82,8 +79,8 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
         if target >= 0 and fits_fixed(fl, frames[f]):
             if balancing:                       # task_numa_fault reads the clock
                 clock[0] = np.int64(ts[0] if one_ts else ts[i]) + ts_offset
-            balanced = free_target > balanced_above
-            room = balanced and free_target > alloc_above
+            balanced = free_target > balanced_above         # migrate_balanced_pgdat
+            room = balanced and free_target > alloc_above   # alloc_thisnode
             cur, node, moved, failed = fixed_fault(st, ptes, frames, pi, fl, f, target,
                                                    stay, room, w, cpu, slot)
             free_target -= moved
@@ -143,6 +140,46 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
         count_fixed_faults(st, target, cn, n_fixed, n_local, n_moved, n_failed)
     count_accesses(counts, tasks, slot, cn, run_node, run_w, run_n)
     return b, i
+
+
+# counts over a window [lo, hi) of an event column; a one-element column holds for every
+# event. Each loop has no exit and indexes a slice from 0, so the compiler vectorises it
+# (an index it cannot tell is not negative would make each load a gather).
+@kernel(inline="always")
+def n_equal(col, lo, hi, value):
+    """How many events of the window have ``value`` in col."""
+    if col.size == 1:
+        return (hi - lo) * np.int64(np.int64(col[0]) == value)
+    c = col[lo:hi]
+    n = np.int64(0)
+    for k in range(c.size):
+        n += np.int64(np.int64(c[k]) == value)
+    return n
+
+
+@kernel(inline="always")
+def n_at_most(col, lo, hi, value):
+    """How many events of the window have at most ``value`` in col."""
+    if col.size == 1:
+        return (hi - lo) * np.int64(np.int64(col[0]) <= value)
+    c = col[lo:hi]
+    n = np.int64(0)
+    for k in range(c.size):
+        n += np.int64(np.int64(c[k]) <= value)
+    return n
+
+
+@kernel(inline="always")
+def n_within(col, lo, hi, start, end):
+    """How many events of the window have a value in [start, end) in col."""
+    span = np.uint64(end - start)
+    if col.size == 1:
+        return (hi - lo) * np.int64(np.uint64(np.int64(col[0]) - start) < span)
+    c = col[lo:hi]
+    n = np.int64(0)
+    for k in range(c.size):
+        n += np.int64(np.uint64(np.int64(c[k]) - start) < span)
+    return n
 
 
 @kernel(inline="always")

@@ -70,6 +70,15 @@ def fixed_target(st, vmas, v, task_pol, this):
 
 
 @kernel(inline="always")
+def room_marks(st, target):
+    """The target takes a page while its free count is above both marks returned: its
+    high watermark + 1 (migrate_balanced_pgdat; below it the move fails uncounted) and
+    its low or min one (alloc_thisnode's watermark test; below it pgmigrate_fail)."""
+    return (st.wmark_high[target] + 1,
+            min(st.wmark_low[target], st.wmark_min[target]))
+
+
+@kernel(inline="always")
 def fits_fixed(fl, frame):
     """The fault on an entry with flags ``fl`` mapping ``frame`` is fixed_fault's: a base
     page (not a THP's PMD, not a PTE of a large folio)."""
