@@ -26,7 +26,7 @@ from ..dtypes import (FRAME_DIRTY, FRAME_PTE_DIRTY, NO_POLICY, OPT_MEMORY_TIERIN
                       PTE_DIRTY, PTE_HUGE, PTE_NODE_MASK, PTE_NUMA, TNF_MIGRATE_FAIL,
                       TNF_MIGRATED)
 from ._jit import kernel
-from .alloc import nth_node
+from .alloc import nth_node, preferred_zone_node
 from .numa import node_in, task_numa_fault
 from .state import pte_node_bits
 from .vma import vma_policy
@@ -55,15 +55,9 @@ def fixed_target(st, vmas, v, task_pol, this):
         target = this
     elif mode == MPOL_PREFERRED:
         target, stay = nth_node(nodes, np.int64(0)), nodes
-    elif mode == MPOL_BIND or mode == MPOL_PREFERRED_MANY:
-        stay = nodes
-        lst = st.fallback[this]
-        for j in range(lst.size):
-            if lst[j] < 0:
-                break
-            if node_in(nodes, np.int64(lst[j])):
-                target = np.int64(lst[j])
-                break
+    elif (mode == MPOL_BIND or mode == MPOL_PREFERRED_MANY) and nodes != 0:
+        # the first node of this node's fallback list in the set
+        target, stay = preferred_zone_node(st, this, nodes), nodes
     if target < 0 or st.fallback[target, 0] != target:
         return none
     return target, stay
