@@ -25,6 +25,7 @@ from .vma import access_error
 
 SAME_RUN_SCAN = 64      # events same_run_end compares at a time
 
+
 @kernel
 def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op, cpu_col,
                  tid_col, pid_col, ts, i, limit, ts_offset, counts, ring, tid, pid):
