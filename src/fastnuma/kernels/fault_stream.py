@@ -83,7 +83,7 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
             balanced = free_target > balanced_above         # migrate_balanced_pgdat
             room = balanced and free_target > alloc_above   # alloc_thisnode
             cur, node, moved, failed = fixed_fault(st, ptes, frames, pi, fl, f, target,
-                                                   stay, room, w, cpu, slot)
+                                                   stay, room, w, cpu, slot, balancing)
             free_target -= moved
             n_fixed += 1
             n_local += cur == cn
@@ -143,36 +143,13 @@ def fault_stream(st, vmas, v, asid, vpn, b, cpu, slot, task_pol, write, addr, op
     return b, i
 
 
-# counts over a window [lo, hi) of an event column; a one-element column holds for every
-# event. Each loop has no exit and indexes a slice from 0, so the compiler vectorises it
+# a count over a window [lo, hi) of an event column; a one-element column holds for every
+# event. The loop has no exit and indexes a slice from 0, so the compiler vectorises it
 # (an index it cannot tell is not negative would make each load a gather).
 @kernel(inline="always")
-def n_equal(col, lo, hi, value):
-    """How many events of the window have ``value`` in col."""
-    if col.size == 1:
-        return (hi - lo) * np.int64(np.int64(col[0]) == value)
-    c = col[lo:hi]
-    n = np.int64(0)
-    for k in range(c.size):
-        n += np.int64(np.int64(c[k]) == value)
-    return n
-
-
-@kernel(inline="always")
-def n_at_most(col, lo, hi, value):
-    """How many events of the window have at most ``value`` in col."""
-    if col.size == 1:
-        return (hi - lo) * np.int64(np.int64(col[0]) <= value)
-    c = col[lo:hi]
-    n = np.int64(0)
-    for k in range(c.size):
-        n += np.int64(np.int64(c[k]) <= value)
-    return n
-
-
-@kernel(inline="always")
 def n_within(col, lo, hi, start, end):
-    """How many events of the window have a value in [start, end) in col."""
+    """How many events of the window have a value in [start, end) in col (an equality:
+    [value, value + 1))."""
     span = np.uint64(end - start)
     if col.size == 1:
         return (hi - lo) * np.int64(np.uint64(np.int64(col[0]) - start) < span)
@@ -203,8 +180,10 @@ def same_run_end(addr, op, cpu_col, tid_col, pid_col, lo, limit, w_max, start, e
     event only in a window that holds the end."""
     hi = min(lo + SAME_RUN_SCAN, limit)
     n = hi - lo
-    if (n_equal(tid_col, lo, hi, tid) == n and n_equal(pid_col, lo, hi, pid) == n
-            and n_equal(cpu_col, lo, hi, cpu) == n and n_at_most(op, lo, hi, w_max) == n
+    if (n_within(tid_col, lo, hi, tid, tid + 1) == n
+            and n_within(pid_col, lo, hi, pid, pid + 1) == n
+            and n_within(cpu_col, lo, hi, cpu, cpu + 1) == n
+            and n_within(op, lo, hi, 0, w_max + 1) == n             # ops are unsigned
             and n_within(addr, lo, hi, start, end) == n):
         return hi
     for j in range(lo, hi):

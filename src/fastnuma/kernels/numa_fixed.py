@@ -22,7 +22,7 @@ import numpy as np
 from ..constants import (MPOL_BIND, MPOL_F_MOF, MPOL_F_MORON, MPOL_LOCAL, MPOL_PREFERRED,
                          MPOL_PREFERRED_MANY)
 from ..dtypes import (FRAME_DIRTY, FRAME_PTE_DIRTY, NO_POLICY, OPT_MEMORY_TIERING,
-                      OPT_MIGRATE_RATE_LIMIT, OPT_NUMA_BALANCING, OPT_SHARED_PAGE_RULE,
+                      OPT_MIGRATE_RATE_LIMIT, OPT_SHARED_PAGE_RULE,
                       PTE_DIRTY, PTE_HUGE, PTE_NODE_MASK, PTE_NUMA, TNF_MIGRATE_FAIL,
                       TNF_MIGRATED)
 from ._jit import kernel
@@ -80,15 +80,16 @@ def fits_fixed(fl, frame):
 
 
 @kernel(inline="always")
-def fixed_fault(st, ptes, frames, pi, fl, f, target, stay, room, w, cpu, slot):
+def fixed_fault(st, ptes, frames, pi, fl, f, target, stay, room, w, cpu, slot, balancing):
     """The hinting fault on the marked entry at pi (flags ``fl``, frame f, fits_fixed)
     and its retried access (``w``: a write), for a stream of fixed_target's (target,
     stay). ``room``: the target can take a page (migrate_balanced_pgdat and the watermark
-    test of alloc_thisnode, both true while its free count stays above a mark). Returns
+    test of alloc_thisnode, both true while its free count stays above a mark);
+    ``balancing``: kernel.numa_balancing is on (task_numa_fault). Returns
     (the folio's node before, its node after, 1 if it moved, 1 if its move failed); the
     caller counts the fault, the allocation and the migration (fault_stream.py)."""
     cur = np.int64(frames[f]["node"])
-    old = np.int64(frames[f]["last_cpupid"])
+    old = np.int64(frames[f]["last_cpupid"]) if balancing else np.int64(0)
     fl = fl & ~np.uint32(PTE_NUMA)
     node, moved, failed = cur, 0, 0
     if cur != target and not node_in(stay, cur):
@@ -106,7 +107,7 @@ def fixed_fault(st, ptes, frames, pi, fl, f, target, stay, room, w, cpu, slot):
         fl |= PTE_DIRTY
         frames[f]["flags"] |= FRAME_PTE_DIRTY
     ptes[pi]["flags"] = fl
-    if st.opts[OPT_NUMA_BALANCING] != 0:
+    if balancing:
         task_numa_fault(st, slot, old, node, np.int64(1),
                         TNF_MIGRATED if moved else (TNF_MIGRATE_FAIL if failed else 0), cpu)
     return cur, node, moved, failed
