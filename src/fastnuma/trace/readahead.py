@@ -24,6 +24,9 @@ import threading
 
 #: batches read ahead of the one replaying
 DEFAULT_DEPTH = 2
+#: batches alive at once under readahead: the one the caller holds, the ``DEFAULT_DEPTH``
+#: queued and the one the reader thread is making
+BATCHES_ALIVE = DEFAULT_DEPTH + 2
 _END = object()
 
 

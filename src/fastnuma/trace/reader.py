@@ -7,7 +7,6 @@ a batch is valid until the next one is read. Bad input raises TraceError naming 
 column, global row and value; a trace is never loaded whole.
 """
 import glob
-import mmap
 import os
 import stat
 import warnings
@@ -15,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..constants import TIME_LIMIT_NS
 from ..errors import TraceError
 from .checks import first_above, first_decrease
-from .readahead import DEFAULT_DEPTH, readahead
+from .mapped import file_batches, prefault, stream_batches
+from .readahead import BATCHES_ALIVE, DEFAULT_DEPTH, readahead
 from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, checked_column
 
 DEFAULT_BATCH_ROWS = 1 << 20
@@ -97,9 +96,11 @@ def _record_batches(path, batch_rows, on_cut):
                          ".parquet)", path=path)
     try:
         if kind == "file":
-            yield from _mapped_file_batches(path, batch_rows)
+            for batch in file_batches(path):
+                yield from _split(batch, batch_rows)
         elif kind == "stream":
-            yield from _mapped_stream_batches(path, batch_rows, on_cut)
+            for batch in stream_batches(path, on_cut):
+                yield from _split(batch, batch_rows)
         else:
             yield from _parquet_batches(path, batch_rows)
     except (pa.ArrowException, OSError) as e:   # ArrowInvalid, or the "unsupported
@@ -107,67 +108,6 @@ def _record_batches(path, batch_rows, on_cut):
         raise TraceError(f"truncated or corrupt trace file: {e}", path=path) from None
 
 
-def _mapping(path):
-    """A read-only memory mapping of a regular, non-empty file."""
-    with open(path, "rb") as f:
-        if os.fstat(f.fileno()).st_size == 0:
-            raise pa.ArrowInvalid("empty file")
-        return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-
-
-def _close(m):
-    try:
-        m.close()
-    except BufferError:              # a batch still in use keeps the mapping alive
-        pass
-
-
-def _drop(m):
-    """Drop the mapping's pages from the process (they stay in the page cache): resident
-    memory stays that of one batch, whatever the file's size."""
-    if hasattr(m, "madvise"):
-        m.madvise(mmap.MADV_DONTNEED)
-
-
-#: decompress on the reading thread: readahead already keeps the second core busy, and
-#: Arrow's pool would take both cores' time from the replay (more CPU for the same bytes)
-_ONE_THREAD = ipc.IpcReadOptions(use_threads=False)
-
-
-def _mapped_file_batches(path, batch_rows):
-    """An IPC file's batches, read from a memory mapping (no copy)."""
-    m = _mapping(path)
-    try:
-        reader = ipc.open_file(pa.BufferReader(pa.py_buffer(m)), options=_ONE_THREAD)
-        for i in range(reader.num_record_batches):
-            yield from _split(reader.get_batch(i), batch_rows)
-            _drop(m)
-    finally:
-        _close(m)
-
-
-def _mapped_stream_batches(path, batch_rows, on_cut):
-    """An IPC stream's batches, from a memory mapping as an IPC file's. pyarrow reads the
-    end of the file as the end of the stream, so a stream cut between two batches would
-    look complete: after the last batch the end-of-stream marker (0xFFFFFFFF then a zero
-    length, or a zero length in the pre-1.0 format) must follow; ``on_cut(path)`` is
-    called when it does not."""
-    m = _mapping(path)
-    try:
-        source = pa.BufferReader(pa.py_buffer(m))
-        reader = ipc.open_stream(source)
-        end = source.tell()                       # where the last message read ends
-        for batch in reader:
-            end = source.tell()
-            yield from _split(batch, batch_rows)
-            _drop(m)
-        if m[end:end + 8] != EOS and m[end:end + 4] != EOS[4:]:
-            on_cut(path)
-    finally:
-        _close(m)
-
-
-EOS = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 PARQUET_READ_BUFFER = 1 << 20
 
 
@@ -241,7 +181,7 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
         yield from _checked(_sources(source, batch_rows, on_cut))
         return
     sources = _Peekable(_sources(source, batch_rows, on_cut))
-    checked = _checked(sources, READ_AHEAD_BUFFERS)
+    checked = _checked(sources, BATCHES_ALIVE)
     try:
         rows = 0
         for batch in checked:
@@ -262,9 +202,6 @@ def open_trace(source, batch_rows=DEFAULT_BATCH_ROWS, on_cut=None, read_ahead=Fa
         sources.close()
 
 
-#: derived-column buffers in turn under read_ahead: the batch the caller holds, the
-#: ``DEFAULT_DEPTH`` queued and the one the reader thread is filling
-READ_AHEAD_BUFFERS = DEFAULT_DEPTH + 2
 #: rows read on the caller's thread before the reader thread starts, if more follow: a
 #: thread costs 0.2-0.7 ms of a replay (its start, its end, the two threads' turns at
 #: the GIL), about what checking 250 thousand rows of an uncompressed file costs; a
@@ -310,6 +247,10 @@ class _Peekable:
         self._items.close()
 
 
+#: the columns every event's replay reads (the others only a control event's)
+EVENT_LOOP_COLUMNS = ("addr", "cpu", "op", "ts", "tid", "pid")
+
+
 def _checked(sources, buffers=1):
     """open_trace's batches: ``sources``' (path, record batch) checked as TraceBatch. The
     derived columns (ts and tid when absent) are written to ``buffers`` sets of buffers
@@ -341,6 +282,7 @@ def _checked(sources, buffers=1):
                 cols[name] = checked_column(name, batch.column(name), path, row0)
             elif default is not None:
                 cols[name] = _default_column(name, n)
+        prefault(cols[name] for name in EVENT_LOOP_COLUMNS if name in names)
         if "ts" not in cols:
             cols["ts"] = np.add(rows[:n], np.uint64(row0), out=ts_buf[:n])
         if "tid" not in cols:                          # tid defaults to cpu
