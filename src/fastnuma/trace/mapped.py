@@ -23,6 +23,7 @@ import pyarrow.ipc as ipc
 from .readahead import BATCHES_ALIVE
 
 PAGE = mmap.PAGESIZE
+_CAN_DROP = hasattr(mmap, "MADV_DONTNEED")       # not on every platform (Windows)
 
 #: decompress on the reading thread: readahead already keeps the second core busy, and
 #: Arrow's pool would take both cores' time from the replay (more CPU for the same bytes)
@@ -44,6 +45,8 @@ class _Mapping:
 
     def read(self, batch):
         """``batch`` was read: drop the pages of the batches BATCHES_ALIVE behind it."""
+        if not _CAN_DROP:
+            return
         end = self._end(batch)
         if end is None:                          # decoded elsewhere: the mapping is spent
             self.m.madvise(mmap.MADV_DONTNEED)
