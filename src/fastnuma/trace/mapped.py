@@ -1,6 +1,8 @@
 """Arrow IPC files and streams read from a read-only memory mapping: zero-copy batches,
 the mapping's pages faulted in by the reading thread and given back behind the replay.
 
+A batch's columns that the event loop reads are faulted in where the batch is checked:
+on the reader thread once readahead runs, so that the replaying thread finds them mapped.
 Resident memory stays that of a few batches whatever the file's size: once a batch's
 pages can no longer be in use they are dropped (``MADV_DONTNEED``: they stay in the page
 cache). "No longer in use" is counted in batches: at most ``BATCHES_ALIVE`` are held at
@@ -44,11 +46,12 @@ class _Mapping:
         self.dropped = 0              # pages below this offset were dropped
 
     def read(self, batch):
-        """``batch`` was read: drop the pages of the batches BATCHES_ALIVE behind it."""
+        """``batch`` was read and the next is asked for: drop the pages of the batches
+        BATCHES_ALIVE behind it."""
         if not _CAN_DROP:
             return
         end = self._end(batch)
-        if end is None:                          # decoded elsewhere: the mapping is spent
+        if end is None:                 # decoded into memory of its own: the mapping is spent
             self.m.madvise(mmap.MADV_DONTNEED)
             return
         self.kept.append(end)
@@ -115,9 +118,15 @@ def stream_batches(path, on_cut):
         mapping.close()
 
 
-def prefault(columns):
-    """Fault in the pages of ``columns`` (numpy arrays) now, one read per page: on the
-    reading thread, so that the replaying one finds them mapped."""
-    for values in columns:
-        if values.size:
-            values.view(np.uint8)[::PAGE].max()
+def prefault(batch, names):
+    """Fault in the pages of ``batch``'s columns ``names`` (an Arrow record batch) now,
+    one read per page: on the thread that checks the batch (the reader thread once
+    readahead runs), so that the replaying one finds them mapped. Only columns whose
+    buffer is a view into a larger one (the file's mapping) can have pages not yet
+    mapped; a decoded batch's memory is resident already and is skipped."""
+    present = batch.schema.names
+    for name in names:
+        if name in present:
+            buf = batch.column(name).buffers()[1]
+            if buf is not None and buf.size and buf.parent is not None:
+                np.frombuffer(buf, np.uint8)[::PAGE].max()

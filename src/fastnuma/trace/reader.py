@@ -21,7 +21,8 @@ from ..errors import TraceError
 from .checks import first_above, first_decrease
 from .mapped import file_batches, prefault, stream_batches
 from .readahead import BATCHES_ALIVE, DEFAULT_DEPTH, readahead
-from .schema import COLUMNS, MAX_OP, REQUIRED, SUFFIXES, checked_column
+from .schema import (COLUMNS, EVENT_LOOP_COLUMNS, MAX_OP, REQUIRED, SUFFIXES,
+                     checked_column)
 
 DEFAULT_BATCH_ROWS = 1 << 20
 
@@ -247,10 +248,6 @@ class _Peekable:
         self._items.close()
 
 
-#: the columns every event's replay reads (the others only a control event's)
-EVENT_LOOP_COLUMNS = ("addr", "cpu", "op", "ts", "tid", "pid")
-
-
 def _checked(sources, buffers=1):
     """open_trace's batches: ``sources``' (path, record batch) checked as TraceBatch. The
     derived columns (ts and tid when absent) are written to ``buffers`` sets of buffers
@@ -282,7 +279,7 @@ def _checked(sources, buffers=1):
                 cols[name] = checked_column(name, batch.column(name), path, row0)
             elif default is not None:
                 cols[name] = _default_column(name, n)
-        prefault(cols[name] for name in EVENT_LOOP_COLUMNS if name in names)
+        prefault(batch, EVENT_LOOP_COLUMNS)             # checked: integer columns
         if "ts" not in cols:
             cols["ts"] = np.add(rows[:n], np.uint64(row0), out=ts_buf[:n])
         if "tid" not in cols:                          # tid defaults to cpu

@@ -26,6 +26,8 @@ COLUMNS = {
     "count": (np.uint32, False, 1),
 }
 REQUIRED = tuple(c for c, (_, req, _) in COLUMNS.items() if req)
+#: the columns every event's replay reads (the others only a control event's)
+EVENT_LOOP_COLUMNS = ("addr", "cpu", "op", "ts", "tid", "pid")
 MAX_OP = OP_MADVISE                         # ops 0..8 are defined by version 1
 VERSION = 1
 # file suffix -> container: Arrow IPC file, IPC stream, Parquet
