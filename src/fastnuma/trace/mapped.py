@@ -7,9 +7,9 @@ Resident memory stays that of a few batches whatever the file's size: once a bat
 pages can no longer be in use they are dropped (``MADV_DONTNEED``: they stay in the page
 cache). "No longer in use" is counted in batches: at most ``BATCHES_ALIVE`` are held at
 once (the caller's, those queued by readahead, the one being read), so the pages of
-older batches go. Dropping the whole mapping after each batch, as before, took away the
-pages of the batches still queued, and the replaying thread faulted them in again
-(1 page fault per 16 pages, 0.37 us per page, a third of a lackey trace's replay).
+older batches go. Dropping the whole mapping after each batch would take away the pages
+of the batches still queued, and the replaying thread would fault them in again (a fault
+maps 16 pages at 0.37 us each: a third of what reading a lackey trace costs).
 
 A compressed file's batches are decoded into memory of their own: its mapping is read
 only while decoding, and dropped whole after each batch.

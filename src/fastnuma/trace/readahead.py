@@ -4,12 +4,14 @@ replays (open_trace(..., read_ahead=True)).
 Reading is most of a long replay's work on a compressed file: decompressing an lz4 IPC
 file costs more than replaying its events (15.5 s of 1 billion sequential events, against
 about 6 s of event loop, 2026-12-07). pyarrow decompresses, and the kernels replay, with
-the GIL released, so on two cores the two overlap. open_trace's checks and derived
-columns run on the reader thread too: on an uncompressed file (a converted lackey trace)
-they are most of what the replaying thread would do besides its event loop (xz's trace:
-72 -> 55 ms, against C's 46 ms); on a compressed one they lengthen the reader's part,
-which sets the pace (1 billion sequential events: 19-25 s, against 18.6-20.5 s with the
-checks on the replaying thread). The reader runs ``depth`` batches ahead at most, so
+the GIL released, so on two cores the two overlap. open_trace's checks, derived columns
+and the page faults of a mapped file's columns (trace/mapped.py) run on the reader thread
+too: on an uncompressed file (a converted lackey trace) they are most of what the
+replaying thread would do besides its event loop (xz's trace: 72 -> 55 ms with the
+checks, against C's 46 ms; then 61-65 ms against 70-99 with the faults too, in a noisier
+sitting); on a compressed one they lengthen the reader's part, which sets the pace
+(1 billion sequential events: 19-25 s, against 18.6-20.5 s with the checks on the
+replaying thread). The reader runs ``depth`` batches ahead at most, so
 memory stays that of a few batches. open_trace starts it only once the first
 READ_AHEAD_AFTER_ROWS rows are read and more follow (trace/reader.py): a small trace
 replays faster without.
