@@ -35,7 +35,7 @@ FRAME_SHM = 1 << 0        # page of a shared (MAP_SHARED anonymous) object: held
 FRAME_FREE = 1 << 1       # on the free list
 FRAME_DIRTY = 1 << 2      # PageDirty (shared memory: written, or a dirty mapping went)
 FRAME_PTE_DIRTY = 1 << 3  # some mapping of the page was dirtied (a migration dirties it)
-FRAME_ISOLATED = 1 << 4   # queued for migration by the running move_pages
+FRAME_ISOLATED = 1 << 4   # off the LRU: queued by the running move_pages, or migrating
 FRAME_FILE = 1 << 5       # a page-cache page (file LRU): reclaim drops it
 ZERO_PAGE_NODE = 0        # the zero page lives in the kernel image, on node 0
 # per frame, outside FRAME_DTYPE (touched only with memory tiering on): the access sequence

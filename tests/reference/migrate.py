@@ -141,6 +141,11 @@ class MigrateMixin:
         return subs
 
     # ------------------------------------------------------------ migrate_pages
+    def isolate(self, folios):
+        """``folios`` (a split folio's parts) stay off the LRU until they move."""
+        self.isolated.update((id(f), f) for f in folios)
+        return folios
+
     def migrate_pages_batch(self, folios, get_new_folio, split_list, stats, nosplit):
         """migrate_pages_batch (one pass, nothing is ever busy in the model): for each
         folio in order: a partially mapped large folio is split (a failure; its pages go to
@@ -154,7 +159,7 @@ class MigrateMixin:
         for k, folio in enumerate(folios):
             is_thp = folio.order == HPAGE_PMD_ORDER
             if folio.nr > 2 and folio.partially_mapped():
-                split_list.extend(self.split_folio(folio))
+                split_list.extend(self.isolate(self.split_folio(folio)))
                 nr_failed += 1
                 stats.nr_thp_failed += is_thp
                 stats.nr_thp_split += is_thp
@@ -170,7 +175,7 @@ class MigrateMixin:
                 nr_failed += 1
                 stats.nr_thp_failed += is_thp
                 if folio.order and not nosplit and split_list is not None:
-                    split_list.extend(self.split_folio(folio))
+                    split_list.extend(self.isolate(self.split_folio(folio)))
                     stats.nr_thp_split += is_thp
                     stats.nr_split += 1
                     continue
@@ -195,6 +200,7 @@ class MigrateMixin:
         split folios moved); counts pgmigrate_* and thp_migration_*."""
         stats = MigrateStats()
         remaining, not_moved, rc_gather = list(folios), [], 0
+        self.isolated = {id(f): f for f in folios}     # off the LRU: reclaim skips them
         while remaining:
             chunk, nr = [], 0
             while remaining:
@@ -225,6 +231,7 @@ class MigrateMixin:
         else:
             if not not_moved:
                 rc_gather = 0
+        self.isolated = {}                              # the ones not moved go back
         self.vm["pgmigrate_success"] += stats.nr_succeeded
         self.vm["pgmigrate_fail"] += stats.nr_failed_pages
         self.vm["thp_migration_success"] += stats.nr_thp_succeeded

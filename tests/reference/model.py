@@ -137,6 +137,7 @@ class RefMachine(AllocMixin, FaultMixin, VmMixin, MigrateMixin, SyscallMixin, Nu
         self.cpu_node = {c: n for n, cs in enumerate(cpus) for c in cs}
         self.fallback = build_zonelists(topology)
         self.free = list(pages)
+        self.isolated = {}         # id -> folio off the LRU for a migration in progress
         self.thp, self.thp_defrag = thp, thp_defrag
         self.numa_balancing = numa_balancing
         weights = dict(interleave_weights or {})

@@ -293,7 +293,8 @@ class TieringMixin:
         st.kswapd_failures = 0 if reclaimed else st.kswapd_failures + 1
 
     def node_folios(self, node):
-        """Every allocated folio on ``node`` (the node's LRU lists, unordered)."""
+        """Every allocated folio on ``node`` on its LRU lists (unordered): not those
+        isolated for a migration in progress."""
         seen = {}
         for proc in self.procs.values():
             for pte in proc.ptes.values():
@@ -306,8 +307,8 @@ class TieringMixin:
                         seen[id(folio)] = folio
         for folio in self.page_cache:
             seen[id(folio)] = folio
-        return [f for f in seen.values()
-                if not f.is_zero and not f.freed and f.node == node]
+        return [f for f in seen.values() if not f.is_zero and not f.freed and f.node == node
+                and id(f) not in self.isolated]
 
     def lru_candidates(self, node):
         """The node's folios, least recently accessed first."""

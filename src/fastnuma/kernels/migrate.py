@@ -66,6 +66,7 @@ def split_for_migration(st, asid, f, vpn, out_f, out_v, n_out):
     for i in range(PTRS_PER_PMD):
         out_f[n_out + i] = st.ptes[base + i]["frame"]
         out_v[n_out + i] = first + i
+        st.frames[out_f[n_out + i]]["flags"] |= FRAME_ISOLATED     # still off the LRU
     return n_out + PTRS_PER_PMD
 
 
@@ -111,6 +112,7 @@ def migrate_batch(st, vmas, asid, folios, vpns, lo, hi, how, target, cpu, split_
                 pi = at
         src = np.int64(st.frames[f]["node"])
         stats[S_SUCCEEDED] += commit_folio_move(st, f, pi, node)
+        st.frames[f]["flags"] &= ~np.uint8(FRAME_ISOLATED)   # the new folio joins the LRU
         reset_stamp_on_tier_change(st, f, src, node)    # docs/tiering.md S7, every move
         if order > 0:
             stats[S_THP_SUCCEEDED] += 1
@@ -122,8 +124,12 @@ def migrate_pages(st, vmas, asid, folios, vpns, how, target, cpu):
     """mm/migrate.c migrate_pages (MIGRATE_SYNC): chunks of at least 512 pages, each as
     one batch, its split THPs as one more batch (no further split). -ENOMEM stops
     everything. Returns -ENOMEM, or how many folios were not migrated (0: all moved).
-    Counts pgmigrate_* and thp_migration_*."""
+    Counts pgmigrate_* and thp_migration_*. The folios are isolated from the LRU until
+    they move (or to the end, when they do not): the direct reclaim of an allocation for
+    one of them cannot take another (isolate_lru_folios skips them)."""
     n = folios.size
+    for k in range(n):
+        st.frames[folios[k]]["flags"] |= FRAME_ISOLATED
     stats = np.zeros(N_STATS, np.int64)
     dest = np.empty(max(n, 1), np.int64)
     split_f = np.empty(PTRS_PER_PMD, np.int64)     # a chunk holds at most one THP
@@ -161,9 +167,13 @@ def migrate_pages(st, vmas, asid, folios, vpns, how, target, cpu):
                                         target, cpu, split_f, split_v, 0, False, stats,
                                         split_dest)
             not_moved += n_split - left2
+            for j in range(n_split):                   # putback_movable_pages
+                st.frames[split_f[j]]["flags"] &= ~np.uint8(FRAME_ISOLATED)
         rc_gather += astats[S_SPLIT]
     if not stopped and not_moved == 0:
         rc_gather = 0
+    for k in range(n):                                 # the ones not moved go back
+        st.frames[folios[k]]["flags"] &= ~np.uint8(FRAME_ISOLATED)
     st.vm[C_PGMIGRATE_SUCCESS] += stats[S_SUCCEEDED]
     st.vm[C_PGMIGRATE_FAIL] += stats[S_FAILED_PAGES]
     st.vm[C_THP_MIGRATION_SUCCESS] += stats[S_THP_SUCCEEDED]

@@ -16,7 +16,7 @@ from ..constants import SWAP_CLUSTER_MAX
 from ..dtypes import (C_PAGEOUTRUN, C_PGMIGRATE_SUCCESS, C_PGSCAN_ANON, C_PGSCAN_FILE,
                       C_PGSCAN_KSWAPD, C_PGSTEAL_ANON, C_PGSTEAL_FILE, C_PGSTEAL_KSWAPD,
                       CTL_ACCESS_SEQ, CTL_NBLOCKS, CTL_NFRAMES, CTL_TIER_RNG, FRAME_DIRTY,
-                      FRAME_FILE, FRAME_FREE, FRAME_PTE_DIRTY,
+                      FRAME_FILE, FRAME_FREE, FRAME_ISOLATED, FRAME_PTE_DIRTY,
                       N_DEMOTE_LOWER, N_DEMOTE_PREFERRED, N_KSWAPD_FAILURES, N_KSWAPD_WAKE,
                       N_PGDEMOTE_KSWAPD, OPT_DEMOTION_ENABLED, PTE_NODE_MASK, PTE_NODE_SHIFT,
                       PTE_PRESENT, PTE_ZERO, PTRS_PER_PMD)
@@ -47,12 +47,14 @@ def in_mask(mask, n):
 
 @kernel
 def lru_candidates(st, node):
-    """The allocated frames on ``node``, least recently accessed first."""
+    """The allocated frames on ``node``, least recently accessed first; not those
+    isolated for a migration in progress (off the LRU)."""
     nf = st.ctl[CTL_NFRAMES]
     out = np.empty(nf, np.int64)
     k = 0
     for f in range(nf):
-        if not st.frames[f]["flags"] & FRAME_FREE and st.frames[f]["node"] == node:
+        if not st.frames[f]["flags"] & (FRAME_FREE | FRAME_ISOLATED) and \
+                st.frames[f]["node"] == node:
             out[k] = f
             k += 1
     out = out[:k]
