@@ -220,9 +220,8 @@ def queue_pages_range(st, blocks, lo, hi, user_mask, flags, out_frames, out_vpns
 
 @kernel
 def flush_run(st, vmas, asid, folios, vpns, node, cpu):
-    """move_pages_and_store_status: migrate a run to ``node``; its folios are released."""
-    for k in range(folios.size):
-        st.frames[folios[k]]["flags"] &= ~np.uint8(FRAME_ISOLATED)
+    """move_pages_and_store_status: migrate a run to ``node`` (its folios, isolated as
+    they were queued, are released by migrate_pages)."""
     return migrate_pages(st, vmas, asid, folios, vpns, TARGET_NODE, node, cpu)
 
 
