@@ -86,14 +86,17 @@ class FaultMixin:
     def split_pmd_mapping(self, proc, hpn):
         """__split_huge_pmd_locked: one PMD mapping becomes 512 PTEs; thp_split_pmd += 1.
         A NUMA mark of the PMD stays on each of the 512 PTEs (fastnuma's choice, as the
-        2012 kernels did; marks are per page)."""
+        2012 kernels did; marks are per page). The huge zero page's PTEs take the VMA's
+        protection (__split_huge_zero_page_pmd: vm_page_prot), so a PROT_NONE VMA's stay
+        inaccessible: the PMD's mark, which change_prot_numa never sets on it."""
         pmd = proc.pmds.pop(hpn)
         self.vm["thp_split_pmd"] += 1
         base = hpn * HPAGE_PMD_NR
         proc.pte_tables.add(hpn)
         if pmd.folio.is_zero:
             for i in range(HPAGE_PMD_NR):
-                self.set_pte(proc, base + i, ZERO_PAGE, 0, write=False, dirty=False)
+                self.set_pte(proc, base + i, ZERO_PAGE, 0, write=False, dirty=False,
+                             numa=pmd.numa)
             return
         folio = pmd.folio
         folio.pmds.discard((proc.pid, hpn))
